@@ -1,0 +1,43 @@
+# Every target that runs code depends on the virtual environment, so each command does its own set-up.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FER2013_ROOT ?= $(if $(wildcard ../shared/data/fer2013),../shared/data/fer2013,data/fer2013)
+export FER2013_ROOT
+
+.PHONY: install demo train test test-slow lint format tensorboard clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## the whole pipeline on generated faces, no data set needed (~1-2 min on 2 cores)
+	$(BIN)/python -m emotion.train experiment=demo
+
+train: $(STAMP)  ## the seed recipe on FER2013 (FER2013_ROOT=DIR to point elsewhere)
+	$(BIN)/python -m emotion.train experiment=baseline
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir logs
+
+clean:
+	rm -rf logs .cache .pytest_cache .ruff_cache

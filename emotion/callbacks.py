@@ -1,0 +1,75 @@
+"""Small Lightning callbacks for what Lightning does not log by itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from emotion.reports import confusion_matrix_figure, misclassified_figure
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a batch, for Lightning's ``ThroughputMonitor``."""
+    return int(batch[0].shape[0])
+
+
+class EvalFigures(L.Callback):
+    """Each validation epoch: a confusion-matrix figure and a grid of misclassified faces in TensorBoard."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        ev = pl_module.last_eval.get("val")
+        tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if ev is None or tb is None:
+            return
+        names = pl_module.class_names
+        tb.experiment.add_figure(
+            "val/confusion_matrix",
+            confusion_matrix_figure(ev["confusion_matrix"], names),
+            global_step=trainer.current_epoch,
+        )
+        if ev["misclassified"]:
+            fig = misclassified_figure(*ev["misclassified"], names)
+            tb.experiment.add_figure("val/misclassified", fig, global_step=trainer.current_epoch)
+
+
+class MetricsHistory(L.Callback):
+    """Per-epoch record of val/train metrics and wall-clock time (kept across resumes via the checkpoint)."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.elapsed_before = 0.0  # seconds spent in earlier (resumed-from) runs
+        self._t0 = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._t0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Runs after this epoch's validation; train/* epoch means are read from the module's own metric state.
+        row: dict[str, float] = {"epoch": trainer.current_epoch + 1, "elapsed_s": round(self.elapsed(), 1)}
+        ev = pl_module.last_eval.get("val")
+        if ev is not None:
+            row.update(ev["metrics"])
+        if "val/loss" in trainer.callback_metrics:
+            row["val/loss"] = float(trainer.callback_metrics["val/loss"])
+        if pl_module.train_acc.update_count:
+            row["train/acc"] = float(pl_module.train_acc.compute())
+        if "train/loss_epoch" in trainer.callback_metrics or "train/loss" in trainer.callback_metrics:
+            row["train/loss"] = float(
+                trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
+            )
+        self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "elapsed": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+        self.elapsed_before = float(state_dict.get("elapsed", 0.0))

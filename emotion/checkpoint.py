@@ -1,0 +1,92 @@
+"""Load and save trained networks safely: no file can run code when loaded.
+
+Lightning checkpoints are read with ``torch.load(weights_only=True)``; shipped weights are safetensors with the
+network's spec (class names, input size, normalisation) in their metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from emotion.models import EmotionNet, build_from_spec
+from emotion.module import CHECKPOINT_SPEC_KEY
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot (or must not) be loaded; the message says why."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` restricted to tensors and plain containers: a pickled object that would run code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"refused to load {path}: it contains pickled Python objects that are not plain weights and could run "
+            f"code when loaded ({str(exc).splitlines()[0]}). Only load model files from sources you trust, and "
+            "re-export them with `python -m emotion.export`."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ModelFileError(f"{path} is not a readable PyTorch checkpoint ({exc}); is the file complete?") from None
+
+
+def net_from_state(spec: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> EmotionNet:
+    try:
+        net = build_from_spec(spec)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{source}: cannot rebuild the network from its spec ({exc})") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{source}: weights do not match architecture {spec.get('arch')!r}: {exc}") from None
+    return net.eval()
+
+
+def load_checkpoint_net(path: str | Path) -> EmotionNet:
+    ckpt = read_checkpoint(path)
+    spec = ckpt.get(CHECKPOINT_SPEC_KEY)
+    if spec is None or "state_dict" not in ckpt:
+        raise ModelFileError(f"{path} is not an emotion checkpoint (no '{CHECKPOINT_SPEC_KEY}' entry)")
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
+    return net_from_state(spec, state, str(path))
+
+
+def save_safetensors(net: EmotionNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"emotion_spec": json.dumps(net.spec()), "extra": json.dumps(extra or {})}
+    save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    return path
+
+
+def load_safetensors_net(path: str | Path) -> EmotionNet:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        raise ModelFileError(f"{path} is not a readable safetensors file ({exc})") from None
+    if "emotion_spec" not in meta:
+        raise ModelFileError(f"{path} has no 'emotion_spec' metadata: it was not written by emotion")
+    return net_from_state(json.loads(meta["emotion_spec"]), state, str(path))
+
+
+def load_net(path: str | Path) -> EmotionNet:
+    """A network in eval mode from a Lightning checkpoint (``.ckpt``/``.pt``) or a ``.safetensors`` file."""
+    if str(path).endswith(".safetensors"):
+        return load_safetensors_net(path)
+    return load_checkpoint_net(path)

@@ -1,0 +1,258 @@
+"""LightningDataModule for FER2013: decode once, gather batches from memory, augment batched on the device."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from emotion.data.augment import BatchAugment
+from emotion.data.cache import load_raw
+from emotion.data.sources import DatasetError, RawData
+from emotion.data.splits import Splits, assign_splits
+from emotion.data.synthetic import write_dataset
+from emotion.labels import FER2013_CLASSES
+
+log = logging.getLogger(__name__)
+
+KAGGLE_DATASET = "msambare/fer2013"
+
+
+class EpochBatchSampler(Sampler[torch.Tensor]):
+    """Yields index tensors of whole batches; the order is a pure function of (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        for b, start in enumerate(range(0, self.n, self.batch_size)):
+            idx = order[start : start + self.batch_size]
+            if self.drop_last and len(idx) < self.batch_size:
+                return
+            yield idx, self.seed * 1_000_003 + self.epoch * 10_007 + b
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+
+class InMemoryFaces(Dataset):
+    """Faces held as one N×1×S×S uint8 tensor; indexed by a whole batch of indices at once."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        self.y = torch.from_numpy(labels)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, item: tuple[torch.Tensor, int]):
+        idx, batch_seed = item
+        if self.augment:
+            return self.x[idx], self.y[idx], torch.tensor(batch_seed)
+        return self.x[idx], self.y[idx]
+
+
+def _kaggle_credentials() -> bool:
+    return bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or (
+        Path.home() / ".kaggle" / "kaggle.json"
+    ).is_file()
+
+
+def missing_dataset_error(root: Path, tried: list[str]) -> DatasetError:
+    return DatasetError(
+        f"FER2013 not found. Tried: {', '.join(tried)}.\n"
+        f"  Expected the Kaggle layout ROOT/train/<class>/*.jpg and ROOT/test/<class>/*.jpg "
+        f"(https://www.kaggle.com/datasets/{KAGGLE_DATASET}) or ROOT/fer2013.csv.\n"
+        f"  Fix: download it and pass data.root=DIR (or set FER2013_ROOT=DIR); or install kagglehub and set "
+        f"KAGGLE_USERNAME/KAGGLE_KEY to download it automatically; or try the pipeline without data: "
+        f"python -m emotion.train experiment=demo"
+    )
+
+
+class FER2013DataModule(L.LightningDataModule):
+    """FER2013 (folder layout or CSV) with the official split where present; see :mod:`emotion.data.splits`.
+
+    Training batches are ``(uint8 images, labels, batch_seed)``; ``on_after_batch_transfer`` augments them on the
+    device. Validation/test batches are ``(uint8 images, labels)`` and are never augmented.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/fer2013",
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        image_size: int = 48,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        cache_dir: str | None = ".cache/emotion",
+        augment: BatchAugment | None = None,
+        max_bad_fraction: float = 0.01,
+        exclude: str | None = None,
+        synthesize: dict[str, int] | None = None,
+        download: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size} (eval_batch_size {eval_batch_size})")
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        if not 0 <= max_bad_fraction <= 1:
+            raise ValueError(f"data.max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        self.root = Path(root)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.image_size, self.val_fraction, self.seed = image_size, val_fraction, seed
+        self.cache_dir = cache_dir
+        self.augment = augment
+        self.max_bad_fraction = max_bad_fraction
+        self.exclude = exclude
+        self.synthesize = synthesize
+        self.download = download
+        self.pin_memory = pin_memory
+        self.class_names: tuple[str, ...] = FER2013_CLASSES
+        self.raw: RawData | None = None
+        self.splits: Splits | None = None
+        self.info: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- locating and reading
+    def resolve_root(self) -> Path:
+        """The data root, generating the synthetic set or downloading from Kaggle when configured and missing."""
+        if self.root.exists():
+            return self.root
+        if self.synthesize is not None:
+            log.info("generating synthetic faces into %s", self.root)
+            write_dataset(self.root, **self.synthesize)
+            return self.root
+        tried = [str(self.root)]
+        if self.download:
+            try:
+                import kagglehub
+            except ImportError:
+                tried.append("kagglehub (not installed: pip install kagglehub)")
+            else:
+                if not _kaggle_credentials():
+                    tried.append("kagglehub (no Kaggle credentials: KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json)")
+                else:
+                    try:
+                        path = Path(kagglehub.dataset_download(KAGGLE_DATASET))
+                        log.info("downloaded %s to %s", KAGGLE_DATASET, path)
+                        return path
+                    except Exception as exc:  # network errors come in many types; report, don't crash
+                        tried.append(f"kagglehub download of {KAGGLE_DATASET} ({type(exc).__name__}: {exc})")
+        raise missing_dataset_error(self.root, tried)
+
+    def prepare_data(self) -> None:
+        self.resolve_root()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        root = self.resolve_root()
+        raw, cached = load_raw(root, self.image_size, self.cache_dir)
+        self._check_report(raw, root)
+        excluded = self._apply_exclude(raw)
+        self.raw = raw
+        self.splits = assign_splits(raw, self.val_fraction, self.seed)
+        if len(excluded):
+            self.splits.train = np.setdiff1d(self.splits.train, excluded)
+            self.splits.protocol["excluded_from_train"] = f"{len(excluded)} images listed in {self.exclude}"
+        for name in ("train", "val", "test"):
+            idx = getattr(self.splits, name)
+            counts = np.bincount(raw.labels[idx], minlength=len(self.class_names))
+            self.info[f"{name}_class_counts"] = dict(zip(self.class_names, counts.tolist()))
+        self.info.update(
+            root=str(root),
+            from_cache=cached,
+            split_protocol=self.splits.protocol,
+            decode_report={**raw.report.to_dict(), "skipped_count": len(raw.report.skipped)},
+        )
+        log.info("split protocol: %s", self.splits.describe())
+        for note in self.splits.protocol["notes"]:
+            log.warning("%s", note)
+
+    def _check_report(self, raw: RawData, root: Path) -> None:
+        rep = raw.report
+        for folder in rep.empty_class_folders:
+            log.warning("empty class folder: %s", folder)
+        if rep.ignored_non_images:
+            log.warning("ignored %d files without an image extension, e.g. %s", len(rep.ignored_non_images),
+                        rep.ignored_non_images[:3])
+        if rep.converted:
+            log.info("converted on load: %s", dict(rep.converted))
+        n_bad, n_all = len(rep.skipped), len(rep.skipped) + len(raw.labels)
+        if n_bad:
+            shown = "\n".join(f"  {p}: {r}" for p, r in rep.skipped[:20])
+            log.warning("skipped %d unreadable image files:\n%s%s", n_bad, shown, "\n  ..." if n_bad > 20 else "")
+        if n_all == 0:
+            raise DatasetError(f"{root} holds no images; expected {root}/train/<class>/*.jpg")
+        if n_bad / n_all > self.max_bad_fraction:
+            raise DatasetError(
+                f"{n_bad} of {n_all} image files under {root} are unreadable ({n_bad / n_all:.1%} > "
+                f"data.max_bad_fraction={self.max_bad_fraction}); first: {rep.skipped[0][0]}: {rep.skipped[0][1]}. "
+                "Re-download the data set or raise data.max_bad_fraction."
+            )
+
+    def _apply_exclude(self, raw: RawData) -> np.ndarray:
+        """Indices of images listed (by relative source path) in an exclusion JSON: {"exclude": [paths…]}."""
+        if not self.exclude:
+            return np.zeros(0, np.int64)
+        path = Path(self.exclude)
+        if not path.is_file():
+            raise DatasetError(f"data.exclude={self.exclude}: no such file")
+        listed = set(json.loads(path.read_text()).get("exclude", []))
+        return np.flatnonzero(np.isin(raw.sources, list(listed)))
+
+    # ----------------------------------------------------------------- loaders
+    def _subset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.splits is None or self.raw is None:
+            raise RuntimeError("call setup() first")
+        idx = getattr(self.splits, name)
+        return self.raw.images[idx], self.raw.labels[idx]
+
+    def class_counts(self) -> np.ndarray:
+        _, y = self._subset("train")
+        return np.bincount(y, minlength=len(self.class_names))
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        images, labels = self._subset(name)
+        if len(labels) == 0:
+            raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
+        ds = InMemoryFaces(images, labels, augment=train and self.augment is not None)
+        sampler = EpochBatchSampler(
+            len(ds), self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed,
+            drop_last=train and len(ds) > self.batch_size,
+        )
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if len(batch) == 3:  # a training batch: augment on its device, then drop the seed
+            x, y, seed = batch
+            if self.augment is not None and self.trainer is not None and self.trainer.training:
+                x = self.augment(x, int(seed))
+            return x, y
+        return batch

@@ -1,0 +1,27 @@
+"""Network architectures, looked up by name so checkpoints never need to name arbitrary Python objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emotion.models.base import FER2013_MEAN, FER2013_STD, EmotionNet
+from emotion.models.emotion_cnn import EmotionCNN
+
+ARCHITECTURES: dict[str, type[EmotionNet]] = {EmotionCNN.arch: EmotionCNN}
+
+
+def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
+    """Rebuild a network (untrained) from :meth:`EmotionNet.spec`."""
+    arch = spec.get("arch")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r} in model file; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[arch](
+        **spec.get("arch_kwargs", {}),
+        class_names=spec["class_names"],
+        input_size=spec.get("input_size", 48),
+        mean=spec.get("mean", FER2013_MEAN),
+        std=spec.get("std", FER2013_STD),
+    )
+
+
+__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionNet", "build_from_spec"]

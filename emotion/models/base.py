@@ -1,0 +1,81 @@
+"""What every emotion network carries: its class names and its input preprocessing.
+
+Consumers feed raw pixels (uint8 0..255 or float 0..1, shape ``N×1×48×48``); the network normalises them with
+buffers that are saved with its weights, so training, evaluation, export and the apps cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from emotion.labels import FER2013_CLASSES
+
+# Mean and standard deviation of FER2013's 28,709 training pixels, scaled to [0, 1].
+FER2013_MEAN = 0.5077
+FER2013_STD = 0.2550
+
+
+def check_probability(name: str, value: float) -> float:
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}; fix it in the model config (conf/model/).")
+    return float(value)
+
+
+class EmotionNet(nn.Module):
+    """Base class: holds class names, input size and normalisation; subclasses implement ``features_to_logits``."""
+
+    arch: str = ""
+
+    def __init__(
+        self,
+        class_names: tuple[str, ...] | list[str] = FER2013_CLASSES,
+        input_size: int = 48,
+        mean: float = FER2013_MEAN,
+        std: float = FER2013_STD,
+    ) -> None:
+        super().__init__()
+        if not class_names:
+            raise ValueError("class_names must list at least one class")
+        if std <= 0:
+            raise ValueError(f"std must be > 0, got {std}")
+        self.class_names: tuple[str, ...] = tuple(str(c) for c in class_names)
+        self.input_size = int(input_size)
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+        self._arch_kwargs: dict[str, Any] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw pixels (uint8 0..255 or float 0..1) → the normalised float input of the first layer."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw pixels → logits (no softmax: the loss applies log-softmax itself)."""
+        return self.logits(self.normalize(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self(x), dim=1)
+
+    def spec(self) -> dict[str, Any]:
+        """Everything needed to rebuild this network and feed it: saved in every checkpoint and export."""
+        return {
+            "arch": self.arch,
+            "arch_kwargs": dict(self._arch_kwargs),
+            "class_names": list(self.class_names),
+            "input_size": self.input_size,
+            "mean": float(self.mean),
+            "std": float(self.std),
+            "input": "grayscale, raw pixels uint8 0..255 or float 0..1, shape N x 1 x H x W",
+        }

@@ -1,0 +1,216 @@
+"""LightningModule: loss on logits, torchmetrics on val/test, optimizer and schedule from Hydra partials."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from emotion.models import EmotionNet
+
+CHECKPOINT_SPEC_KEY = "emotion_model"
+TTA_MODES = ("none", "flip")
+
+
+def eval_metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "macro_acc": MulticlassAccuracy(num_classes, average="macro"),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+class EmotionModule(L.LightningModule):
+    """Trains any :class:`EmotionNet`. ``optimizer``/``scheduler`` are partials (Hydra ``_partial_: true``)."""
+
+    def __init__(
+        self,
+        net: EmotionNet,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        label_smoothing: float = 0.0,
+        class_weighting: str | None = None,
+        tta: str = "none",
+        channels_last: bool = False,
+        compile: bool = False,
+        n_misclassified: int = 32,
+    ) -> None:
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if class_weighting not in (None, "inverse", "sqrt_inverse"):
+            raise ValueError(f"model.class_weighting must be null, inverse or sqrt_inverse, got {class_weighting!r}")
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        if compile:
+            self.net.compile()  # in place: state_dict keys stay those of the plain network
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.tta = tta
+        self.register_buffer("class_weights", torch.ones(net.num_classes), persistent=False)
+        k = net.num_classes
+        self.train_acc = MulticlassAccuracy(k, average="micro")
+        self.val_metrics = eval_metrics(k).clone(prefix="val/")
+        self.test_metrics = eval_metrics(k).clone(prefix="test/")
+        self.val_recall = MulticlassRecall(k, average=None)
+        self.test_recall = MulticlassRecall(k, average=None)
+        self.val_confmat = MulticlassConfusionMatrix(k)
+        self.test_confmat = MulticlassConfusionMatrix(k)
+        self.val_acc_best = MaxMetric()
+        # Filled at the end of each val/test epoch for callbacks and reports (figures, metrics.json).
+        self.last_eval: dict[str, dict[str, Any]] = {}
+        self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.net.class_names
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def predict_proba(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Softmax probabilities, averaged over test-time augmentations (``flip``: the mirrored face too)."""
+        tta = tta or self.tta
+        probs = torch.softmax(self(x), dim=1)
+        if tta == "flip":
+            probs = (probs + torch.softmax(self(torch.flip(x, dims=[3])), dim=1)) / 2
+        return probs
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.class_weighting and dm is not None:
+            counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
+            w = counts.sum() / (len(counts) * counts)
+            if self.hparams.class_weighting == "sqrt_inverse":
+                w = w.sqrt()
+            self.class_weights = (w / (w * counts).sum() * counts.sum()).to(self.device)
+        if dm is not None and tuple(dm.class_names) != self.class_names:
+            raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        probs = self.predict_proba(x, tta="none" if stage == "val" else self.tta)
+        loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y)
+        getattr(self, f"{stage}_metrics").update(probs, y)
+        getattr(self, f"{stage}_recall").update(probs, y)
+        getattr(self, f"{stage}_confmat").update(probs, y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        pred = probs.argmax(1)
+        wrong = (pred != y).nonzero().flatten()
+        room = self.hparams.n_misclassified - sum(len(m[0]) for m in self._misclassified)
+        if room > 0 and len(wrong):
+            wrong = wrong[:room]
+            self._misclassified.append((x[wrong].detach().cpu(), y[wrong].cpu(), pred[wrong].cpu()))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = getattr(self, f"{stage}_metrics").compute()
+        self.log_dict(metrics, prog_bar=stage == "val")
+        recall = getattr(self, f"{stage}_recall").compute().cpu()
+        confmat = getattr(self, f"{stage}_confmat").compute().cpu()
+        for name, r in zip(self.class_names, recall):
+            self.log(f"{stage}/recall_{name}", r)
+        if stage == "val":
+            self.val_acc_best(metrics["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        imgs = [torch.cat(t) for t in zip(*self._misclassified)] if self._misclassified else []
+        self.last_eval[stage] = {
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "recall": dict(zip(self.class_names, recall.tolist())),
+            "confusion_matrix": confmat.tolist(),
+            "misclassified": imgs,
+        }
+        for m in (
+            getattr(self, f"{stage}_metrics"),
+            getattr(self, f"{stage}_recall"),
+            getattr(self, f"{stage}_confmat"),
+        ):
+            m.reset()
+        self._misclassified = []
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.predict_proba(batch[0])
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("no optimizer configured (model.optimizer)")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs: dict[str, Any] = {}
+        params = inspect.signature(getattr(self.scheduler_factory, "func", self.scheduler_factory)).parameters
+        given = getattr(self.scheduler_factory, "keywords", {})
+        steps = (
+            self.trainer.estimated_stepping_batches
+            if self.hparams.scheduler_interval == "step"
+            else self.trainer.max_epochs
+        )
+        for name in ("total_steps", "T_max"):  # OneCycleLR / CosineAnnealingLR: fill in the run's length
+            if name in params and name not in given:
+                kwargs[name] = int(steps)
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_SPEC_KEY] = self.net.spec()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_compatible(checkpoint.get(CHECKPOINT_SPEC_KEY), self.net.spec(), "checkpoint")
+
+
+def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
+    """Refuse, naming the mismatch, to load weights of another architecture or class list."""
+    if saved is None:
+        raise ValueError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
+    for key in ("arch", "class_names"):  # dropout rates may differ between runs; shapes may not
+        if saved.get(key) != current.get(key):
+            raise ValueError(
+                f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
+                "configured model; choose the matching model config (model=...) or another checkpoint"
+            )

@@ -1,0 +1,160 @@
+"""The plumbing of a run that ``train.py`` and ``evaluate.py`` share: instantiation, resume, reports, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from emotion.callbacks import MetricsHistory
+from emotion.reports import confusion_matrix_figure, curves_figure, hardware, save_figure, write_json
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
+
+
+class UserError(Exception):
+    """An error whose message is the whole story: printed without a traceback."""
+
+
+@contextlib.contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """Turn configuration and data errors into one readable message and exit status 2, not a traceback."""
+    from emotion.checkpoint import ModelFileError
+    from emotion.data.sources import DatasetError
+
+    try:
+        yield
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        log.error("invalid configuration: %s", cause)
+        raise SystemExit(f"error: invalid configuration: {cause}") from None
+    except (UserError, DatasetError, ModelFileError) as exc:
+        log.error("%s", exc)
+        raise SystemExit(f"error: {exc}") from None
+
+
+def instantiate_list(cfg: DictConfig | None) -> list[Any]:
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    return datamodule, model, instantiate_list(cfg.get("callbacks")), instantiate_list(cfg.get("logger"))
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """``last`` → this run's ``checkpoints/last.ckpt`` when it exists (else a fresh start); a path must exist."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        log.info("ckpt_path=last but %s does not exist yet: starting fresh", last)
+        return None
+    if not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path} does not exist; pass a .ckpt file, 'last', or null")
+    return ckpt_path
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k != "hydra":
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
+
+    walk("", container)
+    return out
+
+
+def log_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Save the composed config next to the run (Hydra does too) so every logger has it."""
+    for lg in trainer.loggers:
+        if not isinstance(lg, TensorBoardLogger):  # TensorBoard gets them with the final metrics (hparams tab)
+            lg.log_hyperparams(flat_config(cfg))
+
+
+def overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def time_to_accuracy(history: list[dict[str, float]], target: float) -> float | None:
+    """Minutes of training until val/acc first reached ``target`` (None if it never did)."""
+    for row in history:
+        if row.get("val/acc", 0.0) >= target:
+            return round(row["elapsed_s"] / 60, 2)
+    return None
+
+
+def write_run_report(
+    cfg: DictConfig,
+    out_dir: Path,
+    trainer: L.Trainer,
+    datamodule: Any,
+    model: Any,
+    metrics: dict[str, float],
+    evals: dict[str, dict | None],
+    best_ckpt: str,
+    wall_time_s: float,
+) -> dict[str, Any]:
+    history_cb = next((c for c in trainer.callbacks if isinstance(c, MetricsHistory)), None)
+    history = history_cb.history if history_cb else []
+    names = list(model.class_names)
+    report: dict[str, Any] = {
+        "run_dir": str(out_dir),
+        "tags": list(cfg.get("tags") or []),
+        "overrides": overrides(),
+        "class_names": names,
+        "model_spec": model.net.spec(),
+        "split_protocol": datamodule.info.get("split_protocol"),
+        "data": {k: v for k, v in datamodule.info.items() if k != "split_protocol"},
+        "metrics": metrics,
+        "tta": model.tta,
+        "best_checkpoint": best_ckpt,
+        "epochs_trained": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "history": history,
+        "minutes_to_published_acc": time_to_accuracy(history, PUBLISHED_SEED_ACC),
+        "train_time_s": history_cb.elapsed() if history_cb else None,
+        "wall_time_s": round(wall_time_s, 1),
+        "hardware": hardware(),
+    }
+    for stage, ev in evals.items():
+        if ev:
+            report[stage] = {"recall": ev["recall"], "confusion_matrix": ev["confusion_matrix"]}
+            title = f"{stage}: acc {ev['metrics'].get(f'{stage}/acc', float('nan')):.4f}"
+            save_figure(
+                confusion_matrix_figure(ev["confusion_matrix"], names, title), out_dir / f"confusion_{stage}.png"
+            )
+    if history:
+        save_figure(curves_figure(history, PUBLISHED_SEED_ACC), out_dir / "curves.png")
+    write_json(report, out_dir / "metrics.json")
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.log_hyperparams(flat_config(cfg), metrics={f"hp/{k}": v for k, v in metrics.items()})
+    log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    log.info("run directory: %s", out_dir)
+    return report

@@ -1,0 +1,69 @@
+"""Train (and test) a model: ``python -m emotion.train experiment=baseline``; sweeps with ``-m``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from emotion.runs import (
+    fail_cleanly,
+    instantiate_all,
+    log_hyperparameters,
+    resolve_ckpt_path,
+    write_run_report,
+)
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, then validate and test the best checkpoint; write metrics.json and figures into the run directory."""
+    t0 = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule, model, callbacks, loggers = instantiate_all(cfg)  # validates every value before any training
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_hyperparameters(cfg, trainer)
+    out_dir = Path(cfg.paths.output_dir)
+
+    if cfg.get("train"):
+        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+        log.info("fitting%s", f" (resuming from {ckpt_path})" if ckpt_path else "")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = best or None
+    if not best:
+        log.warning("no best checkpoint found; evaluating the current weights")
+    results: dict[str, Any] = {}
+    results.update(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
+    evals = {"val": model.last_eval.get("val")}
+    if cfg.get("test"):
+        results.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
+        evals["test"] = model.last_eval.get("test")
+    metrics = {k: float(v) for k, v in results.items()}
+    write_run_report(cfg, out_dir, trainer, datamodule, model, metrics, evals, best, time.perf_counter() - t0)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with fail_cleanly():
+        metrics = train(cfg)
+        name = cfg.get("optimized_metric")
+        if not name:
+            return None
+        if name not in metrics:
+            raise ValueError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
+        value = metrics[name]
+        return value if math.isfinite(value) else float("nan")
+
+
+if __name__ == "__main__":
+    main()
