@@ -72,7 +72,9 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    container = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True, throw_on_missing=False
+    )
     out: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:

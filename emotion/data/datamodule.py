@@ -17,7 +17,7 @@ from emotion.data.augment import BatchAugment
 from emotion.data.cache import load_raw
 from emotion.data.sources import DatasetError, RawData
 from emotion.data.splits import Splits, assign_splits
-from emotion.data.synthetic import write_dataset
+from emotion.data.synthetic import ensure_dataset
 from emotion.labels import FER2013_CLASSES
 
 log = logging.getLogger(__name__)
@@ -133,11 +133,9 @@ class FER2013DataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- locating and reading
     def resolve_root(self) -> Path:
         """The data root, generating the synthetic set or downloading from Kaggle when configured and missing."""
-        if self.root.exists():
-            return self.root
         if self.synthesize is not None:
-            log.info("generating synthetic faces into %s", self.root)
-            write_dataset(self.root, **self.synthesize)
+            return ensure_dataset(self.root, **self.synthesize)
+        if self.root.exists():
             return self.root
         tried = [str(self.root)]
         if self.download:

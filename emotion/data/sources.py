@@ -209,7 +209,10 @@ def read_csv(path: Path, size: int = 48) -> RawData:
             if not row:
                 continue
             if len(row) != len(header):
-                raise DatasetError(f"{where}: expected {len(header)} columns ({','.join(header)}), got {len(row)}")
+                raise DatasetError(
+                    f"{where}: expected {len(header)} columns ({','.join(header)}), got {len(row)}"
+                    " (a truncated or damaged file? re-download fer2013.csv)"
+                )
             try:
                 label = int(row[i_emo])
                 pixels = np.array(row[i_pix].split(), dtype=np.int64)

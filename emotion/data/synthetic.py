@@ -9,6 +9,8 @@ with official-style split prefixes, so the real folder reader is what reads them
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -91,8 +93,30 @@ def write_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, n_test:
             for _ in range(n):
                 counter += 1
                 cv2.imwrite(str(d / f"{prefix}_{counter:06d}.jpg"), draw_face(label, rng), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (tmp / MARKER).write_text(json.dumps(params(n_train, n_val, n_test, seed)))
     tmp.rename(root)  # appears complete or not at all
     return root
+
+
+MARKER = "synthetic.json"
+
+
+def params(n_train: int = 300, n_val: int = 60, n_test: int = 60, seed: int = 0) -> dict[str, int]:
+    return {"n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed, "version": 1}
+
+
+def ensure_dataset(root: str | Path, **kwargs: int) -> Path:
+    """Generate the set at ``root`` unless one with the same parameters is already there."""
+    root = Path(root)
+    if root.exists():
+        marker = root / MARKER
+        if not marker.is_file():
+            raise FileExistsError(f"{root} exists but holds no synthetic data set ({MARKER} missing); choose another root")
+        if json.loads(marker.read_text()) == params(**kwargs):
+            return root
+        shutil.rmtree(root)  # ours, generated with other parameters
+    shutil.rmtree(root.with_name(root.name + ".partial"), ignore_errors=True)
+    return write_dataset(root, **kwargs)
 
 
 def main() -> None:

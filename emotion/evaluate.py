@@ -1,0 +1,94 @@
+"""Evaluate a trained model on any labelled folder: ``python -m emotion.evaluate ckpt_path=… data.root=DIR``.
+
+``DIR`` may be a full FER2013 root (its test split is used, see the split protocol), a folder holding only
+``test/<class>/*.jpg``, or class folders directly. Prints accuracy, macro-F1, a per-class table and the confusion
+matrix, and writes them to ``eval.json`` (plus a confusion-matrix PNG) in the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from emotion.checkpoint import load_net
+from emotion.module import EmotionModule
+from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
+from emotion.runs import UserError, fail_cleanly, overrides
+
+log = logging.getLogger(__name__)
+
+
+def model_path(cfg: DictConfig) -> str:
+    if cfg.get("ckpt_path") in (None, "", "???"):
+        raise UserError("give a model: ckpt_path=PATH (.ckpt or .safetensors)")
+    return str(cfg.ckpt_path)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True)
+    path = model_path(cfg)
+    net = load_net(path)
+    module = EmotionModule(net, tta=cfg.tta)
+    datamodule = hydra.utils.instantiate(cfg.data, augment=None)
+    datamodule.setup("test")
+    split = cfg.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise UserError(f"split must be train, val or test, got {split!r}")
+    if tuple(datamodule.class_names) != net.class_names:
+        raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, enable_model_summary=False)
+    trainer.test(module, dataloaders=datamodule._loader(split, train=False), verbose=False)
+    ev = module.last_eval["test"]
+    result = {
+        "model": path,
+        "data_root": str(datamodule.root),
+        "split": split,
+        "split_protocol": datamodule.info["split_protocol"],
+        "n_images": int(sum(map(sum, ev["confusion_matrix"]))),
+        "tta": cfg.tta,
+        "class_names": list(net.class_names),
+        "accuracy": ev["metrics"]["test/acc"],
+        "macro_accuracy": ev["metrics"]["test/macro_acc"],
+        "macro_f1": ev["metrics"]["test/macro_f1"],
+        "recall": ev["recall"],
+        "confusion_matrix": ev["confusion_matrix"],
+        "overrides": overrides(),
+        "hardware": hardware(),
+    }
+    out_dir = Path(cfg.paths.output_dir)
+    write_json(result, out_dir / "eval.json")
+    title = f"{split} acc {result['accuracy']:.4f} (tta={cfg.tta})"
+    save_figure(confusion_matrix_figure(ev["confusion_matrix"], net.class_names, title), out_dir / "confusion.png")
+    print_result(result)
+    log.info("wrote %s", out_dir / "eval.json")
+    return result
+
+
+def print_result(r: dict[str, Any]) -> None:
+    console = Console()
+    console.print(
+        f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images, tta={r['tta']}): "
+        f"accuracy [bold]{r['accuracy']:.4f}[/], macro-F1 {r['macro_f1']:.4f}, macro accuracy {r['macro_accuracy']:.4f}"
+    )
+    names = r["class_names"]
+    table = Table("true \\ predicted", *[n[:8] for n in names], "recall")
+    for name, row in zip(names, r["confusion_matrix"]):
+        table.add_row(name, *[str(v) for v in row], f"{r['recall'][name]:.3f}")
+    console.print(table)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> float:
+    with fail_cleanly():
+        return evaluate(cfg)["accuracy"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Shared fixtures: small generated data sets in both real formats, and composed Hydra configs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from emotion.data.synthetic import draw_face, write_dataset
+from emotion.labels import FER2013_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_FER = ROOT.parent / "shared" / "data" / "fer2013"
+
+
+def fer2013_root() -> Path | None:
+    import os
+
+    for candidate in (os.environ.get("FER2013_ROOT"), SHARED_FER):
+        if candidate and (Path(candidate) / "train").is_dir():
+            return Path(candidate)
+    return None
+
+
+def write_face(path: Path, label: str, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), draw_face(label, np.random.default_rng(seed)))
+
+
+@pytest.fixture
+def folder_data(tmp_path: Path) -> Path:
+    """Kaggle layout with official prefixes: 8 train, 2 PublicTest, 2 PrivateTest images per class."""
+    return write_dataset(tmp_path / "fer", n_train=8, n_val=2, n_test=2, seed=1)
+
+
+def write_csv(path: Path, rows_per_usage: dict[str, int], seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for usage, n in rows_per_usage.items():
+            for i in range(n):
+                label = i % len(FER2013_CLASSES)
+                img = draw_face(FER2013_CLASSES[label], rng)
+                w.writerow([label, " ".join(map(str, img.flatten())), usage])
+    return path
+
+
+@pytest.fixture
+def csv_data(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "fer2013.csv", {"Training": 21, "PublicTest": 7, "PrivateTest": 7})
+
+
+def make_cfg(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
+    """Compose a config as ``python -m emotion.train`` would, with every path inside ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name,
+            overrides=[
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                "hydra.job.num=0",  # unused, keeps HydraConfig complete
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+# Tiny but real training: generated faces, few images, one or two epochs, no progress bars.
+TINY = [
+    "experiment=demo",
+    "data.synthesize.n_train=12",
+    "data.synthesize.n_val=4",
+    "data.synthesize.n_test=4",
+    "data.batch_size=16",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+]

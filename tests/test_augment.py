@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from emotion.data import BatchAugment, FER2013DataModule
+
+
+def batch(n=16):
+    torch.manual_seed(0)
+    return torch.randint(0, 256, (n, 1, 48, 48), dtype=torch.uint8)
+
+
+def test_same_seed_same_output_other_seed_other_output():
+    aug = BatchAugment(erasing_p=0.5)
+    x = batch()
+    assert torch.equal(aug(x, 7), aug(x, 7))
+    assert not torch.equal(aug(x, 7), aug(x, 8))
+    out = aug(x, 7)
+    assert out.shape == x.shape and out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1
+
+
+def test_identity_settings_leave_images_unchanged():
+    x = batch()
+    out = BatchAugment(hflip=False, rotate_deg=0, scale=(1, 1))(x, 0)
+    assert torch.allclose(out, x.float() / 255, atol=1e-5)
+
+
+def test_flip_only_mirrors_about_half_the_batch():
+    x = batch(64)
+    out = BatchAugment(hflip=True, rotate_deg=0, scale=(1, 1))(x, 0)
+    ref = x.float() / 255
+    flipped = [torch.allclose(o, r.flip(-1), atol=1e-5) for o, r in zip(out, ref)]
+    same = [torch.allclose(o, r, atol=1e-5) for o, r in zip(out, ref)]
+    assert all(f or s for f, s in zip(flipped, same))
+    assert 16 < sum(flipped) < 48
+
+
+def test_augmentation_is_per_sample():
+    x = batch(1).repeat(8, 1, 1, 1)
+    out = BatchAugment(rotate_deg=20)(x, 3)
+    assert len({tuple(o.flatten()[:200].tolist()) for o in out}) == 8
+
+
+@pytest.mark.parametrize("kwargs", [{"scale": (0.0, 1.0)}, {"erasing_p": 2.0}, {"padding_mode": "wrap"}])
+def test_invalid_augment_values_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        BatchAugment(**kwargs)
+
+
+class _Trainer:
+    def __init__(self, training):
+        self.training = training
+
+
+def test_datamodule_augments_training_batches_only(folder_data, tmp_path):
+    dm = FER2013DataModule(root=str(folder_data), batch_size=8, cache_dir=None, augment=BatchAugment(rotate_deg=30))
+    dm.setup("fit")
+    train_batch = next(iter(dm.train_dataloader()))
+    val_batch = next(iter(dm.val_dataloader()))
+    assert len(train_batch) == 3 and len(val_batch) == 2
+    dm.trainer = _Trainer(training=True)
+    x, _ = dm.on_after_batch_transfer(train_batch, 0)
+    assert x.dtype == torch.float32 and not torch.allclose(x, train_batch[0].float() / 255)
+    dm.trainer = _Trainer(training=False)
+    xv, yv = dm.on_after_batch_transfer(val_batch, 0)
+    assert xv.dtype == torch.uint8 and torch.equal(xv, val_batch[0])
+
+
+def test_batch_order_is_a_function_of_seed_and_epoch(folder_data):
+    dm = FER2013DataModule(root=str(folder_data), batch_size=8, cache_dir=None, seed=5)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+
+    def labels(epoch):
+        loader.sampler.set_epoch(epoch)
+        return [b[1].tolist() for b in loader]
+
+    assert labels(0) == labels(0)
+    assert labels(0) != labels(1)

@@ -1,0 +1,22 @@
+import numpy as np
+
+from emotion.data.cache import load_raw
+from tests.conftest import write_face
+
+
+def test_second_load_comes_from_cache_and_is_identical(folder_data, tmp_path):
+    first, cached1 = load_raw(folder_data, cache_dir=tmp_path / "cache")
+    second, cached2 = load_raw(folder_data, cache_dir=tmp_path / "cache")
+    assert (cached1, cached2) == (False, True)
+    for name in ("images", "labels", "origin", "folder_split", "sources"):
+        assert np.array_equal(getattr(first, name), getattr(second, name))
+    assert second.report.to_dict() == first.report.to_dict()
+
+
+def test_adding_a_file_invalidates_the_cache(folder_data, tmp_path):
+    load_raw(folder_data, cache_dir=tmp_path / "cache")
+    write_face(folder_data / "train" / "happy" / "Training_new.jpg", "happy", 99)
+    raw, cached = load_raw(folder_data, cache_dir=tmp_path / "cache")
+    assert not cached
+    assert "train/happy/Training_new.jpg" in set(raw.sources)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2

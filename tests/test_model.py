@@ -1,0 +1,75 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emotion.labels import FER2013_CLASSES
+from emotion.models import EmotionCNN, build_from_spec
+
+# The seed's layer table: (module name, output shape after that module for a 1×1×48×48 input).
+SEED_TABLE = [
+    ("conv1", (32, 48, 48)),
+    ("conv2", (64, 48, 48)),
+    ("drop1", (64, 24, 24)),  # after pool
+    ("conv3", (128, 24, 24)),
+    ("conv4", (128, 12, 12)),
+    ("drop2", (128, 6, 6)),  # after pool
+    ("fc1", (1024,)),
+    ("fc2", (7,)),
+]
+
+
+def test_every_intermediate_shape_matches_the_seed_table():
+    net = EmotionCNN().eval()
+    shapes = {}
+    for name, _ in SEED_TABLE:
+        getattr(net, name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
+    net(torch.zeros(2, 1, 48, 48))
+    assert shapes == dict(SEED_TABLE)
+    assert net.fc1.in_features == 4608
+    assert sum(p.numel() for p in net.parameters()) == (
+        (9 * 32 + 32)
+        + (9 * 32 * 64 + 64)
+        + (9 * 64 * 128 + 128)
+        + (9 * 128 * 128 + 128)
+        + (4608 * 1024 + 1024)
+        + (1024 * 7 + 7)
+    )
+
+
+def test_forward_returns_logits_and_no_softmax_layer():
+    net = EmotionCNN().eval()
+    assert not any(isinstance(m, torch.nn.Softmax) for m in net.modules())
+    torch.manual_seed(0)
+    logits = net(torch.rand(4, 1, 48, 48))
+    probs = net.predict_proba(torch.rand(4, 1, 48, 48))
+    assert torch.allclose(probs.sum(1), torch.ones(4))
+    # Cross-entropy on these outputs equals NLL of their log-softmax: they are unnormalised logits.
+    y = torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(F.cross_entropy(logits, y), F.nll_loss(torch.log_softmax(logits, 1), y))
+    assert not torch.allclose(logits.exp().sum(1), torch.ones(4))
+
+
+def test_normalisation_lives_in_the_model_and_accepts_uint8_or_float():
+    net = EmotionCNN(mean=0.4, std=0.2).eval()
+    raw = torch.randint(0, 256, (3, 1, 48, 48), dtype=torch.uint8)
+    assert torch.allclose(net(raw), net(raw.float() / 255), atol=1e-5)
+    state = net.state_dict()
+    assert float(state["mean"]) == pytest.approx(0.4) and float(state["std"]) == pytest.approx(0.2)
+    rebuilt = build_from_spec(net.spec())
+    rebuilt.load_state_dict(state)
+    assert torch.allclose(rebuilt.eval()(raw), net(raw))
+
+
+def test_spec_carries_class_names_and_preprocessing():
+    spec = EmotionCNN(dropout_fc=0.3).spec()
+    assert spec["class_names"] == list(FER2013_CLASSES)
+    assert spec["input_size"] == 48 and spec["arch"] == "emotion_cnn"
+    assert spec["arch_kwargs"]["dropout_fc"] == 0.3
+
+
+@pytest.mark.parametrize("kwargs", [{"dropout_fc": 1.5}, {"dropout_conv1": -0.1}, {"input_size": 64}])
+def test_invalid_model_values_are_refused(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        EmotionCNN(**kwargs)

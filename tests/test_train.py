@@ -1,0 +1,125 @@
+"""End-to-end: Hydra composition → Lightning fit/validate/test → metrics.json, on generated faces."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from emotion.evaluate import evaluate
+from emotion.train import train
+from tests.conftest import ROOT, TINY, make_cfg
+
+
+def test_fast_dev_run_composes_and_trains(tmp_path):
+    cfg = make_cfg(tmp_path, [*TINY, "trainer.fast_dev_run=true"])
+    metrics = train(cfg)
+    assert "test/acc" in metrics and "val/acc" in metrics
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The real `experiment=demo` (smaller set, same recipe), trained once for the tests below."""
+    tmp = tmp_path_factory.mktemp("demo")
+    cfg = make_cfg(tmp, ["experiment=demo", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"])
+    metrics = train(cfg)
+    return tmp, cfg, metrics
+
+
+def test_demo_learns_well_above_chance(demo_run):
+    tmp, _, metrics = demo_run
+    # 7 balanced classes: chance is 14%. The demo must really learn its generated faces.
+    assert metrics["test/acc"] > 0.6
+    report = json.loads((tmp / "run" / "metrics.json").read_text())
+    assert report["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert report["split_protocol"]["test"] == "PrivateTest (420)"
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3, 4]
+    assert report["history"][-1]["val/acc"] > report["history"][0]["val/acc"]
+    for name in ("confusion_val.png", "confusion_test.png", "curves.png"):
+        assert (tmp / "run" / name).stat().st_size > 1000
+    assert list((tmp / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_checkpoint_carries_class_names_and_loads_safely(demo_run):
+    tmp, _, _ = demo_run
+    ckpt = torch.load(tmp / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["emotion_model"]["class_names"][6] == "neutral"
+    assert ckpt["emotion_model"]["mean"] > 0
+
+
+def test_evaluate_reproduces_the_test_metrics_of_train(demo_run, tmp_path):
+    tmp, _, metrics = demo_run
+    report = json.loads((tmp / "run" / "metrics.json").read_text())
+    cfg = make_cfg(
+        tmp_path,
+        [f"ckpt_path={report['best_checkpoint']}", f"data.root={tmp / 'data' / 'synthetic'}"],
+        config_name="eval",
+    )
+    result = evaluate(cfg)
+    assert result["accuracy"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert result["macro_f1"] == pytest.approx(metrics["test/macro_f1"], abs=1e-6)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["n_images"] == 420
+
+
+def test_evaluate_on_a_folder_with_only_test(demo_run, tmp_path):
+    tmp, _, _ = demo_run
+    report = json.loads((tmp / "run" / "metrics.json").read_text())
+    only_test = tmp_path / "only"
+    (only_test / "test").mkdir(parents=True)
+    for d in (tmp / "data" / "synthetic" / "test").iterdir():
+        (only_test / "test" / d.name).symlink_to(d)
+    for tta in ("none", "flip"):
+        cfg = make_cfg(
+            tmp_path,
+            [f"ckpt_path={report['best_checkpoint']}", f"data.root={only_test}", f"tta={tta}"],
+            config_name="eval",
+        )
+        result = evaluate(cfg)
+        assert result["tta"] == tta and result["n_images"] == 420  # PrivateTest files of test/
+        assert result["accuracy"] > 0.6
+
+
+def run_cli(*args: str, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_job_multirun(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("~")] + ["callbacks=none"]
+    res = run_cli("-m", "emotion.train", "-m", *tiny, f"paths.root_dir={tmp_path}", "model.optimizer.lr=1e-3,3e-3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = sorted(tmp_path.glob("logs/train/multiruns/*/[0-9]"))
+    assert len(runs) == 2
+    lrs = {json.loads((r / "metrics.json").read_text())["overrides"][-1] for r in runs}
+    assert lrs == {"model.optimizer.lr=0.001", "model.optimizer.lr=0.003"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
+        ("model.label_smoothing=-1", "label_smoothing must be in [0, 1)"),
+        ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
+    ],
+)
+def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):
+    res = run_cli("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", override, timeout=120)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not list(tmp_path.glob("logs/train/runs/*/checkpoints/*.ckpt"))
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    res = run_cli("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", "data.bach_size=8", timeout=120)
+    assert res.returncode != 0
+    assert "bach_size" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_dataset_names_paths_kaggle_and_demo(tmp_path):
+    res = run_cli("-m", "emotion.train", f"paths.root_dir={tmp_path}", f"data.root={tmp_path}/nowhere", timeout=120)
+    assert res.returncode != 0
+    err = res.stderr
+    assert f"{tmp_path}/nowhere" in err and "msambare/fer2013" in err and "experiment=demo" in err
+    assert "train/<class>" in err and "Traceback" not in err
