@@ -77,7 +77,7 @@ def load_safetensors_net(path: str | Path) -> EmotionNet:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types for damaged headers
         raise ModelFileError(f"{path} is not a readable safetensors file ({exc})") from None
     if "emotion_spec" not in meta:
