@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from emotion.reports import confusion_matrix_figure, misclassified_figure
+
+
+def progress_bar(refresh_rate: int = 1, log_refresh_rate: int = 50) -> L.Callback:
+    """Rich bars in a terminal; plain TQDM lines every ``log_refresh_rate`` steps when writing to a log file."""
+    if sys.stderr.isatty():
+        return RichProgressBar(refresh_rate=refresh_rate)
+    return TQDMProgressBar(refresh_rate=log_refresh_rate)
 
 
 def batch_size(batch: Any) -> int:
@@ -66,6 +77,10 @@ class MetricsHistory(L.Callback):
                 trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
             )
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+        if trainer.is_global_zero and not trainer.sanity_checking:  # live progress for runs in the background
+            path = Path(trainer.default_root_dir) / "history.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.history, indent=1))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "elapsed": self.elapsed()}

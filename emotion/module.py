@@ -140,7 +140,8 @@ class EmotionModule(L.LightningModule):
         for name, r in zip(self.class_names, recall):
             self.log(f"{stage}/recall_{name}", r)
         if stage == "val":
-            self.val_acc_best(metrics["val/acc"])
+            if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+                self.val_acc_best(metrics["val/acc"])
             self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
         imgs = [torch.cat(t) for t in zip(*self._misclassified)] if self._misclassified else []
         self.last_eval[stage] = {
