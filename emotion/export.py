@@ -1,0 +1,139 @@
+"""Export a trained model: ``python -m emotion.export ckpt_path=… format=onnx|torchscript|safetensors [out=PATH]``.
+
+The exported graph takes raw pixels (float32 in [0, 1], ``N×1×48×48``, dynamic batch) and outputs softmax
+probabilities; class names and preprocessing travel in the ONNX metadata (``emotion_spec``). A parity check
+against PyTorch runs as part of every export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from emotion.checkpoint import load_net, save_safetensors
+from emotion.models import EmotionNet
+
+log = logging.getLogger(__name__)
+PARITY_TOL = 1e-4
+
+
+class ProbabilityHead(nn.Module):
+    """Raw pixels → probabilities: the network plus the softmax that inference applies."""
+
+    def __init__(self, net: EmotionNet) -> None:
+        super().__init__()
+        self.net = net.eval()
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(pixels), dim=1)
+
+
+def _example(net: EmotionNet, n: int = 4) -> torch.Tensor:
+    return torch.rand(n, 1, net.input_size, net.input_size, generator=torch.Generator().manual_seed(0))
+
+
+def export_onnx(net: EmotionNet, out: str | Path, opset: int = 18) -> Path:
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    head = ProbabilityHead(net)
+    program = torch.onnx.export(
+        head,
+        (_example(net, 2),),
+        dynamo=True,
+        input_names=["pixels"],
+        output_names=["probabilities"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=opset,
+    )
+    program.save(str(out))
+    model = onnx.load(str(out))
+    for key, value in {
+        "emotion_spec": json.dumps(net.spec()),
+        "class_names": json.dumps(list(net.class_names)),
+    }.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(out))
+    return out
+
+
+def export_torchscript(net: EmotionNet, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scripted = torch.jit.trace(ProbabilityHead(net), _example(net))
+    torch.jit.save(scripted, str(out), _extra_files={"emotion_spec.json": json.dumps(net.spec())})
+    return out
+
+
+def parity(net: EmotionNet, path: Path, fmt: str) -> float:
+    """Max absolute difference of the exported model's probabilities from PyTorch's, on batches of 1 and 7."""
+    head = ProbabilityHead(net)
+    worst = 0.0
+    for n in (1, 7):
+        x = _example(net, n)
+        with torch.no_grad():
+            ref = head(x).numpy()
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixels": x.numpy()})[
+                0
+            ]
+        elif fmt == "torchscript":
+            got = torch.jit.load(str(path))(x).detach().numpy()
+        else:
+            got = ProbabilityHead(load_net(path))(x).detach().numpy()
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None) -> tuple[Path, float]:
+    suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+    if fmt not in suffix:
+        raise ValueError(f"format must be one of {', '.join(suffix)}, got {fmt!r}")
+    net = load_net(ckpt_path)
+    out_path = Path(out) if out else Path(ckpt_path).with_suffix(suffix[fmt])
+    if fmt == "onnx":
+        export_onnx(net, out_path)
+    elif fmt == "torchscript":
+        export_torchscript(net, out_path)
+    else:
+        save_safetensors(net, out_path)
+    diff = parity(net, out_path, fmt)
+    if diff > PARITY_TOL:
+        raise RuntimeError(f"parity check failed: {fmt} export differs from PyTorch by {diff:.2e} > {PARITY_TOL}")
+    return out_path, diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Accepts Hydra-style ``key=value`` arguments, like the other entry points."""
+    from emotion.checkpoint import ModelFileError
+
+    args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
+    unknown = set(args) - {"ckpt_path", "format", "out"}
+    if "ckpt_path" not in args or unknown:
+        print(
+            "usage: python -m emotion.export ckpt_path=PATH [format=onnx|torchscript|safetensors] [out=PATH]"
+            + (f"\nunknown arguments: {', '.join(sorted(unknown))}" if unknown else ""),
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        path, diff = export(args["ckpt_path"], args.get("format", "onnx"), args.get("out"))
+    except (ModelFileError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} (parity with PyTorch: max abs diff {diff:.2e})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""One inference API for every consumer (predict CLI, webcam demo, song recommender).
+
+``Predictor`` loads a Lightning checkpoint, a ``.safetensors`` file (e.g. the shipped model) or an ``.onnx`` export
+(run with ONNX Runtime), detects faces, crops them exactly as training data was prepared, and classifies all faces
+of a frame in one batch. Class names come from the model file, never from a list in the app.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emotion.data.sources import to_gray_square
+from emotion.faces import FaceDetector, crop_faces
+
+
+@dataclass
+class Face:
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    probs: np.ndarray  # one probability per class, in class_names order
+    class_names: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.class_names[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "probs": {c: round(float(p), 4) for c, p in zip(self.class_names, self.probs)},
+        }
+
+
+class _TorchBackend:
+    def __init__(self, path: str | Path) -> None:
+        from emotion.checkpoint import load_net
+
+        self.net = load_net(path)
+        self.spec = self.net.spec()
+
+    @torch.inference_mode()
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(faces).unsqueeze(1)  # uint8 N×1×S×S: the network normalises it itself
+        return torch.softmax(self.net(x), dim=1).numpy()
+
+
+class _OnnxBackend:
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from emotion.checkpoint import ModelFileError
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"{path} is not a loadable ONNX model ({exc})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "emotion_spec" not in meta:
+            raise ModelFileError(f"{path} has no 'emotion_spec' metadata: export it with python -m emotion.export")
+        self.spec = json.loads(meta["emotion_spec"])
+
+    def __call__(self, faces: np.ndarray) -> np.ndarray:
+        x = (faces.astype(np.float32) / 255.0)[:, None]
+        return self.session.run(None, {"pixels": x})[0]
+
+
+@dataclass
+class Predictor:
+    model_path: str
+    detector: FaceDetector | None = field(default_factory=FaceDetector)
+    margin: float = 0.1
+
+    def __post_init__(self) -> None:
+        path = str(self.model_path)
+        self.backend = _OnnxBackend(path) if path.endswith(".onnx") else _TorchBackend(path)
+        self.class_names: tuple[str, ...] = tuple(self.backend.spec["class_names"])
+        self.input_size: int = int(self.backend.spec["input_size"])
+
+    @classmethod
+    def from_pretrained(cls, name: str = "default", **kwargs: Any) -> Predictor:
+        from emotion.pretrained import weights_path
+
+        return cls(str(weights_path(name)), **kwargs)
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """``N×S×S`` uint8 grayscale faces → ``N×K`` probabilities (one batched call)."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self.backend(np.ascontiguousarray(faces, dtype=np.uint8))
+
+    def predict_crops(self, images: list[np.ndarray]) -> list[Face]:
+        """Pre-cropped faces (any size, gray/BGR, 8/16-bit) → one :class:`Face` each; box = the whole image."""
+        faces = np.stack([to_gray_square(img, self.input_size) for img in images]) if images else np.zeros((0,))
+        probs = self.classify(faces)
+        return [Face((0, 0, img.shape[1], img.shape[0]), p, self.class_names) for img, p in zip(images, probs)]
+
+    def predict(self, frame: np.ndarray, boxes: np.ndarray | None = None) -> list[Face]:
+        """Detect (unless ``boxes`` are given) and classify every face of a BGR or gray frame."""
+        if boxes is None:
+            if self.detector is None:
+                raise ValueError("no face detector configured; pass boxes or pre-cropped faces")
+            boxes = self.detector(frame)
+        crops = crop_faces(frame, boxes, self.input_size, self.margin)
+        probs = self.classify(crops)
+        return [Face(tuple(int(v) for v in b), p, self.class_names) for b, p in zip(boxes, probs)]
