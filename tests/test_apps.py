@@ -1,0 +1,161 @@
+"""Export, Predictor, predict CLI, webcam demo (headless, on a generated video of a real face) and songs."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from emotion.cam import FaceTracker, SourceError, open_source, run
+from emotion.checkpoint import save_safetensors
+from emotion.export import export
+from emotion.export import main as export_main
+from emotion.faces import FaceDetector, crop_faces
+from emotion.models import EmotionCNN
+from emotion.predict import main as predict_main
+from emotion.predictor import Face, Predictor
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A network with non-default class order-sensitive weights, saved as safetensors (spec in metadata)."""
+    torch.manual_seed(0)
+    net = EmotionCNN().eval()
+    return save_safetensors(net, tmp_path_factory.mktemp("w") / "net.safetensors")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    skimage_data = pytest.importorskip("skimage.data")
+    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory, astronaut) -> Path:
+    """640×480 video: the astronaut photo drifting right, then 5 frames with no face."""
+    path = tmp_path_factory.mktemp("video") / "face.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (640, 480))
+    for i in range(20):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        frame[0:480, i * 4 : i * 4 + 480] = cv2.resize(astronaut, (480, 480))
+        vw.write(frame)
+    for _ in range(5):
+        vw.write(np.full((480, 640, 3), 90, np.uint8))
+    vw.release()
+    return path
+
+
+def test_haar_detector_finds_the_real_face(astronaut):
+    boxes = FaceDetector()(astronaut)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 150 < x + w / 2 < 300 and 60 < y + h / 2 < 180  # the astronaut's face
+
+
+def test_crops_are_48x48_gray_even_at_the_border(astronaut):
+    crops = crop_faces(astronaut, np.array([[0, 0, 100, 100], [480, 480, 40, 40]]))
+    assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_export_parity_and_metadata(weights, tmp_path, fmt):
+    out, diff = export(str(weights), fmt, str(tmp_path / f"m.{fmt}"))
+    assert diff < 1e-4
+    if fmt == "onnx":
+        meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+        assert json.loads(meta["class_names"])[6] == "neutral"
+        assert json.loads(meta["emotion_spec"])["input_size"] == 48
+
+
+def test_export_cli_errors_are_clear(tmp_path, capsys):
+    assert export_main([f"ckpt_path={tmp_path}/missing.ckpt"]) == 1
+    assert "model file not found" in capsys.readouterr().err
+    assert export_main(["format=onnx"]) == 2
+
+
+def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astronaut):
+    onnx_path, _ = export(str(weights), "onnx", str(tmp_path / "m.onnx"))
+    torch_pred, onnx_pred = Predictor(str(weights)), Predictor(str(onnx_path))
+    assert torch_pred.class_names == onnx_pred.class_names
+    a, b = torch_pred.predict(astronaut), onnx_pred.predict(astronaut)
+    assert len(a) == len(b) == 1
+    assert np.abs(a[0].probs - b[0].probs).max() < 1e-4
+    crops = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    assert onnx_pred.classify(crops).shape == (5, 7)
+
+
+def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.png"), astronaut)
+    cv2.imwrite(str(folder / "wall.png"), np.full((200, 200), 128, np.uint8))  # no face
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    code = predict_main(
+        [
+            str(folder),
+            str(tmp_path / "missing.png"),
+            "--model",
+            str(weights),
+            "--json",
+            "--annotate",
+            str(tmp_path / "ann"),
+        ]
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1  # some files failed
+    by_file = {Path(r["file"]).name: r for r in rows}
+    assert by_file["astronaut.png"]["label"] in Predictor(str(weights)).class_names
+    assert "no face" in by_file["wall.png"]["error"]
+    assert "not a readable image" in by_file["broken.jpg"]["error"]
+    assert "no such file" in by_file["missing.png"]["error"]
+    assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()
+
+
+def test_predict_cli_no_detect_and_success_exit_code(weights, tmp_path, capsys):
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8))
+    assert predict_main([str(face), "--no-detect", "--model", str(weights), "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("file,face,label,confidence,x,y,w,h,angry,disgust,fear,happy,sad,surprise,neutral")
+    assert len(lines) == 2
+
+
+def test_tracker_smooths_probabilities():
+    names = ("a", "b")
+    tracker = FaceTracker(alpha=0.5)
+    tracker.update([Face((0, 0, 10, 10), np.array([1.0, 0.0]), names)])
+    out = tracker.update([Face((1, 0, 10, 10), np.array([0.0, 1.0]), names)])
+    assert np.allclose(out[0].probs, [0.5, 0.5])  # same track (IoU), averaged
+    out = tracker.update([Face((100, 100, 10, 10), np.array([0.0, 1.0]), names)])
+    assert np.allclose(out[0].probs, [0.0, 1.0])  # a new face starts its own track
+
+
+def test_cam_headless_over_a_video_with_a_real_face(weights, face_video, tmp_path):
+    predictor = Predictor(str(weights))
+    stats, mood = run(predictor, str(face_video), headless=True, output=tmp_path / "frames", detect_every=2)
+    assert stats.frames == 25
+    assert stats.frames_with_faces >= 15  # the face is found in (nearly) every frame that has one
+    assert set(stats.labels) <= set(predictor.class_names)
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 25
+    assert mood is not None and mood.shape == (7,)
+
+
+def test_cam_errors_for_missing_camera_and_video(tmp_path):
+    with pytest.raises(SourceError, match="no camera at index 9"):
+        open_source("9")
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source(str(tmp_path / "nope.mp4"))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(SourceError, match="cannot open video"):
+        open_source(str(bad))
+
+
+def test_labels_come_from_the_model_file(tmp_path, astronaut):
+    names = ("neutral", "happy")  # a two-class model: apps must not assume FER2013's list
+    path = save_safetensors(EmotionCNN(class_names=names).eval(), tmp_path / "two.safetensors")
+    faces = Predictor(str(path)).predict(astronaut)
+    assert faces and faces[0].class_names == names and faces[0].label in names and faces[0].probs.shape == (2,)
