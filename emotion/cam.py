@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.detect_every < 1:
         p.error("--detect-every must be >= 1")
 
-    from emotion.checkpoint import ModelFileError
+    from emotion.errors import ModelFileError
     from emotion.predict import load_predictor
     from emotion.songs import print_recommendations, recommend
 

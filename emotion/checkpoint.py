@@ -15,12 +15,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from emotion.errors import ModelFileError
 from emotion.models import EmotionNet, build_from_spec
 from emotion.module import CHECKPOINT_SPEC_KEY
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot (or must not) be loaded; the message says why."""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from emotion.checkpoint import load_net
+from emotion.errors import UserError
 from emotion.module import EmotionModule
 from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
-from emotion.runs import UserError, fail_cleanly, overrides
+from emotion.runs import fail_cleanly, overrides
 
 log = logging.getLogger(__name__)
 

@@ -115,7 +115,7 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None) -> tuple[P
 
 def main(argv: list[str] | None = None) -> int:
     """Accepts Hydra-style ``key=value`` arguments, like the other entry points."""
-    from emotion.checkpoint import ModelFileError
+    from emotion.errors import ModelFileError
 
     args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
     unknown = set(args) - {"ckpt_path", "format", "out"}

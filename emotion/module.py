@@ -17,6 +17,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from emotion.errors import ModelFileError
 from emotion.models import EmotionNet
 
 CHECKPOINT_SPEC_KEY = "emotion_model"
@@ -208,10 +209,10 @@ class EmotionModule(L.LightningModule):
 def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
     """Refuse, naming the mismatch, to load weights of another architecture or class list."""
     if saved is None:
-        raise ValueError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
+        raise ModelFileError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
     for key in ("arch", "class_names"):  # dropout rates may differ between runs; shapes may not
         if saved.get(key) != current.get(key):
-            raise ValueError(
+            raise ModelFileError(
                 f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
                 "configured model; choose the matching model config (model=...) or another checkpoint"
             )

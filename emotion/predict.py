@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-face", type=int, default=24, help="smallest face in detector pixels (default 24)")
     args = p.parse_args(argv)
 
-    from emotion.checkpoint import ModelFileError
+    from emotion.errors import ModelFileError
 
     try:
         predictor = load_predictor(args.model, not args.no_detect, min_size=args.min_face)

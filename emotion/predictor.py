@@ -59,7 +59,7 @@ class _OnnxBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from emotion.checkpoint import ModelFileError
+        from emotion.errors import ModelFileError
 
         opts = ort.SessionOptions()
         if threads:

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from emotion.callbacks import MetricsHistory
+from emotion.errors import UserError
 from emotion.reports import confusion_matrix_figure, curves_figure, hardware, save_figure, write_json
 
 log = logging.getLogger(__name__)
@@ -23,23 +24,16 @@ log = logging.getLogger(__name__)
 PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
 
 
-class UserError(Exception):
-    """An error whose message is the whole story: printed without a traceback."""
-
-
 @contextlib.contextmanager
 def fail_cleanly() -> Iterator[None]:
     """Turn configuration and data errors into one readable message and exit status 2, not a traceback."""
-    from emotion.checkpoint import ModelFileError
-    from emotion.data.sources import DatasetError
-
     try:
         yield
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
         log.error("invalid configuration: %s", cause)
         raise SystemExit(f"error: invalid configuration: {cause}") from None
-    except (UserError, DatasetError, ModelFileError) as exc:
+    except UserError as exc:
         log.error("%s", exc)
         raise SystemExit(f"error: {exc}") from None
 

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.data.sources import DatasetError, read_csv, read_folders
+from emotion.data.sources import read_csv, read_folders
+from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES
 from tests.conftest import write_csv, write_face
 

@@ -1,5 +1,5 @@
 from emotion.data.augment import BatchAugment
 from emotion.data.datamodule import FER2013DataModule
-from emotion.data.sources import DatasetError
+from emotion.errors import DatasetError
 
 __all__ = ["BatchAugment", "DatasetError", "FER2013DataModule"]

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emotion.data.augment import BatchAugment
 from emotion.data.cache import load_raw
-from emotion.data.sources import DatasetError, RawData
+from emotion.data.sources import RawData
+from emotion.errors import DatasetError
 from emotion.data.splits import Splits, assign_splits
 from emotion.data.synthetic import ensure_dataset
 from emotion.labels import FER2013_CLASSES

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES, canonical_name
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 SPLIT_PREFIXES = {"training_": "Training", "publictest_": "PublicTest", "privatetest_": "PrivateTest"}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
-
-
-class DatasetError(ValueError):
-    """The data set cannot be read as FER2013; the message says what is wrong and what to do."""
 
 
 @dataclass

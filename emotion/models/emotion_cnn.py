@@ -26,7 +26,7 @@ class EmotionCNN(EmotionNet):
         super().__init__(**base_kwargs)
         if self.input_size != 48:
             raise ValueError(
-                f"EmotionCNN is defined for 48x48 inputs (FC1 expects 4608 features), got {self.input_size}"
+                f"EmotionCNN is defined for 48x48 inputs (FC1 expects 4608 features), got input_size={self.input_size}"
             )
         self._arch_kwargs = {
             "dropout_conv1": check_probability("dropout_conv1", dropout_conv1),

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from emotion.cam import SourceError
-    from emotion.checkpoint import ModelFileError
+    from emotion.errors import ModelFileError
 
     try:
         catalog = load_catalog(args.catalog)

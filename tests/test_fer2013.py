@@ -1,0 +1,48 @@
+"""Integration on the real FER2013 when it is on this machine (FER2013_ROOT or ../shared/data/fer2013)."""
+
+import hydra
+import lightning as L
+import pytest
+
+from tests.conftest import fer2013_root, make_cfg
+
+FER = fer2013_root()
+pytestmark = pytest.mark.skipif(FER is None, reason="FER2013 not found (set FER2013_ROOT)")
+
+
+class LossRecorder(L.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_a_few_hundred_steps_on_fer2013_learn(tmp_path):
+    cfg = make_cfg(
+        tmp_path,
+        [
+            "experiment=baseline",
+            f"data.root={FER}",
+            "data.batch_size=32",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=250",
+            "trainer.enable_progress_bar=false",
+            "callbacks=none",
+            "logger=csv",
+        ],
+    )
+    L.seed_everything(0)
+    dm = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    recorder = LossRecorder()
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[recorder], logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=dm)
+
+    assert dm.class_names[6] == "neutral" and dm.info["train_class_counts"]["neutral"] == 4965  # by name
+    assert len(recorder.losses) == 250
+    first, last = sum(recorder.losses[:25]) / 25, sum(recorder.losses[-25:]) / 25
+    assert last < first - 0.02
+    val_counts = dm.info["val_class_counts"]
+    majority = max(val_counts.values()) / sum(val_counts.values())
+    assert model.last_eval["val"]["metrics"]["val/acc"] > majority
