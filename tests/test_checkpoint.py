@@ -1,0 +1,87 @@
+"""Safe loading: no model file can run code; mismatched or damaged files give clear errors."""
+
+import os
+
+import lightning as L
+import pytest
+import torch
+
+from emotion.checkpoint import load_net, read_checkpoint, save_safetensors
+from emotion.errors import ModelFileError
+from emotion.models import EmotionCNN
+from emotion.module import CHECKPOINT_SPEC_KEY
+from emotion.train import train
+from tests.conftest import TINY, make_cfg
+
+
+class Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, CHECKPOINT_SPEC_KEY: {}, "x": Payload(marker)}, evil)
+    with pytest.raises(ModelFileError, match="refused to load"):
+        read_checkpoint(evil)
+    with pytest.raises(ModelFileError, match="refused to load"):
+        load_net(evil)
+    assert not marker.exists()
+
+
+def _fake_ckpt(path, net):
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, CHECKPOINT_SPEC_KEY: net.spec(), "pytorch-lightning_version": L.__version__}, path)
+    return path
+
+
+def test_class_count_mismatch_names_the_mismatch(tmp_path):
+    ckpt = _fake_ckpt(tmp_path / "two.ckpt", EmotionCNN(class_names=("happy", "sad")))
+    cfg = make_cfg(tmp_path, [*TINY, f"ckpt_path={ckpt}"])
+    with pytest.raises(ModelFileError, match=r"class_names is \['happy', 'sad'\] in the file"):
+        train(cfg)
+
+
+def test_other_architecture_in_spec_is_a_clear_error(tmp_path):
+    net = EmotionCNN()
+    spec = net.spec() | {"arch": "resnet_ghost"}
+    torch.save({"state_dict": {}, CHECKPOINT_SPEC_KEY: spec}, tmp_path / "x.ckpt")
+    with pytest.raises(ModelFileError, match="unknown architecture 'resnet_ghost'"):
+        load_net(tmp_path / "x.ckpt")
+
+
+def test_weights_of_other_shapes_are_a_clear_error(tmp_path):
+    net = EmotionCNN(class_names=("happy", "sad"))
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, CHECKPOINT_SPEC_KEY: EmotionCNN().spec()}, tmp_path / "x.ckpt")
+    with pytest.raises(ModelFileError, match="weights do not match architecture 'emotion_cnn'"):
+        load_net(tmp_path / "x.ckpt")
+
+
+def test_damaged_and_foreign_files(tmp_path):
+    good = _fake_ckpt(tmp_path / "good.ckpt", EmotionCNN())
+    (tmp_path / "cut.ckpt").write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="not a readable PyTorch checkpoint"):
+        load_net(tmp_path / "cut.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(ModelFileError, match="not an emotion checkpoint"):
+        load_net(tmp_path / "foreign.ckpt")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_net(tmp_path / "missing.ckpt")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelFileError, match="not a readable safetensors"):
+        load_net(tmp_path / "bad.safetensors")
+
+
+def test_safetensors_round_trip_keeps_spec_and_outputs(tmp_path):
+    net = EmotionCNN(mean=0.3, std=0.3).eval()
+    loaded = load_net(save_safetensors(net, tmp_path / "m.safetensors"))
+    x = torch.rand(2, 1, 48, 48)
+    assert torch.equal(loaded(x), net(x))
+    assert loaded.spec() == net.spec()
