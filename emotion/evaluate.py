@@ -21,7 +21,7 @@ from emotion.checkpoint import load_net
 from emotion.errors import UserError
 from emotion.module import EmotionModule
 from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
-from emotion.runs import fail_cleanly, overrides
+from emotion.runs import CONF_DIR, fail_cleanly, overrides
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def print_result(r: dict[str, Any]) -> None:
     console.print(table)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
     with fail_cleanly():
         return evaluate(cfg)["accuracy"]

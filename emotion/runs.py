@@ -15,12 +15,13 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from emotion.callbacks import MetricsHistory
 from emotion.errors import UserError
 from emotion.reports import confusion_matrix_figure, curves_figure, hardware, save_figure, write_json
 
 log = logging.getLogger(__name__)
 
+# Absolute, so the entry points find it however they are invoked (python -m, imported, on Modal).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
 
 
@@ -114,10 +115,10 @@ def write_run_report(
     metrics: dict[str, float],
     evals: dict[str, dict | None],
     best_ckpt: str,
+    history: list[dict[str, float]],
+    train_time_s: float | None,
     wall_time_s: float,
 ) -> dict[str, Any]:
-    history_cb = next((c for c in trainer.callbacks if isinstance(c, MetricsHistory)), None)
-    history = history_cb.history if history_cb else []
     names = list(model.class_names)
     report: dict[str, Any] = {
         "run_dir": str(out_dir),
@@ -134,7 +135,7 @@ def write_run_report(
         "global_step": trainer.global_step,
         "history": history,
         "minutes_to_published_acc": time_to_accuracy(history, PUBLISHED_SEED_ACC),
-        "train_time_s": history_cb.elapsed() if history_cb else None,
+        "train_time_s": round(train_time_s, 1) if train_time_s is not None else None,
         "wall_time_s": round(wall_time_s, 1),
         "hardware": hardware(),
     }

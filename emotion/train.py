@@ -12,7 +12,9 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from emotion.callbacks import MetricsHistory
 from emotion.runs import (
+    CONF_DIR,
     fail_cleanly,
     instantiate_all,
     log_hyperparameters,
@@ -37,6 +39,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("fitting%s", f" (resuming from {ckpt_path})" if ckpt_path else "")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
+    # Snapshot now: validate/test with ckpt_path restore callback states from that (older) checkpoint.
+    history_cb = next((c for c in trainer.callbacks if isinstance(c, MetricsHistory)), None)
+    history = list(history_cb.history) if history_cb else []
+    train_time_s = history_cb.elapsed() if history_cb else None
+
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = best or None
     if not best:
@@ -48,11 +55,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
         evals["test"] = model.last_eval.get("test")
     metrics = {k: float(v) for k, v in results.items()}
-    write_run_report(cfg, out_dir, trainer, datamodule, model, metrics, evals, best, time.perf_counter() - t0)
+    write_run_report(
+        cfg, out_dir, trainer, datamodule, model, metrics, evals, best, history, train_time_s, time.perf_counter() - t0
+    )
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with fail_cleanly():
         metrics = train(cfg)
