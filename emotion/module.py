@@ -17,7 +17,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from emotion.errors import ModelFileError
+from emotion.errors import ModelFileError, UserError
 from emotion.models import EmotionNet
 
 CHECKPOINT_SPEC_KEY = "emotion_model"
@@ -113,6 +113,11 @@ class EmotionModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"training diverged: loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "lower the learning rate (model.optimizer.lr) or add gradient clipping (trainer.gradient_clip_val)"
+            )
         self.train_acc(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

@@ -12,6 +12,7 @@ import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,18 +26,37 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
 
 
+def is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
 @contextlib.contextmanager
-def fail_cleanly() -> Iterator[None]:
-    """Turn configuration and data errors into one readable message and exit status 2, not a traceback."""
+def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
+    """Turn configuration and data errors into one readable message and exit status 1, not a traceback.
+
+    In a multirun (sweep) a failed job — bad values, divergence, any error — is logged and recorded as
+    ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
+    """
     try:
         yield
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        log.error("invalid configuration: %s", cause)
-        raise SystemExit(f"error: invalid configuration: {cause}") from None
-    except UserError as exc:
-        log.error("%s", exc)
-        raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:
+        if isinstance(exc, InstantiationException):
+            message = f"invalid configuration: {exc.__cause__ or exc}"
+        elif isinstance(exc, UserError):
+            message = str(exc)
+        elif is_multirun():
+            message = f"{type(exc).__name__}: {exc}"
+        else:
+            raise
+        log.error("%s", message)
+        if is_multirun():
+            if out_dir is not None:
+                write_json({"status": "failed", "error": message}, Path(out_dir) / "failed.json")
+            return
+        raise SystemExit(f"error: {message}") from None
 
 
 def instantiate_list(cfg: DictConfig | None) -> list[Any]:

@@ -13,6 +13,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from emotion.callbacks import MetricsHistory
+from emotion.errors import UserError
 from emotion.runs import (
     CONF_DIR,
     fail_cleanly,
@@ -63,15 +64,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with fail_cleanly():
+    """Returns ``optimized_metric`` for sweepers; NaN for a failed job of a sweep (recorded in failed.json)."""
+    with fail_cleanly(cfg.paths.output_dir):
         metrics = train(cfg)
         name = cfg.get("optimized_metric")
         if not name:
             return None
         if name not in metrics:
-            raise ValueError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
+            raise UserError(f"optimized_metric={name!r} is not among the run's metrics: {sorted(metrics)}")
         value = metrics[name]
         return value if math.isfinite(value) else float("nan")
+    return float("nan")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""Sweeps: a grid multirun with a failing job that does not stop the sweep, Optuna TPE, and the report table."""
+
+import json
+
+import pytest
+import yaml
+
+from emotion.sweep_report import main as report_main
+from tests.conftest import TINY
+from tests.test_train import run_cli
+
+QUIET = [o for o in TINY if not o.startswith("~")] + ["callbacks=none", "logger=csv"]
+
+
+def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
+    res = run_cli("-m", "emotion.train", "-m", *QUIET, f"paths.root_dir={tmp_path}", "run_name=grid",
+                  "model.optimizer.lr=1e-3,1e6", "model.scheduler=null")
+    assert res.returncode == 0, res.stderr[-3000:]
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "grid"
+    assert (sweep / "0" / "metrics.json").is_file()
+    failed = json.loads((sweep / "1" / "failed.json").read_text())
+    assert "diverged" in failed["error"] and "model.optimizer.lr" in failed["error"]
+
+    assert report_main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    assert "| 1 | 0 | 0.001 |" in rows[0] and rows[1].startswith("| 2 | 1 | 1000000.0 | — | failed")
+    assert "2 runs, 1 failed" in out
+    assert (sweep / "sweep.csv").read_text().count("\n") == 3
+    assert (sweep / "sweep.png").stat().st_size > 1000
+
+
+def test_optuna_tpe_sweep_runs_trials_and_reports_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    res = run_cli("-m", "emotion.train", "hparams_search=optuna", *QUIET, f"paths.root_dir={tmp_path}",
+                  "run_name=tpe", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "tpe"
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["name"] == "optuna" and 0 <= results["best_value"] <= 1
+    assert set(results["best_params"]) >= {"model.optimizer.lr", "model.label_smoothing"}
+    assert len([d for d in sweep.iterdir() if (d / "metrics.json").is_file()]) == 3
