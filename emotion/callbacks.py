@@ -27,6 +27,20 @@ def batch_size(batch: Any) -> int:
     return int(batch[0].shape[0])
 
 
+class EpochSeed(L.Callback):
+    """Reseed the global RNGs (dropout, …) at every epoch start from (seed, epoch).
+
+    Batch order and augmentation are already functions of (seed, epoch, batch); with this, a run resumed from an
+    epoch-boundary checkpoint continues exactly as the uninterrupted run would (bit-identical on CPU).
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        L.seed_everything(self.seed * 1_000 + trainer.current_epoch, workers=True, verbose=False)
+
+
 class EvalFigures(L.Callback):
     """Each validation epoch: a confusion-matrix figure and a grid of misclassified faces in TensorBoard."""
 

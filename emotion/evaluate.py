@@ -27,8 +27,16 @@ log = logging.getLogger(__name__)
 
 
 def model_path(cfg: DictConfig) -> str:
+    pretrained = cfg.get("pretrained")
+    if pretrained:
+        from emotion.pretrained import weights_path
+
+        try:
+            return str(weights_path("default" if pretrained is True else str(pretrained)))
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(str(exc)) from None
     if cfg.get("ckpt_path") in (None, "", "???"):
-        raise UserError("give a model: ckpt_path=PATH (.ckpt or .safetensors)")
+        raise UserError("give a model: ckpt_path=PATH (.ckpt or .safetensors) or pretrained=true")
     return str(cfg.ckpt_path)
 
 
