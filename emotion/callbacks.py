@@ -94,7 +94,9 @@ class MetricsHistory(L.Callback):
         if trainer.is_global_zero and not trainer.sanity_checking:  # live progress for runs in the background
             path = Path(trainer.default_root_dir) / "history.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.history, indent=1))
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.history, indent=1))
+            tmp.replace(path)  # readers never see a half-written file
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "elapsed": self.elapsed()}

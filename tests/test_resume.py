@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -34,6 +35,7 @@ def final_state(root, run_name):
     return ckpt["state_dict"], json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     subprocess.run(train_cmd(tmp_path, "straight"), cwd=ROOT, check=True, capture_output=True, timeout=600)
 
