@@ -1,0 +1,210 @@
+"""Data integrity audit: ``python -m emotion.audit DATA_ROOT [--out DIR]``.
+
+Finds byte-identical and near-identical images (64-bit difference hash) within and across splits, groups whose
+copies carry different labels, blank/constant images, unreadable files, and class counts per split. Prints a
+summary and writes ``audit.json`` (with an ``exclude`` list usable as ``data.exclude=…/audit.json``),
+``audit_groups.csv`` and ``audit_contact_sheet.png`` (the largest / conflicting groups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emotion.data.sources import DecodeReport, decode_image, list_image_files, origin_of
+from emotion.errors import DatasetError
+from emotion.labels import FER2013_CLASSES
+
+
+def dhash(img: np.ndarray) -> int:
+    """64-bit difference hash: robust to re-encoding, small brightness and contrast changes."""
+    small = cv2.resize(img, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def split_of(path: Path, folder_split: str) -> str:
+    return origin_of(path.name) or folder_split
+
+
+def near_duplicate_groups(entries: list[dict], max_bits: int = 4, max_mad: float = 6.0) -> list[list[dict]]:
+    """Groups of images whose hashes differ in at most ``max_bits`` bits *and* whose pixels agree (mean absolute
+    difference ≤ ``max_mad``): on smooth or blurry faces a 64-bit hash alone also matches different people.
+
+    Candidates come from multi-index hashing: two hashes within 4 bits share at least one of their four 16-bit
+    quarters exactly, so only images sharing a quarter are compared.
+    """
+    hashes = np.array([e["dhash"] for e in entries], dtype=np.uint64)
+    images = np.stack([e["img"] for e in entries]).astype(np.int16) if entries else np.zeros((0, 48, 48))
+    parent = list(range(len(entries)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for q in range(4):
+        quarter = (hashes >> np.uint64(16 * q)) & np.uint64(0xFFFF)
+        order = np.argsort(quarter, kind="stable")
+        bounds = np.flatnonzero(np.diff(quarter[order])) + 1
+        for bucket in np.split(order, bounds):
+            if len(bucket) < 2 or len(bucket) > 3000:
+                continue
+            h = hashes[bucket]
+            bits = np.bitwise_count(h[:, None] ^ h[None, :])
+            for a, b in zip(*np.nonzero(np.triu(bits <= max_bits, k=1))):
+                i, j = int(bucket[a]), int(bucket[b])
+                if find(i) != find(j) and np.abs(images[i] - images[j]).mean() <= max_mad:
+                    parent[find(i)] = find(j)
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        groups[find(i)].append(e)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dict[str, Any]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder; expected ROOT/train/<class>/*.jpg")
+    report = DecodeReport()
+    files = list_image_files(root, report)
+    entries, unreadable = [], []
+    for f in files:
+        data = f.path.read_bytes()
+        rel = str(f.path.relative_to(root))
+        try:
+            img = decode_image(data, 48)
+        except ValueError as exc:
+            unreadable.append({"path": rel, "reason": str(exc)})
+            continue
+        entries.append(
+            {
+                "path": rel,
+                "split": split_of(f.path, f.folder_split),
+                "label": FER2013_CLASSES[f.label],
+                "sha1": hashlib.sha1(data).hexdigest(),
+                "dhash": dhash(img),
+                "std": float(img.std()),
+                "img": img,
+            }
+        )
+
+    def groups_by(key: str) -> list[list[dict]]:
+        buckets: dict[Any, list[dict]] = defaultdict(list)
+        for e in entries:
+            buckets[e[key]].append(e)
+        return [g for g in buckets.values() if len(g) > 1]
+
+    exact = groups_by("sha1")
+    # Near-duplicates: one representative per byte-identical set, grouped by hash distance + pixel agreement.
+    unique = list({e["sha1"]: e for e in entries}.values())
+    near = near_duplicate_groups(unique, max_mad=max_mad)
+    blank = [e for e in entries if e["std"] < blank_std]
+
+    def describe(g: list[dict], kind: str) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "size": len(g),
+            "splits": sorted({e["split"] for e in g}),
+            "labels": sorted({e["label"] for e in g}),
+            "conflicting_labels": len({e["label"] for e in g}) > 1,
+            "cross_split": len({e["split"] for e in g}) > 1,
+            "paths": [e["path"] for e in g],
+        }
+
+    groups = [describe(g, "byte-identical") for g in exact] + [describe(g, "near-identical") for g in near]
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FER2013_CLASSES, 0))
+    for e in entries:
+        counts[e["split"]][e["label"]] += 1
+    # Suggested exclusions for training: blank images, and every copy in a group with conflicting labels, and
+    # training copies of images that also appear in a validation/test split (they inflate held-out accuracy).
+    exclude = {e["path"] for e in blank}
+    for g in groups:
+        if g["conflicting_labels"]:
+            exclude.update(g["paths"])
+        elif g["cross_split"]:
+            exclude.update(p for p in g["paths"] if split_of(Path(p), "train") in ("Training", "train"))
+    summary = {
+        "root": str(root),
+        "images": len(entries),
+        "unreadable": len(unreadable),
+        "byte_identical_groups": len(exact),
+        "byte_identical_images": sum(len(g) for g in exact),
+        "near_identical_groups": len(near),
+        "conflicting_label_groups": sum(g["conflicting_labels"] for g in groups),
+        "cross_split_groups": sum(g["cross_split"] for g in groups),
+        "blank_images": len(blank),
+        "suggested_exclusions": len(exclude),
+    }
+    return {
+        "summary": summary,
+        "class_counts": {k: dict(v) for k, v in sorted(counts.items())},
+        "groups": sorted(groups, key=lambda g: (not g["conflicting_labels"], not g["cross_split"], -g["size"])),
+        "blank": [{"path": e["path"], "std": round(e["std"], 3)} for e in blank],
+        "unreadable": unreadable,
+        "exclude": sorted(exclude),
+        "_images": {e["path"]: e["img"] for e in entries},
+    }
+
+
+def contact_sheet(result: dict[str, Any], path: Path, n_groups: int = 12, per_group: int = 8) -> Path | None:
+    from emotion.reports import save_figure
+
+    groups = result["groups"][:n_groups]
+    if not groups:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(groups), per_group, figsize=(per_group * 1.1, len(groups) * 1.25), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, g in zip(axes, groups):
+        for ax, p in zip(row, g["paths"][:per_group]):
+            ax.imshow(result["_images"][p], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{split_of(Path(p), '?')}\n{Path(p).parent.name}", fontsize=6)
+    fig.suptitle("worst duplicate groups (conflicting labels and cross-split first)", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m emotion.audit", description=__doc__.splitlines()[0])
+    p.add_argument("root")
+    p.add_argument("--out", type=Path, help="output folder (default: ./audit-<root name>)")
+    args = p.parse_args(argv)
+    try:
+        result = audit(args.root)
+    except DatasetError as exc:
+        print(f"error: {exc}")
+        return 2
+    out = args.out or Path(f"audit-{Path(args.root).resolve().name}")
+    out.mkdir(parents=True, exist_ok=True)
+    contact_sheet(result, out / "audit_contact_sheet.png")
+    images = result.pop("_images")
+    (out / "audit.json").write_text(json.dumps(result, indent=1))
+    with (out / "audit_groups.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["kind", "size", "splits", "labels", "conflicting_labels", "cross_split", "paths"])
+        for g in result["groups"]:
+            w.writerow([g["kind"], g["size"], ";".join(g["splits"]), ";".join(g["labels"]), g["conflicting_labels"],
+                        g["cross_split"], ";".join(g["paths"])])
+    for k, v in result["summary"].items():
+        print(f"{k:>26}: {v}")
+    print("class counts per split:")
+    for split, counts in result["class_counts"].items():
+        print(f"  {split:>12}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+import json
+import shutil
+
+import cv2
+import numpy as np
+
+from emotion.audit import main as audit_main
+from emotion.data import FER2013DataModule
+
+
+def test_audit_finds_duplicates_conflicts_blanks_and_feeds_exclusion(folder_data, tmp_path, capsys):
+    train = folder_data / "train"
+    src = sorted((train / "happy").iterdir())[0]
+    shutil.copy(src, train / "sad" / "Training_copy.jpg")  # byte-identical, other label: conflict
+    img = cv2.imread(str(sorted((train / "fear").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(train / "fear" / "Training_reencoded.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 70])  # near-dup
+    cv2.imwrite(str(train / "angry" / "Training_blank.png"), np.zeros((48, 48), np.uint8))
+    leaked = sorted((folder_data / "test" / "surprise").glob("PublicTest_*"))[0]
+    shutil.copy(leaked, train / "surprise" / "Training_leak.jpg")  # train/val overlap
+
+    out = tmp_path / "audit"
+    assert audit_main([str(folder_data), "--out", str(out)]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    s = report["summary"]
+    assert (s["byte_identical_groups"], s["near_identical_groups"], s["blank_images"]) == (2, 1, 1)
+    assert (s["conflicting_label_groups"], s["cross_split_groups"]) == (1, 1)
+    assert report["class_counts"]["PublicTest"]["surprise"] == 2
+    excluded = set(report["exclude"])
+    assert {"train/sad/Training_copy.jpg", "train/angry/Training_blank.png", "train/surprise/Training_leak.jpg"} <= excluded
+    assert not any(p.startswith("test/") for p in excluded)  # never drops evaluation images
+    assert (out / "audit_contact_sheet.png").stat().st_size > 1000
+    assert "byte_identical_groups: 2" in capsys.readouterr().out
+
+    dm = FER2013DataModule(root=str(folder_data), cache_dir=None, exclude=str(out / "audit.json"))
+    dm.setup("fit")
+    assert len(dm.splits.train) == 8 * 7 + 4 - len(excluded)
+    assert f"{len(excluded)} images listed in" in dm.info["split_protocol"]["excluded_from_train"]
