@@ -159,3 +159,12 @@ def test_labels_come_from_the_model_file(tmp_path, astronaut):
     path = save_safetensors(EmotionCNN(class_names=names).eval(), tmp_path / "two.safetensors")
     faces = Predictor(str(path)).predict(astronaut)
     assert faces and faces[0].class_names == names and faces[0].label in names and faces[0].probs.shape == (2,)
+
+
+def test_one_pixel_image_is_reported_or_classified(weights, tmp_path, capsys):
+    tiny = tmp_path / "dot.png"
+    cv2.imwrite(str(tiny), np.full((1, 1), 200, np.uint8))
+    assert predict_main([str(tiny), "--model", str(weights), "--json"]) == 1
+    assert "no face detected" in json.loads(capsys.readouterr().out)[0]["error"]
+    assert predict_main([str(tiny), "--model", str(weights), "--json", "--no-detect"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["box"] == [0, 0, 1, 1]

@@ -118,3 +118,16 @@ def test_csv_label_out_of_range(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match="label 9 outside 0..6"):
         read_csv(path)
+
+
+def test_too_many_unreadable_files_abort_with_the_first_reason(folder_data):
+    from emotion.data import FER2013DataModule
+
+    for i in range(5):
+        (folder_data / "train" / "happy" / f"Training_bad{i}.jpg").write_bytes(b"")
+    dm = FER2013DataModule(root=str(folder_data), cache_dir=None, max_bad_fraction=0.01)
+    with pytest.raises(DatasetError, match=r"5 of 89 image files .* are unreadable .*empty file"):
+        dm.setup("fit")
+    dm = FER2013DataModule(root=str(folder_data), cache_dir=None, max_bad_fraction=0.1)
+    dm.setup("fit")  # under the limit: skipped, counted, and training goes on
+    assert dm.info["decode_report"]["skipped_count"] == 5
