@@ -95,6 +95,7 @@ def test_sweep_fans_out_and_ranks_best_first(tmp_path):
     assert table.splitlines()[2].startswith("| 1 | experiment=demo model.optimizer.lr=0.003 | 0.3000 | ok |")
 
 
+@pytest.mark.slow  # the fan-out logic is covered above; this adds two real (tiny) trainings
 def test_sweep_runs_real_local_trainings(tmp_path):
     base = [*TINY, f"paths.root_dir={tmp_path}", "logger=csv", "callbacks=none"]
     base = [o for o in base if not o.startswith("~")]
