@@ -195,8 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.writer(fh)
         w.writerow(["kind", "size", "splits", "labels", "conflicting_labels", "cross_split", "paths"])
         for g in result["groups"]:
-            w.writerow([g["kind"], g["size"], ";".join(g["splits"]), ";".join(g["labels"]), g["conflicting_labels"],
-                        g["cross_split"], ";".join(g["paths"])])
+            w.writerow(
+                [
+                    g["kind"],
+                    g["size"],
+                    ";".join(g["splits"]),
+                    ";".join(g["labels"]),
+                    g["conflicting_labels"],
+                    g["cross_split"],
+                    ";".join(g["paths"]),
+                ]
+            )
     for k, v in result["summary"].items():
         print(f"{k:>26}: {v}")
     print("class counts per split:")

@@ -97,8 +97,22 @@ class EmotionModule(L.LightningModule):
         return probs
 
     # ----------------------------------------------------------------- setup
+    def flops_per_sample(self) -> int:
+        """Training FLOPs (forward + backward) of one image, counted on the meta device (no compute)."""
+        from lightning.fabric.utilities.throughput import measure_flops
+
+        from emotion.models import build_from_spec
+
+        with torch.device("meta"):
+            net = build_from_spec(self.net.spec())
+            x = torch.randn(1, 1, net.input_size, net.input_size)
+        return int(measure_flops(net, lambda: net(x), loss_fn=torch.Tensor.sum))
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
+            # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
+            self.flops_per_batch = self.flops_per_sample() * dm.batch_size
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
             w = counts.sum() / (len(counts) * counts)

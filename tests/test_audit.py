@@ -26,7 +26,11 @@ def test_audit_finds_duplicates_conflicts_blanks_and_feeds_exclusion(folder_data
     assert (s["conflicting_label_groups"], s["cross_split_groups"]) == (1, 1)
     assert report["class_counts"]["PublicTest"]["surprise"] == 2
     excluded = set(report["exclude"])
-    assert {"train/sad/Training_copy.jpg", "train/angry/Training_blank.png", "train/surprise/Training_leak.jpg"} <= excluded
+    assert {
+        "train/sad/Training_copy.jpg",
+        "train/angry/Training_blank.png",
+        "train/surprise/Training_leak.jpg",
+    } <= excluded
     assert not any(p.startswith("test/") for p in excluded)  # never drops evaluation images
     assert (out / "audit_contact_sheet.png").stat().st_size > 1000
     assert "byte_identical_groups: 2" in capsys.readouterr().out

@@ -39,8 +39,9 @@ def final_state(root, run_name):
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     subprocess.run(train_cmd(tmp_path, "straight"), cwd=ROOT, check=True, capture_output=True, timeout=600)
 
-    proc = subprocess.Popen(train_cmd(tmp_path, "killed", "ckpt_path=last"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_cmd(tmp_path, "killed", "ckpt_path=last"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     history = tmp_path / "logs" / "train" / "runs" / "killed" / "history.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -53,8 +54,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     proc.wait()
     assert not (history.parent / "metrics.json").exists()  # really killed, before the end
 
-    subprocess.run(train_cmd(tmp_path, "killed", "ckpt_path=last"), cwd=ROOT, check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run(
+        train_cmd(tmp_path, "killed", "ckpt_path=last"), cwd=ROOT, check=True, capture_output=True, timeout=600
+    )
     straight_w, straight_m = final_state(tmp_path, "straight")
     resumed_w, resumed_m = final_state(tmp_path, "killed")
     assert straight_w.keys() == resumed_w.keys()

@@ -13,8 +13,16 @@ QUIET = [o for o in TINY if not o.startswith("~")] + ["callbacks=none", "logger=
 
 
 def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
-    res = run_cli("-m", "emotion.train", "-m", *QUIET, f"paths.root_dir={tmp_path}", "run_name=grid",
-                  "model.optimizer.lr=1e-3,1e6", "model.scheduler=null")
+    res = run_cli(
+        "-m",
+        "emotion.train",
+        "-m",
+        *QUIET,
+        f"paths.root_dir={tmp_path}",
+        "run_name=grid",
+        "model.optimizer.lr=1e-3,1e6",
+        "model.scheduler=null",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     sweep = tmp_path / "logs" / "train" / "multiruns" / "grid"
     assert (sweep / "0" / "metrics.json").is_file()
@@ -32,8 +40,16 @@ def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
 
 def test_optuna_tpe_sweep_runs_trials_and_reports_the_best(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    res = run_cli("-m", "emotion.train", "hparams_search=optuna", *QUIET, f"paths.root_dir={tmp_path}",
-                  "run_name=tpe", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2")
+    res = run_cli(
+        "-m",
+        "emotion.train",
+        "hparams_search=optuna",
+        *QUIET,
+        f"paths.root_dir={tmp_path}",
+        "run_name=tpe",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     sweep = tmp_path / "logs" / "train" / "multiruns" / "tpe"
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
