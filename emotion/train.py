@@ -45,7 +45,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = list(history_cb.history) if history_cb else []
     train_time_s = history_cb.elapsed() if history_cb else None
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_cb = next((c for c in trainer.checkpoint_callbacks if c.monitor), None)
+    best = best_cb.best_model_path if best_cb else ""
     ckpt = best or None
     if not best:
         log.warning("no best checkpoint found; evaluating the current weights")

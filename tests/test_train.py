@@ -123,3 +123,14 @@ def test_missing_dataset_names_paths_kaggle_and_demo(tmp_path):
     err = res.stderr
     assert f"{tmp_path}/nowhere" in err and "msambare/fer2013" in err and "experiment=demo" in err
     assert "train/<class>" in err and "Traceback" not in err
+
+
+def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
+    # lr=0: val/acc never improves after epoch 1, so only last.ckpt can hold the latest epoch.
+    cfg = make_cfg(tmp_path, [*TINY, "trainer.max_epochs=3", "model.optimizer.lr=0", "model.scheduler=null"])
+    train(cfg)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 2
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["best_checkpoint"].endswith(".ckpt") and "epoch000" in report["best_checkpoint"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-acc0.1429.ckpt", "last.ckpt"]
