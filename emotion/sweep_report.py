@@ -53,6 +53,13 @@ def swept_params(rows: list[dict[str, Any]]) -> list[str]:
     return [n for n in names if len({r["params"].get(n) for r in rows}) > 1]
 
 
+def _fmt(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def markdown(rows: list[dict[str, Any]], metric: str) -> str:
     params = swept_params(rows) or sorted({k for r in rows for k in r["params"]})
     head = ["rank", "run", *params, metric, "status", "minutes"]
@@ -62,7 +69,7 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> str:
         cells = [
             str(i),
             r["run"],
-            *[str(r["params"].get(p, "")) for p in params],
+            *[_fmt(r["params"].get(p, "")) for p in params],
             f"{value:.4f}" if value is not None else "—",
             r["status"],
             str(r["minutes"] or ""),

@@ -32,7 +32,7 @@ def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
     assert report_main([str(sweep)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
-    assert "| 1 | 0 | 0.001 |" in rows[0] and rows[1].startswith("| 2 | 1 | 1000000.0 | — | failed")
+    assert "| 1 | 0 | 0.001 |" in rows[0] and rows[1].startswith("| 2 | 1 | 1e+06 | — | failed")
     assert "2 runs, 1 failed" in out
     assert (sweep / "sweep.csv").read_text().count("\n") == 3
     assert (sweep / "sweep.png").stat().st_size > 1000
