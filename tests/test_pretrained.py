@@ -1,0 +1,42 @@
+"""The model shipped in emotion/weights: loads safely, carries its spec, and is what the tools use by default."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import emotion
+from emotion.evaluate import evaluate
+from emotion.labels import FER2013_CLASSES
+from emotion.predict import main as predict_main
+from emotion.pretrained import weights_path
+from tests.conftest import make_cfg
+
+
+def test_shipped_model_loads_with_its_spec_and_is_small():
+    path = weights_path("default")
+    assert path.stat().st_size <= 25 * 2**20
+    net = emotion.load_pretrained()
+    assert net.class_names == FER2013_CLASSES and net.input_size == 48
+    assert 0.3 < float(net.mean) < 0.7 and float(net.std) > 0
+    assert weights_path("emotion_cnn") == path  # the recipe model is the seed network
+
+
+def test_unknown_pretrained_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown pretrained model 'nope'"):
+        weights_path("nope")
+
+
+def test_predict_uses_the_shipped_model_by_default(tmp_path, capsys):
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    assert predict_main([str(face), "--no-detect", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["label"] in FER2013_CLASSES and set(row["probs"]) == set(FER2013_CLASSES)
+
+
+def test_evaluate_pretrained_on_a_folder(folder_data, tmp_path):
+    cfg = make_cfg(tmp_path, ["pretrained=true", f"data.root={folder_data}", "tta=flip"], config_name="eval")
+    result = evaluate(cfg)
+    assert result["n_images"] == 14 and result["tta"] == "flip" and 0 <= result["accuracy"] <= 1
