@@ -71,6 +71,31 @@ def near_duplicate_groups(entries: list[dict], max_bits: int = 4, max_mad: float
     return [g for g in groups.values() if len(g) > 1]
 
 
+def sharpness_by_split(entries: list[dict], ratio_warn: float = 4.0) -> dict[str, Any]:
+    """Median Laplacian variance per split (0..1 pixel scale); flags splits whose sharpness differs by > ratio_warn×.
+
+    A network trained on blurred faces misreads sharp ones (and the reverse); see emotion/models/sharpness.py.
+    """
+    import torch
+
+    from emotion.models.sharpness import laplacian_variance
+
+    by_split: dict[str, list[np.ndarray]] = defaultdict(list)
+    for e in entries:
+        by_split[e["split"]].append(e["img"])
+    medians = {
+        split: float(laplacian_variance(torch.from_numpy(np.stack(imgs)).float().div_(255.0)).median())
+        for split, imgs in sorted(by_split.items())
+    }
+    positive = [v for v in medians.values() if v > 0]
+    ratio = max(positive) / min(positive) if len(positive) > 1 else 1.0
+    return {
+        "median_laplacian_variance": {k: round(v, 8) for k, v in medians.items()},
+        "max_ratio": round(ratio, 1),
+        "mismatch": ratio > ratio_warn,
+    }
+
+
 def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dict[str, Any]:
     root = Path(root)
     if not root.is_dir():
@@ -145,9 +170,12 @@ def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dic
         "blank_images": len(blank),
         "suggested_exclusions": len(exclude),
     }
+    sharpness = sharpness_by_split(entries)
+    summary["sharpness_mismatch_between_splits"] = sharpness["mismatch"]
     return {
         "summary": summary,
         "class_counts": {k: dict(v) for k, v in sorted(counts.items())},
+        "sharpness": sharpness,
         "groups": sorted(groups, key=lambda g: (not g["conflicting_labels"], not g["cross_split"], -g["size"])),
         "blank": [{"path": e["path"], "std": round(e["std"], 3)} for e in blank],
         "unreadable": unreadable,
@@ -211,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     print("class counts per split:")
     for split, counts in result["class_counts"].items():
         print(f"  {split:>12}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    sharp = result["sharpness"]
+    print("sharpness (median Laplacian variance, 0..1 pixels): " + ", ".join(
+        f"{k} {v:.3g}" for k, v in sharp["median_laplacian_variance"].items()))
+    if sharp["mismatch"]:
+        print(f"WARNING: splits differ {sharp['max_ratio']}x in sharpness: a model trained on one misreads the other. "
+              "Train with model.match_sharpness=true (the default) so inputs are blurred to the training sharpness.")
     print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
     return 0
 

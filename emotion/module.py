@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from torchmetrics.classification import (
 
 from emotion.errors import ModelFileError, UserError
 from emotion.models import EmotionNet
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_SPEC_KEY = "emotion_model"
 TTA_MODES = ("none", "flip")
@@ -48,6 +51,7 @@ class EmotionModule(L.LightningModule):
         tta: str = "none",
         channels_last: bool = False,
         compile: bool = False,
+        match_sharpness: bool = False,
         n_misclassified: int = 32,
     ) -> None:
         super().__init__()
@@ -113,6 +117,11 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
             self.flops_per_batch = self.flops_per_sample() * dm.batch_size
+        if stage == "fit" and self.hparams.match_sharpness and dm is not None and hasattr(dm, "train_sharpness"):
+            # Inputs sharper than the training faces get blurred to match them (emotion.models.sharpness);
+            # the target travels in the network's spec, so every consumer applies the same step.
+            self.net.set_sharpness(dm.train_sharpness())
+            log.info("sharpness matching on: target Laplacian variance %.3g (90th percentile of the training faces)", self.net.sharpness)
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
             w = counts.sum() / (len(counts) * counts)

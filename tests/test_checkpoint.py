@@ -80,7 +80,7 @@ def test_damaged_and_foreign_files(tmp_path):
 
 
 def test_safetensors_round_trip_keeps_spec_and_outputs(tmp_path):
-    net = EmotionCNN(mean=0.3, std=0.3).eval()
+    net = EmotionCNN(mean=0.3, std=0.3, sharpness=2e-4).eval()
     loaded = load_net(save_safetensors(net, tmp_path / "m.safetensors"))
     x = torch.rand(2, 1, 48, 48)
     assert torch.equal(loaded(x), net(x))

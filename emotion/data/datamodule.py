@@ -224,6 +224,21 @@ class FER2013DataModule(L.LightningDataModule):
         idx = getattr(self.splits, name)
         return self.raw.images[idx], self.raw.labels[idx]
 
+    def train_sharpness(self) -> float:
+        """90th percentile of the training images' Laplacian variance (0..1 pixel scale).
+
+        The target of sharpness matching: nine in ten training faces pass it unchanged, sharper inputs are blurred
+        down to the sharp end of what the network was trained on.
+        """
+        from emotion.models.sharpness import laplacian_variance
+
+        images, _ = self._subset("train")
+        values = [
+            laplacian_variance(torch.from_numpy(images[i : i + 4096]).float().div_(255.0))
+            for i in range(0, len(images), 4096)
+        ]
+        return float(torch.quantile(torch.cat(values), 0.9)) if values else 0.0
+
     def class_counts(self) -> np.ndarray:
         _, y = self._subset("train")
         return np.bincount(y, minlength=len(self.class_names))

@@ -6,12 +6,14 @@ buffers that are saved with its weights, so training, evaluation, export and the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from emotion.labels import FER2013_CLASSES
+from emotion.models.sharpness import blur_matrices, match_sharpness
 
 # Mean and standard deviation of FER2013's 28,709 training pixels, scaled to [0, 1].
 FER2013_MEAN = 0.5077
@@ -35,6 +37,7 @@ class EmotionNet(nn.Module):
         input_size: int = 48,
         mean: float = FER2013_MEAN,
         std: float = FER2013_STD,
+        sharpness: float = 0.0,
     ) -> None:
         super().__init__()
         if not class_names:
@@ -45,16 +48,32 @@ class EmotionNet(nn.Module):
         self.input_size = int(input_size)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+        self.register_buffer("blur_mats", blur_matrices(self.input_size), persistent=False)
+        self.sharpness = 0.0
+        self.set_sharpness(sharpness)
         self._arch_kwargs: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def set_sharpness(self, target: float | None) -> None:
+        """Laplacian variance (0..1 pixel scale) that inputs are blurred towards; 0 or None switches matching off."""
+        target = float(target or 0.0)
+        if not math.isfinite(target) or target < 0:
+            raise ValueError(f"sharpness must be a finite value >= 0, got {target}")
+        self.sharpness = target
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw pixels (uint8 0..255 or float 0..1) → the normalised float input of the first layer."""
+        """Raw pixels (uint8 0..255 or float 0..1) → the normalised float input of the first layer.
+
+        With a sharpness target (see :mod:`emotion.models.sharpness`), inputs sharper than the training faces
+        are blurred to match them first — in training, evaluation, export and the apps alike.
+        """
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        if self.sharpness > 0:
+            x = match_sharpness(x, self.sharpness, self.blur_mats)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,5 +96,6 @@ class EmotionNet(nn.Module):
             "input_size": self.input_size,
             "mean": float(self.mean),
             "std": float(self.std),
+            "sharpness": self.sharpness,
             "input": "grayscale, raw pixels uint8 0..255 or float 0..1, shape N x 1 x H x W",
         }

@@ -1,0 +1,74 @@
+"""Sharpness matching: bring every input face to the sharpness of the training images.
+
+The FER2013 copy this project trains on has blurred training images and sharp test images (median Laplacian
+variance ~1e-4 vs ~3e-2 on the 0..1 scale; see ``python -m emotion.audit``). A network trained on blurred faces
+misreads sharp ones. Like mean/std normalisation, the network therefore normalises sharpness itself: each input
+is blurred with the Gaussian (from a fixed grid of sigmas, zero included) that brings its Laplacian variance
+closest to the training data's median, stored with the weights. Faces already as blurred as the training data
+pass unchanged, so training and inference run the very same step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SIGMAS: tuple[float, ...] = tuple(0.5 * i for i in range(1, 9))  # 0.5 … 4.0 pixels (at 48×48)
+
+
+def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
+    """Per-image variance of the 4-neighbour Laplacian (valid region) of ``N×C×H×W`` float images → ``N×C``."""
+    c = x[..., 1:-1, 1:-1]
+    lap = x[..., :-2, 1:-1] + x[..., 2:, 1:-1] + x[..., 1:-1, :-2] + x[..., 1:-1, 2:] - 4 * c
+    return lap.flatten(-2).var(dim=-1)
+
+
+def blur_matrices(size: int, sigmas: tuple[float, ...] = SIGMAS) -> torch.Tensor:
+    """``S×size×size`` matrices ``B`` with ``B @ X @ B.T`` = Gaussian blur of ``X`` (reflect boundary, 3 sigma)."""
+    mats = torch.zeros(len(sigmas), size, size, dtype=torch.float64, device="cpu")  # also under a meta device
+    for k, s in enumerate(sigmas):
+        radius = math.ceil(3 * s)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float64, device="cpu")
+        g = torch.exp(-0.5 * (t / s) ** 2)
+        g /= g.sum()
+        for i in range(size):
+            for tap, weight in zip(range(i - radius, i + radius + 1), g.tolist()):
+                j = tap
+                while not 0 <= j < size:  # reflect (…, 2, 1, | 0, 1, 2, …) until inside
+                    j = -j if j < 0 else 2 * (size - 1) - j
+                mats[k, i, j] += weight
+    return mats.float()
+
+
+def blur_stack(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """``N×1×H×W`` → ``N×S×H×W``: ``mats[s] @ x @ mats[s].T`` for every s, as two large matrix products."""
+    n, _, h, w = x.shape
+    s = mats.shape[0]
+    rows = x.reshape(n * h, w) @ mats.transpose(1, 2).permute(1, 0, 2).reshape(w, s * w)  # [n h] × [s w]
+    rows = rows.view(n, h, s, w).permute(2, 1, 0, 3).reshape(s, h, n * w)
+    return torch.bmm(mats, rows).view(s, h, n, w).permute(2, 0, 1, 3)
+
+
+def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor) -> torch.Tensor:
+    """Blur each grayscale image in ``x`` (``N×1×H×W``, float) towards Laplacian variance ``target``.
+
+    Chooses, per image, among the unblurred image and its blurred versions (``mats`` from :func:`blur_matrices`)
+    the one whose log Laplacian variance is closest to ``log(target)``. Images at or below the target sharpness
+    come back unchanged. Matrix products keep it fast on CPU and GPU and exportable to ONNX.
+    """
+    if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] != mats.shape[-1] or x.shape[-2] != mats.shape[-1]:
+        raise ValueError(
+            f"sharpness matching expects grayscale N x 1 x {mats.shape[-1]} x {mats.shape[-1]} input, "
+            f"got shape {tuple(x.shape)}"
+        )
+    mats = mats.to(x.dtype)
+    blurred = blur_stack(x, mats)
+    log_target = math.log(target)
+    gap_blurred = (torch.log(laplacian_variance(blurred) + 1e-12) - log_target).abs()  # N×S
+    gap_input = (torch.log(laplacian_variance(x) + 1e-12) - log_target).abs()  # N×1
+    best_gap, best = gap_blurred.min(dim=1)
+    n, _, h, w = x.shape
+    chosen = torch.gather(blurred, 1, best.view(n, 1, 1, 1).expand(n, 1, h, w))
+    keep = (gap_input[:, 0] <= best_gap).view(n, 1, 1, 1)
+    return torch.where(keep, x, chosen)
