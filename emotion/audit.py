@@ -240,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     for split, counts in result["class_counts"].items():
         print(f"  {split:>12}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     sharp = result["sharpness"]
-    print("sharpness (median Laplacian variance, 0..1 pixels): " + ", ".join(
-        f"{k} {v:.3g}" for k, v in sharp["median_laplacian_variance"].items()))
+    print(
+        "sharpness (median Laplacian variance, 0..1 pixels): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in sharp["median_laplacian_variance"].items())
+    )
     if sharp["mismatch"]:
-        print(f"WARNING: splits differ {sharp['max_ratio']}x in sharpness: a model trained on one misreads the other. "
-              "Train with model.match_sharpness=true (the default) so inputs are blurred to the training sharpness.")
+        print(
+            f"WARNING: splits differ {sharp['max_ratio']}x in sharpness: a model trained on one misreads the other. "
+            "Train with model.match_sharpness=true (the default) so inputs are blurred to the training sharpness."
+        )
     print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
     return 0
 

@@ -28,17 +28,22 @@ def batch_size(batch: Any) -> int:
 
 
 class EpochSeed(L.Callback):
-    """Reseed the global RNGs (dropout, …) at every epoch start from (seed, epoch).
+    """Reseed the global RNGs (dropout, …) before every training batch from (seed, epoch, batch).
 
     Batch order and augmentation are already functions of (seed, epoch, batch); with this, a run resumed from an
-    epoch-boundary checkpoint continues exactly as the uninterrupted run would (bit-identical on CPU).
+    epoch-boundary checkpoint continues exactly as the uninterrupted run would (bit-identical on CPU). Seeding per
+    batch, not per epoch, matters: anything that draws from the global RNG between batches (a DataLoader creating
+    its iterator, a validation run) would otherwise shift every later dropout mask of a resumed run.
     """
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        L.seed_everything(self.seed * 1_000 + trainer.current_epoch, workers=True, verbose=False)
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        seed = (self.seed * 1_000_003 + trainer.current_epoch * 100_003 + batch_idx) % 2**32
+        L.seed_everything(seed, workers=True, verbose=False)
 
 
 class EvalFigures(L.Callback):

@@ -121,7 +121,10 @@ class EmotionModule(L.LightningModule):
             # Inputs sharper than the training faces get blurred to match them (emotion.models.sharpness);
             # the target travels in the network's spec, so every consumer applies the same step.
             self.net.set_sharpness(dm.train_sharpness())
-            log.info("sharpness matching on: target Laplacian variance %.3g (90th percentile of the training faces)", self.net.sharpness)
+            log.info(
+                "sharpness matching on: target Laplacian variance %.3g (90th percentile of the training faces)",
+                self.net.sharpness,
+            )
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
             w = counts.sum() / (len(counts) * counts)
