@@ -43,7 +43,7 @@ def export_onnx(net: EmotionNet, out: str | Path, opset: int = 18) -> Path:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    head = ProbabilityHead(net)
+    head = ProbabilityHead(net).eval()
     program = torch.onnx.export(
         head,
         (_example(net, 2),),
@@ -68,7 +68,7 @@ def export_onnx(net: EmotionNet, out: str | Path, opset: int = 18) -> Path:
 def export_torchscript(net: EmotionNet, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scripted = torch.jit.trace(ProbabilityHead(net), _example(net))
+    scripted = torch.jit.trace(ProbabilityHead(net).eval(), _example(net))
     torch.jit.save(scripted, str(out), _extra_files={"emotion_spec.json": json.dumps(net.spec())})
     return out
 

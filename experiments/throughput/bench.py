@@ -1,0 +1,337 @@
+"""Throughput benchmark: training images/s vs a naive pipeline and the hardware bound, data start-up, peak RSS,
+inference latency per face (eager / TorchScript / ONNX Runtime) and webcam-pipeline frames/s.
+
+    python experiments/throughput/bench.py --data ../shared/data/fer2013 --out experiments/throughput/results.json
+
+Every figure is the median of ``--reps`` repetitions; run it on an otherwise idle machine. Without FER2013
+(``--data`` missing) the training rows use generated faces of the same shape. ``--quick`` runs each row briefly
+(the smoke test uses it); its figures are not meant to be quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from emotion.data import FER2013DataModule  # noqa: E402
+from emotion.data.augment import BatchAugment  # noqa: E402
+from emotion.data.cache import load_raw  # noqa: E402
+from emotion.data.synthetic import ensure_dataset  # noqa: E402
+from emotion.models import EmotionCNN  # noqa: E402
+from emotion.module import EmotionModule  # noqa: E402
+
+BATCH = 64
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+# ----------------------------------------------------------------------------------------------- training
+class StepClock:
+    """Wall time between consecutive training-batch ends: the full step, data fetch included."""
+
+    def __init__(self) -> None:
+        import lightning as L
+
+        class _Cb(L.Callback):
+            def __init__(cb) -> None:
+                cb.stamps: list[float] = []
+
+            def on_train_batch_end(cb, *args: Any) -> None:
+                cb.stamps.append(time.perf_counter())
+
+        self.callback = _Cb()
+
+    def step_seconds(self, warmup: int) -> list[float]:
+        s = self.callback.stamps
+        return [b - a for a, b in zip(s[warmup:], s[warmup + 1 :])]
+
+
+def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path) -> float:
+    """Our pipeline through Lightning: in-memory uint8 batches, on-device augmentation, channels_last, Adam."""
+    import lightning as L
+
+    dm = FER2013DataModule(
+        root=str(root),
+        batch_size=BATCH,
+        cache_dir=str(cache_dir),
+        download=False,
+        augment=BatchAugment(hflip=True, rotate_deg=10.0, scale=(0.8, 1.0), ratio=(0.9, 1.1), translate=0.05),
+    )
+    module = EmotionModule(
+        EmotionCNN(),
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
+        channels_last=True,
+        match_sharpness=True,
+    )
+    clock = StepClock()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=warmup + batches + 1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock.callback],
+    )
+    trainer.fit(module, datamodule=dm)
+    return BATCH / median(clock.step_seconds(warmup))
+
+
+def naive_images_per_s(root: Path, batches: int, warmup: int) -> float:
+    """The seed project's pipeline: ImageFolder + per-sample PIL transforms + DataLoader(2 workers), eager model."""
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose(
+        [
+            transforms.Grayscale(1),
+            transforms.Resize(48),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(10),
+            transforms.RandomResizedCrop(48, scale=(0.8, 1.0)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5077], [0.2550]),
+        ]
+    )
+    ds = datasets.ImageFolder(str(root / "train"), transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
+    net = EmotionCNN().train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    stamps = []
+    for i, (x, y) in enumerate(loader):
+        loss = torch.nn.functional.cross_entropy(net.logits(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        stamps.append(time.perf_counter())
+        if i >= warmup + batches:
+            break
+    steps = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :])]
+    return BATCH / median(steps)
+
+
+def training_flops_per_image() -> int:
+    """Forward + backward FLOPs of one training image (torch.utils.flop_counter), sharpness matching included."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = EmotionCNN(sharpness=1e-4).train()
+    x = torch.rand(BATCH, 1, 48, 48)
+    with FlopCounterMode(display=False) as counter:
+        net(x).sum().backward()
+    return counter.get_total_flops() // BATCH
+
+
+def matmul_flops_per_s(n: int = 2048, reps: int = 5) -> float:
+    """Dense fp32 matmul FLOP/s with PyTorch's threads: the hardware bound."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / median(times)
+
+
+# ----------------------------------------------------------------------------------------------- data, memory
+def data_startup(root: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        raw, cached = load_raw(root, 48, tmp)
+        first = time.perf_counter() - t
+        assert not cached
+        t = time.perf_counter()
+        raw, cached = load_raw(root, 48, tmp)
+        again = time.perf_counter() - t
+        assert cached
+    return {"images": int(len(raw.labels)), "first_load_s": first, "cached_load_s": again}
+
+
+def training_peak_rss_mb(root: Path, batches: int) -> float:
+    """Peak RSS of a real ``python -m emotion.train`` process on the full data (a few batches)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "emotion.train",
+            "experiment=recipe",
+            f"data.root={root}",
+            f"paths.root_dir={tmp}",
+            f"paths.cache_dir={ROOT / '.cache' / 'emotion'}",
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={batches}",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2",
+            "logger=csv",
+            "callbacks.progress_bar.log_refresh_rate=1000",
+        ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        raise RuntimeError("peak RSS of the training process was not measurable (an earlier child was larger)")
+    return peak / 1024  # Linux reports KiB
+
+
+# ----------------------------------------------------------------------------------------------- inference
+def inference_ms_per_face(reps: int, iters: int) -> dict[str, dict[str, float]]:
+    import onnxruntime as ort
+
+    from emotion import load_pretrained
+    from emotion.export import ProbabilityHead, export_onnx, export_torchscript
+
+    net = load_pretrained().eval()
+    head = ProbabilityHead(net).eval()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ts = torch.jit.load(str(export_torchscript(net, Path(tmp) / "m.pt"))).eval()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        sess = ort.InferenceSession(
+            str(export_onnx(net, Path(tmp) / "m.onnx")), opts, providers=["CPUExecutionProvider"]
+        )
+        for n in (1, 32):
+            x = torch.randint(0, 256, (n, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+            xf = x.float().div(255)
+            runners = {
+                "eager": lambda xf=xf: head(xf),
+                "torchscript": lambda xf=xf: ts(xf),
+                "onnxruntime": lambda xn=xf.numpy(): sess.run(None, {"pixels": xn}),
+            }
+            for name, fn in runners.items():
+                with torch.inference_mode():
+                    for _ in range(10):
+                        fn()
+                    per_rep = []
+                    for _ in range(reps):
+                        t = time.perf_counter()
+                        for _ in range(iters):
+                            fn()
+                        per_rep.append((time.perf_counter() - t) / iters / n * 1e3)
+                results.setdefault(name, {})[f"batch{n}_ms_per_face"] = median(per_rep)
+    return results
+
+
+def webcam_fps(frames: int) -> dict[str, float]:
+    """The cam pipeline on a 640×480 video with one face: decode + detect + crop + classify + draw, no display."""
+    import cv2
+    from skimage import data as skdata
+
+    from emotion.cam import run
+    from emotion.predictor import Predictor
+
+    face = cv2.resize(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR), (400, 400))
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "face.avi"
+        vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+        for i in range(frames):
+            frame = np.full((480, 640, 3), 90, np.uint8)
+            x = 40 + (i % 100)
+            frame[40:440, x : x + 400] = face
+            vw.write(frame)
+        vw.release()
+        predictor = Predictor.from_pretrained()
+        for every in (1, 2):
+            stats, _ = run(predictor, str(video), headless=True, detect_every=every, draw=True)
+            out[f"detect_every_{every}_fps"] = stats.fps
+            out[f"detect_every_{every}_frames_with_face"] = stats.frames_with_faces / max(stats.frames, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="tiny runs: check that every row works")
+    p.add_argument("--out", type=Path, help="also write the figures as JSON")
+    args = p.parse_args(argv)
+
+    batches, warmup, iters, frames = (3, 1, 3, 20) if args.quick else (30, 5, 200, 300)
+    reps = 1 if args.quick else args.reps
+    tmp = Path(tempfile.mkdtemp(prefix="emotion-bench-"))
+    root = args.data
+    if not (root / "train").is_dir():
+        print(f"{root} has no train/ folder: using generated faces of the same shape")
+        root = ensure_dataset(tmp / "synthetic", n_train=BATCH * (batches + warmup + 2) // 7 + 1, n_val=8, n_test=8)
+    res: dict[str, Any] = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "data": str(root),
+        "reps": reps,
+    }
+
+    ours = [ours_images_per_s(root, batches, warmup, tmp / "cache") for _ in range(reps)]
+    naive = [naive_images_per_s(root, batches, warmup) for _ in range(reps)]
+    flops = training_flops_per_image()
+    peak = median([matmul_flops_per_s() for _ in range(reps)])
+    bound = peak / flops
+    res["training"] = {
+        "ours_images_per_s": median(ours),
+        "naive_images_per_s": median(naive),
+        "speedup_vs_naive": median(ours) / median(naive),
+        "flops_per_image_fwd_bwd": flops,
+        "matmul_flops_per_s": peak,
+        "bound_images_per_s": bound,
+        "ours_percent_of_bound": 100 * median(ours) / bound,
+    }
+    res["data"] = data_startup(root)
+    res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
+    res["inference"] = inference_ms_per_face(reps, iters)
+    res["webcam"] = webcam_fps(frames)
+
+    t, d, inf, cam = res["training"], res["data"], res["inference"], res["webcam"]
+    rows = [
+        ("training, ours (img/s)", f"{t['ours_images_per_s']:.1f}"),
+        ("training, naive ImageFolder+PIL+2 workers (img/s)", f"{t['naive_images_per_s']:.1f}"),
+        ("speed-up vs naive", f"{t['speedup_vs_naive']:.2f}x"),
+        ("FLOPs per training image (fwd+bwd)", f"{t['flops_per_image_fwd_bwd'] / 1e6:.0f} MFLOP"),
+        ("dense fp32 matmul", f"{t['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s"),
+        ("hardware bound (img/s)", f"{t['bound_images_per_s']:.1f}"),
+        ("ours as % of bound", f"{t['ours_percent_of_bound']:.0f}%"),
+        (f"first load, decode {d['images']} images (s)", f"{d['first_load_s']:.2f}"),
+        ("cached load (s)", f"{d['cached_load_s']:.2f}"),
+        ("peak RSS of a full-data training process (MB)", f"{res['memory']['training_peak_rss_mb']:.0f}"),
+    ]
+    for name, r in inf.items():
+        rows.append((f"inference {name}, batch 1 (ms/face)", f"{r['batch1_ms_per_face']:.3f}"))
+        rows.append((f"inference {name}, batch 32 (ms/face)", f"{r['batch32_ms_per_face']:.3f}"))
+    rows.append(("webcam 640x480, detect every frame (FPS)", f"{cam['detect_every_1_fps']:.1f}"))
+    rows.append(("webcam 640x480, detect every 2nd frame (FPS)", f"{cam['detect_every_2_fps']:.1f}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\nthroughput ({res['machine']['cores']} cores, torch {res['machine']['torch']}, medians of {reps})")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

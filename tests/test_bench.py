@@ -1,0 +1,51 @@
+"""Smoke test of the throughput benchmark: it runs end to end and prints every row (figures are not checked)."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+ROWS = [
+    "training, ours (img/s)",
+    "training, naive ImageFolder+PIL+2 workers (img/s)",
+    "speed-up vs naive",
+    "FLOPs per training image (fwd+bwd)",
+    "hardware bound (img/s)",
+    "ours as % of bound",
+    "cached load (s)",
+    "peak RSS of a full-data training process (MB)",
+    "inference onnxruntime, batch 1 (ms/face)",
+    "inference torchscript, batch 32 (ms/face)",
+    "inference eager, batch 1 (ms/face)",
+    "webcam 640x480, detect every frame (FPS)",
+]
+
+
+def test_benchmark_runs_and_prints_every_row(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "experiments/throughput/bench.py",
+            "--quick",
+            "--data",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "using generated faces" in proc.stdout
+    for row in ROWS:
+        assert row in proc.stdout, row
+    res = json.loads(out.read_text())
+    t = res["training"]
+    assert t["ours_images_per_s"] > 0 and t["naive_images_per_s"] > 0
+    assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
+    assert res["memory"]["training_peak_rss_mb"] > 100
+    assert res["webcam"]["detect_every_1_frames_with_face"] > 0.5  # the face is found
