@@ -109,8 +109,8 @@ class EmotionModule(L.LightningModule):
 
         with torch.device("meta"):
             net = build_from_spec(self.net.spec())
-            x = torch.randn(1, 1, net.input_size, net.input_size)
-        return int(measure_flops(net, lambda: net(x), loss_fn=torch.Tensor.sum))
+            x = torch.randn(2, 1, net.input_size, net.input_size)  # 2: batch norm needs more than one sample
+        return int(measure_flops(net, lambda: net(x), loss_fn=torch.Tensor.sum)) // 2
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -224,10 +224,10 @@ class EmotionModule(L.LightningModule):
             if name in params and name not in given:
                 kwargs[name] = int(steps)
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
-        }
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config.update(monitor="val/acc", interval="epoch")  # set mode: max in its config
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

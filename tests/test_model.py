@@ -73,3 +73,18 @@ def test_spec_carries_class_names_and_preprocessing():
 def test_invalid_model_values_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         EmotionCNN(**kwargs)
+
+
+def test_emotion_vgg_shapes_spec_round_trip_and_bad_values():
+    from emotion.models import EmotionVGG
+
+    net = EmotionVGG(widths=(8, 16, 16, 32), fc=32).eval()
+    raw = torch.randint(0, 256, (3, 1, 48, 48), dtype=torch.uint8)
+    assert net(raw).shape == (3, 7)
+    rebuilt = build_from_spec(net.spec())
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt.eval()(raw), net(raw))
+    with pytest.raises(ValueError, match="below one pixel"):
+        EmotionVGG(widths=(8,) * 6)
+    with pytest.raises(ValueError, match="dropout"):
+        EmotionVGG(dropout=1.0)

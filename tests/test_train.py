@@ -18,6 +18,28 @@ def test_fast_dev_run_composes_and_trains(tmp_path):
     assert "test/acc" in metrics and "val/acc" in metrics
 
 
+@pytest.mark.parametrize(
+    "experiment, extra",
+    [
+        ("best", []),
+        ("sota", ["trainer.accelerator=cpu", "trainer.precision=32-true", "data.pin_memory=false"]),
+    ],
+)
+def test_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
+    """The configs compose and run a step each (sota: SGD-Nesterov + ReduceLROnPlateau on val/acc, full width)."""
+    cfg = make_cfg(
+        tmp_path,
+        [f"experiment={experiment}", "data=synthetic", *TINY[1:], *extra, "trainer.limit_train_batches=2"],
+    )
+    metrics = train(cfg)
+    assert "val/acc" in metrics
+    ckpt = torch.load(next((tmp_path / "run" / "checkpoints").glob("last.ckpt")), weights_only=True)
+    assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
+    assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == (
+        [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
+    )
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The real `experiment=demo` (smaller set, same recipe), trained once for the tests below."""
@@ -46,6 +68,7 @@ def test_checkpoint_carries_class_names_and_loads_safely(demo_run):
     ckpt = torch.load(tmp / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["emotion_model"]["class_names"][6] == "neutral"
     assert ckpt["emotion_model"]["mean"] > 0
+    assert ckpt["emotion_model"]["sharpness"] > 0  # set from the training images (model.match_sharpness default)
 
 
 def test_evaluate_reproduces_the_test_metrics_of_train(demo_run, tmp_path):

@@ -6,8 +6,9 @@ from typing import Any
 
 from emotion.models.base import FER2013_MEAN, FER2013_STD, EmotionNet
 from emotion.models.emotion_cnn import EmotionCNN
+from emotion.models.emotion_vgg import EmotionVGG
 
-ARCHITECTURES: dict[str, type[EmotionNet]] = {EmotionCNN.arch: EmotionCNN}
+ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG)}
 
 
 def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
@@ -25,4 +26,4 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
     )
 
 
-__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionNet", "build_from_spec"]
+__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionNet", "EmotionVGG", "build_from_spec"]
