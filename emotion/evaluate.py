@@ -53,7 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, enable_model_summary=False)
-    trainer.test(module, dataloaders=datamodule._loader(split, train=False), verbose=False)
+    trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)
     ev = module.last_eval["test"]
     result = {
         "model": path,

@@ -254,6 +254,12 @@ class FER2013DataModule(L.LightningDataModule):
         )
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Any split (train, val or test) in evaluation order, unaugmented: for scoring a model on it."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        return self._loader(split, train=False)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
