@@ -62,6 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split_protocol": datamodule.info["split_protocol"],
         "n_images": int(sum(map(sum, ev["confusion_matrix"]))),
         "tta": cfg.tta,
+        "sharpness_target": net.sharpness,  # > 0: inputs sharper than the training faces were blurred to match
         "class_names": list(net.class_names),
         "accuracy": ev["metrics"]["test/acc"],
         "macro_accuracy": ev["metrics"]["test/macro_acc"],
