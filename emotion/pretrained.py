@@ -1,18 +1,38 @@
-"""Models shipped inside the package (``emotion/weights/*.safetensors``), with their spec in the metadata."""
+"""Models shipped inside the package (``emotion/weights/*.safetensors``, spec in their metadata).
+
+``emotion/weights/models.json`` is the one record of what is shipped: file, the run that produced it, and its
+measured PublicTest accuracy. ``default`` names the best of them.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# name → file; "default" is the best shipped model (see README: which experiment produced it).
-SHIPPED = {"default": "emotion_cnn.safetensors", "emotion_cnn": "emotion_cnn.safetensors"}
+REGISTRY = WEIGHTS_DIR / "models.json"
+
+
+def registry() -> dict[str, Any]:
+    return json.loads(REGISTRY.read_text())
+
+
+def model_names() -> list[str]:
+    return ["default", *sorted(registry()["models"])]
+
+
+def model_card(name: str = "default") -> dict[str, Any]:
+    """Provenance and measured accuracy of a shipped model."""
+    reg = registry()
+    key = reg["default"] if name == "default" else name
+    if key not in reg["models"]:
+        raise ValueError(f"unknown pretrained model {name!r}; shipped: {', '.join(model_names())}")
+    return {"name": key, **reg["models"][key]}
 
 
 def weights_path(name: str = "default") -> Path:
-    if name not in SHIPPED:
-        raise ValueError(f"unknown pretrained model {name!r}; shipped: {', '.join(sorted(SHIPPED))}")
-    path = WEIGHTS_DIR / SHIPPED[name]
+    path = WEIGHTS_DIR / model_card(name)["file"]
     if not path.is_file():
         raise FileNotFoundError(
             f"the pretrained model {name!r} ({path}) is not in this installation; pass a checkpoint "

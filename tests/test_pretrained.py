@@ -10,8 +10,10 @@ import emotion
 from emotion.evaluate import evaluate
 from emotion.labels import FER2013_CLASSES
 from emotion.predict import main as predict_main
-from emotion.pretrained import weights_path
-from tests.conftest import make_cfg
+from emotion.pretrained import model_card, model_names, weights_path
+from tests.conftest import ROOT, make_cfg
+
+SHARED_FER = ROOT.parent / "shared" / "data" / "fer2013"
 
 
 def test_shipped_model_loads_with_its_spec_and_is_small():
@@ -20,12 +22,27 @@ def test_shipped_model_loads_with_its_spec_and_is_small():
     net = emotion.load_pretrained()
     assert net.class_names == FER2013_CLASSES and net.input_size == 48
     assert 0.3 < float(net.mean) < 0.7 and float(net.std) > 0
-    assert weights_path("emotion_cnn") == path  # the recipe model is the seed network
+    assert model_card("emotion_cnn")["architecture"].startswith("EmotionCNN")  # the seed network is always shipped
 
 
 def test_unknown_pretrained_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown pretrained model 'nope'"):
+    with pytest.raises(ValueError, match="unknown pretrained model 'nope'; shipped: default, emotion_cnn"):
         weights_path("nope")
+
+
+@pytest.mark.skipif(not (SHARED_FER / "test").is_dir(), reason="needs ../shared/data/fer2013")
+@pytest.mark.parametrize("name", model_names()[1:])
+def test_shipped_models_reproduce_their_recorded_publictest_accuracy(name, tmp_path):
+    """The accuracy in emotion/weights/models.json (and the README) is what the shipped file scores."""
+    card = model_card(name)
+    root = tmp_path / "publictest-only"
+    root.mkdir()
+    (root / "test").symlink_to(SHARED_FER / "test")  # only the 3,589 PublicTest faces get decoded
+    for tta, key in (("none", "publictest_accuracy"), ("flip", "publictest_accuracy_flip_tta")):
+        cfg = make_cfg(tmp_path, [f"pretrained={name}", f"data.root={root}", f"tta={tta}"], config_name="eval")
+        result = evaluate(cfg)
+        assert result["n_images"] == 3589
+        assert result["accuracy"] == pytest.approx(card[key], abs=6e-4)  # recorded to 4 decimals
 
 
 def test_predict_uses_the_shipped_model_by_default(tmp_path, capsys):
