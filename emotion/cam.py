@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, help="with --headless: OUT.mp4/OUT.avi, or a folder for PNG frames")
     p.add_argument("--detect-every", type=int, default=2, help="run the face detector every N frames")
     p.add_argument("--detect-width", type=int, default=320, help="downscale frames to this width for detection")
+    p.add_argument(
+        "--min-face", type=int, default=80, help="smallest face to detect, in frame pixels (smaller = slower)"
+    )
     p.add_argument("--max-frames", type=int)
     p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
     p.add_argument("--strategy", default="match", choices=["match", "lift"])
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print_recommendations(recommend(probs, predictor.class_names, n=args.songs or 5, strategy=args.strategy))
 
     try:
-        predictor = load_predictor(args.model, True, detect_width=args.detect_width)
+        predictor = load_predictor(args.model, True, detect_width=args.detect_width, min_face=args.min_face)
         stats, mood = run(
             predictor,
             args.source,

@@ -168,3 +168,13 @@ def test_one_pixel_image_is_reported_or_classified(weights, tmp_path, capsys):
     assert "no face detected" in json.loads(capsys.readouterr().out)[0]["error"]
     assert predict_main([str(tiny), "--model", str(weights), "--json", "--no-detect"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["box"] == [0, 0, 1, 1]
+
+
+def test_min_face_skips_smaller_faces(astronaut):
+    from emotion.faces import FaceDetector
+
+    found = FaceDetector()(astronaut)
+    assert len(found) >= 1
+    face_side = int(found[0][2])
+    assert len(FaceDetector(min_face=face_side // 2)(astronaut)) >= 1  # still looked for
+    assert len(FaceDetector(min_face=face_side * 3)(astronaut)) == 0  # smaller than the minimum: not searched
