@@ -90,3 +90,19 @@ def test_audit_flags_splits_of_different_sharpness(folder_data, tmp_path, capsys
     sharp = json.loads((out / "audit.json").read_text())["sharpness"]
     assert sharp["mismatch"] is True and sharp["max_ratio"] > 4
     assert "WARNING: splits differ" in capsys.readouterr().out
+
+
+def test_eager_subset_path_equals_the_static_graph_path(monkeypatch):
+    """Eager mode blurs only the sharper faces; traced/exported graphs compute all and select: same result."""
+    import emotion.models.sharpness as sh
+
+    mats = blur_matrices(48)
+    sharp = sharp_faces(5)
+    mixed = torch.cat([sharp, blur_stack(sharp, mats)[:, 6:7], blur_stack(sharp, mats)[:, 2:3]])  # 15 faces
+    target = float(laplacian_variance(blur_stack(sharp, mats)[:, 4:5]).median())
+    eager = match_sharpness(mixed, target, mats)
+    monkeypatch.setattr(sh, "_graph_capture", lambda: True)
+    static = match_sharpness(mixed, target, mats)
+    assert torch.equal(eager, static)
+    changed = (eager != mixed).flatten(1).any(1)
+    assert changed[:5].all() and not changed[5:10].any()  # sharp ones blurred, blurrier ones untouched

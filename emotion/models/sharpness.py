@@ -50,12 +50,30 @@ def blur_stack(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     return torch.bmm(mats, rows).view(s, h, n, w).permute(2, 0, 1, 3)
 
 
+def _blur_towards(x: torch.Tensor, lv: torch.Tensor, target: float, mats: torch.Tensor) -> torch.Tensor:
+    """Each image, or its blurred version whose log Laplacian variance is closest to ``log(target)``."""
+    blurred = blur_stack(x, mats)
+    log_target = math.log(target)
+    gap_blurred = (torch.log(laplacian_variance(blurred) + 1e-12) - log_target).abs()  # N×S
+    gap_input = (torch.log(lv + 1e-12) - log_target).abs()  # N
+    best_gap, best = gap_blurred.min(dim=1)
+    n, _, h, w = x.shape
+    chosen = torch.gather(blurred, 1, best.view(n, 1, 1, 1).expand(n, 1, h, w))
+    return torch.where((gap_input <= best_gap).view(n, 1, 1, 1), x, chosen)
+
+
+def _graph_capture() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor) -> torch.Tensor:
     """Blur each grayscale image in ``x`` (``N×1×H×W``, float) towards Laplacian variance ``target``.
 
-    Chooses, per image, among the unblurred image and its blurred versions (``mats`` from :func:`blur_matrices`)
-    the one whose log Laplacian variance is closest to ``log(target)``. Images at or below the target sharpness
-    come back unchanged. Matrix products keep it fast on CPU and GPU and exportable to ONNX.
+    Images at or below the target sharpness come back unchanged. For each sharper image, the candidates are the
+    image and its blurred versions (``mats`` from :func:`blur_matrices`); the one whose log Laplacian variance is
+    closest to ``log(target)`` is returned. Matrix products keep it fast on CPU and GPU; in eager mode only the
+    sharper images are blurred (most training faces are not), while traced/exported graphs compute every image
+    and select, which gives the same result with static shapes (ONNX, TorchScript).
     """
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] != mats.shape[-1] or x.shape[-2] != mats.shape[-1]:
         raise ValueError(
@@ -63,12 +81,13 @@ def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor) -> torch
             f"got shape {tuple(x.shape)}"
         )
     mats = mats.to(x.dtype)
-    blurred = blur_stack(x, mats)
-    log_target = math.log(target)
-    gap_blurred = (torch.log(laplacian_variance(blurred) + 1e-12) - log_target).abs()  # N×S
-    gap_input = (torch.log(laplacian_variance(x) + 1e-12) - log_target).abs()  # N×1
-    best_gap, best = gap_blurred.min(dim=1)
-    n, _, h, w = x.shape
-    chosen = torch.gather(blurred, 1, best.view(n, 1, 1, 1).expand(n, 1, h, w))
-    keep = (gap_input[:, 0] <= best_gap).view(n, 1, 1, 1)
-    return torch.where(keep, x, chosen)
+    lv = laplacian_variance(x)[:, 0]
+    sharper = lv > target
+    if _graph_capture():
+        return torch.where(sharper.view(-1, 1, 1, 1), _blur_towards(x, lv, target, mats), x)
+    idx = sharper.nonzero().flatten()
+    if len(idx) == 0:
+        return x
+    out = x.clone()
+    out[idx] = _blur_towards(x[idx], lv[idx], target, mats)
+    return out
