@@ -22,6 +22,8 @@ import numpy as np
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.predictor import Face, Predictor
 
+WEBCAM_MIN_FACE = 80  # pixels: a face in front of a webcam is larger; fewer detection scales = more frames/s
+
 
 class SourceError(RuntimeError):
     """A camera or video that cannot be opened."""
@@ -210,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detect-every", type=int, default=2, help="run the face detector every N frames")
     p.add_argument("--detect-width", type=int, default=320, help="downscale frames to this width for detection")
     p.add_argument(
-        "--min-face", type=int, default=80, help="smallest face to detect, in frame pixels (smaller = slower)"
+        "--min-face",
+        type=int,
+        default=WEBCAM_MIN_FACE,
+        help="smallest face to detect, in frame pixels (smaller = slower)",
     )
     p.add_argument("--max-frames", type=int)
     p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
