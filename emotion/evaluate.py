@@ -44,6 +44,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     path = model_path(cfg)
     net = load_net(path)
+    if cfg.get("sharpness_target") is not None:
+        try:
+            net.set_sharpness(float(cfg.sharpness_target))
+        except ValueError as exc:
+            raise UserError(f"sharpness_target: {exc}") from None
+        log.warning("sharpness target overridden to %s (the model was trained with its own)", cfg.sharpness_target)
     module = EmotionModule(net, tta=cfg.tta)
     datamodule = hydra.utils.instantiate(cfg.data, augment=None)
     datamodule.setup("test")
