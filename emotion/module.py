@@ -52,6 +52,7 @@ class EmotionModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         match_sharpness: bool = False,
+        sharpness_quantile: float = 0.9,
         n_misclassified: int = 32,
     ) -> None:
         super().__init__()
@@ -61,6 +62,8 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"model.class_weighting must be null, inverse or sqrt_inverse, got {class_weighting!r}")
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+        if not 0.0 <= sharpness_quantile <= 1.0:
+            raise ValueError(f"model.sharpness_quantile must be in [0, 1], got {sharpness_quantile}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -120,10 +123,11 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and self.hparams.match_sharpness and dm is not None and hasattr(dm, "train_sharpness"):
             # Inputs sharper than the training faces get blurred to match them (emotion.models.sharpness);
             # the target travels in the network's spec, so every consumer applies the same step.
-            self.net.set_sharpness(dm.train_sharpness())
+            self.net.set_sharpness(dm.train_sharpness(self.hparams.sharpness_quantile))
             log.info(
-                "sharpness matching on: target Laplacian variance %.3g (90th percentile of the training faces)",
+                "sharpness matching on: target Laplacian variance %.3g (quantile %s of the training faces)",
                 self.net.sharpness,
+                self.hparams.sharpness_quantile,
             )
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)

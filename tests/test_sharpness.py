@@ -76,6 +76,8 @@ def test_training_sets_the_target_from_the_training_images(folder_data):
     per_image = laplacian_variance(torch.from_numpy(images).float() / 255)
     target = dm.train_sharpness()
     assert 0.85 <= (per_image <= target).float().mean() <= 0.95  # nine in ten training faces pass unchanged
+    low = dm.train_sharpness(0.1)  # model.sharpness_quantile: a blurrier target
+    assert low < target and 0.05 <= (per_image <= low).float().mean() <= 0.2
 
 
 def test_audit_flags_splits_of_different_sharpness(folder_data, tmp_path, capsys):

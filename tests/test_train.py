@@ -124,6 +124,7 @@ def test_two_job_multirun(tmp_path):
         ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
         ("model.label_smoothing=-1", "label_smoothing must be in [0, 1)"),
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
+        ("model.sharpness_quantile=2", "model.sharpness_quantile must be in [0, 1]"),
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):

@@ -224,11 +224,11 @@ class FER2013DataModule(L.LightningDataModule):
         idx = getattr(self.splits, name)
         return self.raw.images[idx], self.raw.labels[idx]
 
-    def train_sharpness(self) -> float:
-        """90th percentile of the training images' Laplacian variance (0..1 pixel scale).
+    def train_sharpness(self, quantile: float = 0.9) -> float:
+        """A quantile of the training images' Laplacian variance (0..1 pixel scale): the sharpness-matching target.
 
-        The target of sharpness matching: nine in ten training faces pass it unchanged, sharper inputs are blurred
-        down to the sharp end of what the network was trained on.
+        At 0.9, nine in ten training faces pass unchanged and sharper inputs are blurred down to the sharp end of
+        what the network was trained on.
         """
         from emotion.models.sharpness import laplacian_variance
 
@@ -237,7 +237,7 @@ class FER2013DataModule(L.LightningDataModule):
             laplacian_variance(torch.from_numpy(images[i : i + 4096]).float().div_(255.0))
             for i in range(0, len(images), 4096)
         ]
-        return float(torch.quantile(torch.cat(values), 0.9)) if values else 0.0
+        return float(torch.quantile(torch.cat(values), quantile)) if values else 0.0
 
     def class_counts(self) -> np.ndarray:
         _, y = self._subset("train")
