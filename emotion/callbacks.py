@@ -27,7 +27,7 @@ def batch_size(batch: Any) -> int:
     return int(batch[0].shape[0])
 
 
-class EpochSeed(L.Callback):
+class BatchSeed(L.Callback):
     """Reseed the global RNGs (dropout, …) before every training batch from (seed, epoch, batch).
 
     Batch order and augmentation are already functions of (seed, epoch, batch); with this, a run resumed from an
