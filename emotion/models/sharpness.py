@@ -4,8 +4,8 @@ The FER2013 copy this project trains on has blurred training images and sharp te
 variance ~1e-4 vs ~3e-2 on the 0..1 scale; see ``python -m emotion.audit``). A network trained on blurred faces
 misreads sharp ones. Like mean/std normalisation, the network therefore normalises sharpness itself: each input
 is blurred with the Gaussian (from a fixed grid of sigmas, zero included) that brings its Laplacian variance
-closest to the training data's median, stored with the weights. Faces already as blurred as the training data
-pass unchanged, so training and inference run the very same step.
+closest to a target taken from the training data (a quantile of its Laplacian variance, saved in the network's
+spec). Faces already as blurred as the target pass unchanged, so training and inference run the very same step.
 """
 
 from __future__ import annotations
