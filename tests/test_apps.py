@@ -178,3 +178,36 @@ def test_min_face_skips_smaller_faces(astronaut):
     face_side = int(found[0][2])
     assert len(FaceDetector(min_face=face_side // 2)(astronaut)) >= 1  # still looked for
     assert len(FaceDetector(min_face=face_side * 3)(astronaut)) == 0  # smaller than the minimum: not searched
+
+
+def test_int8_export_keeps_metadata_quantizes_only_the_network_and_agrees(weights, folder_data, tmp_path, astronaut):
+    out, disagreement = export(str(weights), "onnx-int8", str(tmp_path / "m.int8.onnx"), calib=str(folder_data))
+    assert 0 <= disagreement <= 0.05
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["class_names"])[6] == "neutral" and "int8" in meta["quantization"]
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    # the network's four convolutions read int8 weights; the sharpness step's Laplacian convolutions stay float
+    assert sum(n.input[1] in dequantized for n in convs) == 4
+    assert any(n.input[1] not in dequantized for n in convs)
+    int8_pred, float_pred = Predictor(str(out)), Predictor(str(weights))
+    assert int8_pred.class_names == float_pred.class_names
+    crops = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    probs = int8_pred.classify(crops)
+    assert probs.shape == (6, 7) and np.allclose(probs.sum(1), 1, atol=1e-3)
+    assert np.abs(probs - float_pred.classify(crops)).max() < 0.05
+
+
+def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
+    weights, folder_data, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "m.int8.onnx"
+    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}"]) == 1
+    assert "needs calib=DIR" in capsys.readouterr().err
+    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={tmp_path}/nowhere"]) == 1
+    assert "nowhere" in capsys.readouterr().err
+    monkeypatch.setattr("emotion.quantize.MIN_AGREEMENT", 1.01)  # no model can pass: the guard must refuse
+    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={folder_data}"]) == 1
+    assert "agrees with the float model on only" in capsys.readouterr().err
+    assert not out.exists()

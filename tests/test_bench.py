@@ -18,6 +18,8 @@ ROWS = [
     "inference onnxruntime, batch 1 (ms/face)",
     "inference torchscript, batch 32 (ms/face)",
     "inference eager, batch 1 (ms/face)",
+    "inference onnxruntime_int8, batch 1 (ms/face)",
+    "onnxruntime_int8 accuracy on the",
     "webcam 640x480, detect every frame (FPS)",
 ]
 
@@ -48,4 +50,5 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert t["ours_images_per_s"] > 0 and t["naive_images_per_s"] > 0
     assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
     assert res["memory"]["training_peak_rss_mb"] > 100
+    assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
     assert res["webcam"]["detect_every_1_frames_with_face"] > 0.5  # the face is found

@@ -38,6 +38,32 @@ def test_every_intermediate_shape_matches_the_seed_table():
     )
 
 
+def _seed_order_logits(net: EmotionCNN, x: torch.Tensor) -> torch.Tensor:
+    """The seed's literal layer order: every ReLU directly after its convolution, then pool."""
+    x = F.relu(net.conv1(x))
+    x = net.drop1(net.pool(F.relu(net.conv2(x))))
+    x = net.pool(F.relu(net.conv3(x)))
+    x = net.drop2(net.pool(F.relu(net.conv4(x))))
+    return net.fc2(net.drop3(F.relu(net.fc1(torch.flatten(x, 1)))))
+
+
+def test_relu_after_pool_gives_the_seed_order_outputs_and_gradients_exactly():
+    net = EmotionCNN().train()
+    x = torch.randn(8, 1, 48, 48)
+    x[:, :, :24] = -1.0  # whole pooling windows below zero: ReLU-before-pool and pool-before-ReLU must agree there too
+    y = torch.randint(0, 7, (8,))
+    grads = []
+    for forward in (net.logits, lambda t: _seed_order_logits(net, t)):
+        net.zero_grad()
+        torch.manual_seed(3)  # the same dropout masks for both orders
+        loss = F.cross_entropy(forward(x), y)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in net.parameters()]))
+    (loss_ours, g_ours), (loss_seed, g_seed) = grads
+    assert torch.equal(loss_ours, loss_seed)
+    assert all(torch.equal(a, b) for a, b in zip(g_ours, g_seed, strict=True))
+
+
 def test_forward_returns_logits_and_no_softmax_layer():
     net = EmotionCNN().eval()
     assert not any(isinstance(m, torch.nn.Softmax) for m in net.modules())

@@ -45,12 +45,15 @@ class EmotionCNN(EmotionNet):
         self.fc2 = nn.Linear(1024, self.num_classes)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))  # 32×48×48
-        x = torch.relu(self.conv2(x))  # 64×48×48
-        x = self.drop1(self.pool(x))  # 64×24×24
-        x = self.pool(torch.relu(self.conv3(x)))  # 128×12×12
-        x = self.pool(torch.relu(self.conv4(x)))  # 128×6×6
+        # ReLU after max-pool instead of before: max-pooling commutes with ReLU (both are monotonic), so outputs and
+        # gradients are identical, and the ReLU runs on a quarter of the elements (+7% training images/s on CPU;
+        # experiments/throughput/). In-place ReLUs on fresh conv/pool outputs avoid an allocation each.
+        x = torch.relu_(self.conv1(x))  # 32×48×48
+        x = torch.relu_(self.pool(self.conv2(x)))  # 64×24×24
+        x = self.drop1(x)
+        x = torch.relu_(self.pool(self.conv3(x)))  # 128×12×12
+        x = torch.relu_(self.pool(self.conv4(x)))  # 128×6×6
         x = self.drop2(x)
         x = torch.flatten(x, 1)  # 4608
-        x = self.drop3(torch.relu(self.fc1(x)))  # 1024
+        x = self.drop3(torch.relu_(self.fc1(x)))  # 1024
         return self.fc2(x)  # num_classes

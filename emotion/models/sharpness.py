@@ -13,15 +13,23 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 SIGMAS: tuple[float, ...] = tuple(0.5 * i for i in range(1, 9))  # 0.5 … 4.0 pixels (at 48×48)
 
 
+_LAPLACIAN = torch.tensor([[[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]]])
+
+
 def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
-    """Per-image variance of the 4-neighbour Laplacian (valid region) of ``N×C×H×W`` float images → ``N×C``."""
-    c = x[..., 1:-1, 1:-1]
-    lap = x[..., :-2, 1:-1] + x[..., 2:, 1:-1] + x[..., 1:-1, :-2] + x[..., 1:-1, 2:] - 4 * c
-    return lap.flatten(-2).var(dim=-1)
+    """Per-image variance of the 4-neighbour Laplacian (valid region) of ``N×C×H×W`` float images → ``N×C``.
+
+    One convolution rather than five shifted slices: a single node in exported graphs (ONNX Runtime runs the
+    slice form ~2× slower at batch 1).
+    """
+    n, c, h, w = x.shape
+    lap = F.conv2d(x.reshape(n * c, 1, h, w), _LAPLACIAN.to(device=x.device, dtype=x.dtype))
+    return lap.view(n, c, -1).var(dim=-1)
 
 
 def blur_matrices(size: int, sigmas: tuple[float, ...] = SIGMAS) -> torch.Tensor:

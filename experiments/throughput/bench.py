@@ -186,29 +186,37 @@ def training_peak_rss_mb(root: Path, batches: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- inference
-def inference_ms_per_face(reps: int, iters: int) -> dict[str, dict[str, float]]:
+def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
+    """Per-face latency of the shipped model in every runtime, and (int8 being lossy) the test-split accuracy of
+    the float and int8 ONNX models. int8 is calibrated on training faces of ``root``."""
     import onnxruntime as ort
 
-    from emotion import load_pretrained
+    from emotion import load_pretrained, quantize
+    from emotion.data.datamodule import FER2013DataModule
     from emotion.export import ProbabilityHead, export_onnx, export_torchscript
 
     net = load_pretrained().eval()
     head = ProbabilityHead(net).eval()
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ts = torch.jit.load(str(export_torchscript(net, Path(tmp) / "m.pt"))).eval()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
-        sess = ort.InferenceSession(
-            str(export_onnx(net, Path(tmp) / "m.onnx")), opts, providers=["CPUExecutionProvider"]
+        fp32 = export_onnx(net, Path(tmp) / "m.onnx")
+        int8 = quantize.quantize_onnx(
+            fp32, Path(tmp) / "m.int8.onnx", quantize.training_faces(root, 512), quantize.layer_weights(net)
         )
+        sessions = {
+            name: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            for name, path in (("onnxruntime", fp32), ("onnxruntime_int8", int8))
+        }
         for n in (1, 32):
             x = torch.randint(0, 256, (n, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
             xf = x.float().div(255)
             runners = {
                 "eager": lambda xf=xf: head(xf),
                 "torchscript": lambda xf=xf: ts(xf),
-                "onnxruntime": lambda xn=xf.numpy(): sess.run(None, {"pixels": xn}),
+                **{name: lambda xn=xf.numpy(), s=sess: s.run(None, {"pixels": xn}) for name, sess in sessions.items()},
             }
             for name, fn in runners.items():
                 with torch.inference_mode():
@@ -221,6 +229,16 @@ def inference_ms_per_face(reps: int, iters: int) -> dict[str, dict[str, float]]:
                             fn()
                         per_rep.append((time.perf_counter() - t) / iters / n * 1e3)
                 results.setdefault(name, {})[f"batch{n}_ms_per_face"] = median(per_rep)
+        dm = FER2013DataModule(root=str(root), download=False)
+        dm.setup("test")
+        images, labels = dm._subset("test")
+        pixels = (images.astype(np.float32) / 255.0)[:, None]
+        for name, sess in sessions.items():
+            probs = np.concatenate(
+                [sess.run(None, {"pixels": pixels[i : i + 256]})[0] for i in range(0, len(pixels), 256)]
+            )
+            results[name]["test_accuracy"] = float((probs.argmax(1) == labels).mean())
+            results[name]["test_images"] = len(labels)
     return results
 
 
@@ -305,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         res["data"] = data_startup(root)
         res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
     if wanted("inference"):
-        res["inference"] = inference_ms_per_face(reps, iters)
+        res["inference"] = inference_ms_per_face(root, reps, iters)
     if wanted("webcam"):
         res["webcam"] = webcam_fps(frames)
     print_rows(res)
@@ -338,6 +356,8 @@ def print_rows(res: dict[str, Any]) -> None:
     for name, r in res.get("inference", {}).items():
         rows.append((f"inference {name}, batch 1 (ms/face)", f"{r['batch1_ms_per_face']:.3f}"))
         rows.append((f"inference {name}, batch 32 (ms/face)", f"{r['batch32_ms_per_face']:.3f}"))
+        if "test_accuracy" in r:
+            rows.append((f"  {name} accuracy on the {r['test_images']} test-split faces", f"{r['test_accuracy']:.4f}"))
     if "webcam" in res:
         cam = res["webcam"]
         for every, name in ((1, "every frame"), (2, "every 2nd frame")):
