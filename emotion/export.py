@@ -155,15 +155,30 @@ def main(argv: list[str] | None = None) -> int:
     from emotion.errors import UserError
 
     args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
-    unknown = set(args) - {"ckpt_path", "format", "out", "calib"}
-    if "ckpt_path" not in args or unknown:
+    unknown = set(args) - {"ckpt_path", "pretrained", "format", "out", "calib"}
+    if ("ckpt_path" in args) == ("pretrained" in args) or unknown:
         print(
-            "usage: python -m emotion.export ckpt_path=PATH [format=onnx|onnx-int8|torchscript|safetensors] "
-            "[out=PATH] [calib=FER2013_ROOT (onnx-int8)]"
+            "usage: python -m emotion.export ckpt_path=PATH|pretrained=true|NAME "
+            "[format=onnx|onnx-int8|torchscript|safetensors] [out=PATH] [calib=FER2013_ROOT (onnx-int8)]"
             + (f"\nunknown arguments: {', '.join(sorted(unknown))}" if unknown else ""),
             file=sys.stderr,
         )
         return 2
+    if "pretrained" in args:
+        from emotion.pretrained import weights_path
+
+        name = "default" if args["pretrained"].lower() == "true" else args["pretrained"]
+        try:
+            args["ckpt_path"] = str(weights_path(name))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if "out" not in args:
+            print(
+                "error: with pretrained=…, give out=PATH (the shipped weights folder is not written to)",
+                file=sys.stderr,
+            )
+            return 2
     try:
         path, diff = export(args["ckpt_path"], args.get("format", "onnx"), args.get("out"), args.get("calib"))
     except (UserError, ValueError, RuntimeError) as exc:

@@ -74,6 +74,11 @@ def test_export_cli_errors_are_clear(tmp_path, capsys):
     assert export_main([f"ckpt_path={tmp_path}/missing.ckpt"]) == 1
     assert "model file not found" in capsys.readouterr().err
     assert export_main(["format=onnx"]) == 2
+    assert export_main([f"ckpt_path={tmp_path}/a.ckpt", "pretrained=true"]) == 2  # one model, not two
+    assert export_main(["pretrained=nonexistent", f"out={tmp_path}/m.onnx"]) == 1
+    assert "unknown pretrained model 'nonexistent'" in capsys.readouterr().err
+    assert export_main(["pretrained=true", "format=onnx"]) == 2
+    assert "give out=PATH" in capsys.readouterr().err
 
 
 def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astronaut):
