@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from emotion.labels import FER2013_CLASSES
 from emotion.models import EmotionCNN, build_from_spec
+from emotion.models.emotion_cnn import seed_order_logits
 
 # The seed's layer table: (module name, output shape after that module for a 1×1×48×48 input).
 SEED_TABLE = [
@@ -38,22 +39,13 @@ def test_every_intermediate_shape_matches_the_seed_table():
     )
 
 
-def _seed_order_logits(net: EmotionCNN, x: torch.Tensor) -> torch.Tensor:
-    """The seed's literal layer order: every ReLU directly after its convolution, then pool."""
-    x = F.relu(net.conv1(x))
-    x = net.drop1(net.pool(F.relu(net.conv2(x))))
-    x = net.pool(F.relu(net.conv3(x)))
-    x = net.drop2(net.pool(F.relu(net.conv4(x))))
-    return net.fc2(net.drop3(F.relu(net.fc1(torch.flatten(x, 1)))))
-
-
 def test_relu_after_pool_gives_the_seed_order_outputs_and_gradients_exactly():
     net = EmotionCNN().train()
     x = torch.randn(8, 1, 48, 48)
     x[:, :, :24] = -1.0  # whole pooling windows below zero: ReLU-before-pool and pool-before-ReLU must agree there too
     y = torch.randint(0, 7, (8,))
     grads = []
-    for forward in (net.logits, lambda t: _seed_order_logits(net, t)):
+    for forward in (net.logits, lambda t: seed_order_logits(net, t)):
         net.zero_grad()
         torch.manual_seed(3)  # the same dropout masks for both orders
         loss = F.cross_entropy(forward(x), y)

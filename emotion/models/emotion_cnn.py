@@ -57,3 +57,16 @@ class EmotionCNN(EmotionNet):
         x = torch.flatten(x, 1)  # 4608
         x = self.drop3(torch.relu_(self.fc1(x)))  # 1024
         return self.fc2(x)  # num_classes
+
+
+def seed_order_logits(net: EmotionCNN, x: torch.Tensor) -> torch.Tensor:
+    """``net.logits`` in the seed's literal layer order (each ReLU straight after its convolution, then the pool).
+
+    The reference that :meth:`EmotionCNN.logits` must equal exactly (tests), and the network of the benchmark's
+    naive seed pipeline (experiments/throughput/).
+    """
+    x = torch.relu(net.conv1(x))
+    x = net.drop1(net.pool(torch.relu(net.conv2(x))))
+    x = net.pool(torch.relu(net.conv3(x)))
+    x = net.drop2(net.pool(torch.relu(net.conv4(x))))
+    return net.fc2(net.drop3(torch.relu(net.fc1(torch.flatten(x, 1)))))

@@ -91,8 +91,11 @@ def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path) ->
 
 
 def naive_images_per_s(root: Path, batches: int, warmup: int) -> float:
-    """The seed project's pipeline: ImageFolder + per-sample PIL transforms + DataLoader(2 workers), eager model."""
+    """The seed project's pipeline: ImageFolder + per-sample PIL transforms + DataLoader(2 workers), and the seed's
+    eager network (same weights and layers, its own layer order: ReLU before pool, NCHW)."""
     from torchvision import datasets, transforms
+
+    from emotion.models.emotion_cnn import seed_order_logits
 
     tf = transforms.Compose(
         [
@@ -111,7 +114,7 @@ def naive_images_per_s(root: Path, batches: int, warmup: int) -> float:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     stamps = []
     for i, (x, y) in enumerate(loader):
-        loss = torch.nn.functional.cross_entropy(net.logits(x), y)
+        loss = torch.nn.functional.cross_entropy(seed_order_logits(net, x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
