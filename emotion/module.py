@@ -24,7 +24,24 @@ from emotion.models import EmotionNet
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SPEC_KEY = "emotion_model"
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "tencrop")
+#: tencrop: side of the five crops as a share of the image side (44 of 48 px, ~0.84 of the area: within the
+#: random-resized-crop range of the training augmentation), each resized back to the input size.
+TENCROP_SIDE = 0.92
+
+
+def five_crops(x: torch.Tensor, side: float = TENCROP_SIDE) -> list[torch.Tensor]:
+    """The four corner crops and the centre crop of ``N×C×S×S`` images, each resized back to ``S×S`` (bilinear)."""
+    if not x.is_floating_point():
+        x = x.float() / 255.0  # the networks take uint8 or float in [0, 1]
+    size = x.shape[-1]
+    c = round(side * size)
+    m = (size - c) // 2
+    corners = [(0, 0), (0, size - c), (size - c, 0), (size - c, size - c), (m, m)]
+    return [
+        F.interpolate(x[..., i : i + c, j : j + c], size=(size, size), mode="bilinear", align_corners=False)
+        for i, j in corners
+    ]
 
 
 def eval_metrics(num_classes: int) -> MetricCollection:
@@ -96,12 +113,13 @@ class EmotionModule(L.LightningModule):
         return self.net(x)
 
     def predict_proba(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
-        """Softmax probabilities, averaged over test-time augmentations (``flip``: the mirrored face too)."""
+        """Softmax probabilities, averaged over test-time augmentations: ``flip`` adds the mirrored face;
+        ``tencrop`` uses five crops (:func:`five_crops`) and their mirror images instead of the face."""
         tta = tta or self.tta
-        probs = torch.softmax(self(x), dim=1)
-        if tta == "flip":
-            probs = (probs + torch.softmax(self(torch.flip(x, dims=[3])), dim=1)) / 2
-        return probs
+        views = five_crops(x) if tta == "tencrop" else [x]
+        if tta in ("flip", "tencrop"):
+            views += [torch.flip(v, dims=[3]) for v in views]
+        return torch.stack([torch.softmax(self(v), dim=1) for v in views]).mean(0)
 
     # ----------------------------------------------------------------- setup
     def flops_per_sample(self) -> int:

@@ -106,3 +106,26 @@ def test_emotion_vgg_shapes_spec_round_trip_and_bad_values():
         EmotionVGG(widths=(8,) * 6)
     with pytest.raises(ValueError, match="dropout"):
         EmotionVGG(dropout=1.0)
+
+
+def test_tta_views_average_and_tencrop_crops_within_the_face():
+    from emotion.module import EmotionModule, five_crops
+
+    torch.manual_seed(0)
+    module = EmotionModule(EmotionCNN().eval()).eval()
+    flat = torch.full((2, 1, 48, 48), 128, dtype=torch.uint8)
+    with torch.no_grad():
+        # a uniform face looks the same in every crop and mirror: every TTA gives the plain prediction
+        plain = module.predict_proba(flat, tta="none")
+        for tta in ("flip", "tencrop"):
+            assert torch.allclose(module.predict_proba(flat, tta=tta), plain, atol=1e-6)
+        x = torch.randint(0, 256, (3, 1, 48, 48), dtype=torch.uint8)
+        probs = {tta: module.predict_proba(x, tta=tta) for tta in ("none", "flip", "tencrop")}
+    assert all(torch.allclose(p.sum(1), torch.ones(3)) for p in probs.values())
+    assert not torch.allclose(probs["tencrop"], probs["flip"])
+    crops = five_crops(x)
+    assert len(crops) == 5 and all(c.shape == (3, 1, 48, 48) for c in crops)
+    # the top-left crop starts at the top-left pixel; the centre crop is the image's middle, scaled up
+    assert abs(float(crops[0][0, 0, 0, 0]) - float(x[0, 0, 0, 0]) / 255) < 0.05
+    with pytest.raises(ValueError, match="tta must be one of"):
+        EmotionModule(EmotionCNN(), tta="twelvecrop")

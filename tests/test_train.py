@@ -92,7 +92,7 @@ def test_evaluate_on_a_folder_with_only_test(demo_run, tmp_path):
     (only_test / "test").mkdir(parents=True)
     for d in (tmp / "data" / "synthetic" / "test").iterdir():
         (only_test / "test" / d.name).symlink_to(d)
-    for tta in ("none", "flip"):
+    for tta in ("none", "flip", "tencrop"):
         cfg = make_cfg(
             tmp_path,
             [f"ckpt_path={report['best_checkpoint']}", f"data.root={only_test}", f"tta={tta}"],
