@@ -22,14 +22,14 @@ _LAPLACIAN = torch.tensor([[[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]
 
 
 def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
-    """Per-image variance of the 4-neighbour Laplacian (valid region) of ``N×C×H×W`` float images → ``N×C``.
+    """Per-image variance of the 4-neighbour Laplacian (valid region) of ``…×H×W`` float images → ``…``.
 
     One convolution rather than five shifted slices: a single node in exported graphs (ONNX Runtime runs the
     slice form ~2× slower at batch 1).
     """
-    n, c, h, w = x.shape
-    lap = F.conv2d(x.reshape(n * c, 1, h, w), _LAPLACIAN.to(device=x.device, dtype=x.dtype))
-    return lap.view(n, c, -1).var(dim=-1)
+    *lead, h, w = x.shape
+    lap = F.conv2d(x.reshape(-1, 1, h, w), _LAPLACIAN.to(device=x.device, dtype=x.dtype))
+    return lap.view(*lead, -1).var(dim=-1)
 
 
 def blur_matrices(size: int, sigmas: tuple[float, ...] = SIGMAS) -> torch.Tensor:
