@@ -39,7 +39,7 @@ def training_faces(root: str | Path, n: int, seed: int = 0) -> np.ndarray:
 
     dm = FER2013DataModule(root=str(root), download=False)
     dm.setup("fit")
-    images, _ = dm._subset("train")
+    images, _ = dm.arrays("train")
     if len(images) == 0:
         raise ValueError(f"{root} has no training faces to calibrate on")
     pick = np.random.default_rng(seed).permutation(len(images))[:n]

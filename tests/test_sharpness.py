@@ -72,7 +72,7 @@ def test_training_sets_the_target_from_the_training_images(folder_data):
 
     dm = FER2013DataModule(root=str(folder_data), cache_dir=None)
     dm.setup("fit")
-    images, _ = dm._subset("train")
+    images, _ = dm.arrays("train")
     per_image = laplacian_variance(torch.from_numpy(images).float() / 255)
     target = dm.train_sharpness()
     assert 0.85 <= (per_image <= target).float().mean() <= 0.95  # nine in ten training faces pass unchanged

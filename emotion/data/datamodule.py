@@ -224,6 +224,12 @@ class FER2013DataModule(L.LightningDataModule):
         idx = getattr(self.splits, name)
         return self.raw.images[idx], self.raw.labels[idx]
 
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The uint8 images (``N×S×S``) and labels of ``train``, ``val`` or ``test``, after :meth:`setup`."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        return self._subset(split)
+
     def train_sharpness(self, quantile: float = 0.9) -> float:
         """A quantile of the training images' Laplacian variance (0..1 pixel scale): the sharpness-matching target.
 

@@ -235,7 +235,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
                 results.setdefault(name, {})[f"batch{n}_ms_per_face"] = median(per_rep)
         dm = FER2013DataModule(root=str(root), download=False)
         dm.setup("test")
-        images, labels = dm._subset("test")
+        images, labels = dm.arrays("test")
         pixels = (images.astype(np.float32) / 255.0)[:, None]
         for name, sess in sessions.items():
             probs = np.concatenate(
