@@ -32,7 +32,7 @@ def model_path(cfg: DictConfig) -> str:
         from emotion.pretrained import weights_path
 
         try:
-            return str(weights_path("default" if pretrained is True else str(pretrained)))
+            return str(weights_path(pretrained))
         except (FileNotFoundError, ValueError) as exc:
             raise UserError(str(exc)) from None
     if cfg.get("ckpt_path") in (None, "", "???"):

@@ -167,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if "pretrained" in args:
         from emotion.pretrained import weights_path
 
-        name = "default" if args["pretrained"].lower() == "true" else args["pretrained"]
         try:
-            args["ckpt_path"] = str(weights_path(name))
+            args["ckpt_path"] = str(weights_path(args["pretrained"]))
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -96,11 +96,12 @@ class Predictor:
 
         return cls(str(weights_path(name)), **kwargs)
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """``N×S×S`` uint8 grayscale faces → ``N×K`` probabilities (one batched call)."""
+    def classify(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``N×S×S`` uint8 grayscale faces → ``N×K`` probabilities (batched calls of at most ``batch_size``)."""
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self.backend(np.ascontiguousarray(faces, dtype=np.uint8))
+        faces = np.ascontiguousarray(faces, dtype=np.uint8)
+        return np.concatenate([self.backend(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)])
 
     def predict_crops(self, images: list[np.ndarray]) -> list[Face]:
         """Pre-cropped faces (any size, gray/BGR, 8/16-bit) → one :class:`Face` each; box = the whole image."""

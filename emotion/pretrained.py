@@ -22,16 +22,16 @@ def model_names() -> list[str]:
     return ["default", *sorted(registry()["models"])]
 
 
-def model_card(name: str = "default") -> dict[str, Any]:
-    """Provenance and measured accuracy of a shipped model."""
+def model_card(name: str | bool = "default") -> dict[str, Any]:
+    """Provenance and measured accuracy of a shipped model (``true``, as in ``pretrained=true``, means the default)."""
     reg = registry()
-    key = reg["default"] if name == "default" else name
+    key = reg["default"] if name is True or str(name).lower() in ("default", "true") else str(name)
     if key not in reg["models"]:
         raise ValueError(f"unknown pretrained model {name!r}; shipped: {', '.join(model_names())}")
     return {"name": key, **reg["models"][key]}
 
 
-def weights_path(name: str = "default") -> Path:
+def weights_path(name: str | bool = "default") -> Path:
     path = WEIGHTS_DIR / model_card(name)["file"]
     if not path.is_file():
         raise FileNotFoundError(

@@ -46,10 +46,6 @@ def training_faces(root: str | Path, n: int, seed: int = 0) -> np.ndarray:
     return images[pick]
 
 
-def _as_pixels(faces: np.ndarray) -> np.ndarray:
-    return (faces.astype(np.float32) / 255.0)[:, None]
-
-
 def quantize_onnx(
     fp32_path: str | Path, out: str | Path, faces: np.ndarray, weights: set[str], batch: int = 64
 ) -> Path:
@@ -64,7 +60,7 @@ def quantize_onnx(
     nodes = network_nodes(model, weights)
     if not nodes:
         raise ValueError(f"{fp32_path}: no network Conv/Gemm nodes found; was it written by emotion.export?")
-    pixels = _as_pixels(faces)
+    pixels = (faces.astype(np.float32) / 255.0)[:, None]  # what emotion.predictor feeds an ONNX export
 
     class Faces(CalibrationDataReader):
         def __init__(self) -> None:
@@ -100,13 +96,8 @@ def quantize_onnx(
 
 
 def top1_agreement(fp32_path: str | Path, int8_path: str | Path, faces: np.ndarray) -> float:
-    """Share of ``faces`` on which the two ONNX models predict the same class."""
-    import onnxruntime as ort
+    """Share of ``faces`` (uint8 ``N×S×S``) on which the two models predict the same class."""
+    from emotion.predictor import Predictor
 
-    pixels = _as_pixels(faces)
-    preds = []
-    for path in (fp32_path, int8_path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        chunks = [session.run(None, {"pixels": pixels[i : i + 256]})[0] for i in range(0, len(pixels), 256)]
-        preds.append(np.concatenate(chunks).argmax(1))
-    return float((preds[0] == preds[1]).mean())
+    fp32, int8 = (Predictor(str(p), detector=None).classify(faces).argmax(1) for p in (fp32_path, int8_path))
+    return float((fp32 == int8).mean())

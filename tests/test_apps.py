@@ -90,6 +90,7 @@ def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astr
     assert np.abs(a[0].probs - b[0].probs).max() < 1e-4
     crops = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     assert onnx_pred.classify(crops).shape == (5, 7)
+    assert np.allclose(onnx_pred.classify(crops, batch_size=2), onnx_pred.classify(crops), atol=1e-6)  # chunked
 
 
 def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut, capsys):
@@ -185,7 +186,7 @@ def test_min_face_skips_smaller_faces(astronaut):
     assert len(FaceDetector(min_face=face_side * 3)(astronaut)) == 0  # smaller than the minimum: not searched
 
 
-def test_int8_export_keeps_metadata_quantizes_only_the_network_and_agrees(weights, folder_data, tmp_path, astronaut):
+def test_int8_export_keeps_metadata_quantizes_only_the_network_and_agrees(weights, folder_data, tmp_path):
     out, disagreement = export(str(weights), "onnx-int8", str(tmp_path / "m.int8.onnx"), calib=str(folder_data))
     assert 0 <= disagreement <= 0.05
     model = onnx.load(str(out))

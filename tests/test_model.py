@@ -125,7 +125,7 @@ def test_tta_views_average_and_tencrop_crops_within_the_face():
     assert not torch.allclose(probs["tencrop"], probs["flip"])
     crops = five_crops(x)
     assert len(crops) == 5 and all(c.shape == (3, 1, 48, 48) for c in crops)
-    # the top-left crop starts at the top-left pixel; the centre crop is the image's middle, scaled up
+    # the top-left crop starts at the top-left pixel
     assert abs(float(crops[0][0, 0, 0, 0]) - float(x[0, 0, 0, 0]) / 255) < 0.05
     with pytest.raises(ValueError, match="tta must be one of"):
         EmotionModule(EmotionCNN(), tta="twelvecrop")

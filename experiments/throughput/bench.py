@@ -196,8 +196,8 @@ def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     from emotion import load_pretrained, quantize
-    from emotion.data.datamodule import FER2013DataModule
     from emotion.export import ProbabilityHead, export_onnx, export_torchscript
+    from emotion.predictor import Predictor
 
     net = load_pretrained().eval()
     head = ProbabilityHead(net).eval()
@@ -236,12 +236,9 @@ def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
         dm = FER2013DataModule(root=str(root), download=False)
         dm.setup("test")
         images, labels = dm.arrays("test")
-        pixels = (images.astype(np.float32) / 255.0)[:, None]
-        for name, sess in sessions.items():
-            probs = np.concatenate(
-                [sess.run(None, {"pixels": pixels[i : i + 256]})[0] for i in range(0, len(pixels), 256)]
-            )
-            results[name]["test_accuracy"] = float((probs.argmax(1) == labels).mean())
+        for name, path in (("onnxruntime", fp32), ("onnxruntime_int8", int8)):
+            pred = Predictor(str(path), detector=None).classify(images).argmax(1)
+            results[name]["test_accuracy"] = float((pred == labels).mean())
             results[name]["test_images"] = len(labels)
     return results
 
