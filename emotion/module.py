@@ -70,6 +70,8 @@ class EmotionModule(L.LightningModule):
         compile: bool = False,
         match_sharpness: bool = False,
         sharpness_quantile: float = 0.9,
+        sharpness_sigmas: list[float] | None = None,
+        sharpness_round: bool = False,
         n_misclassified: int = 32,
     ) -> None:
         super().__init__()
@@ -141,11 +143,18 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and self.hparams.match_sharpness and dm is not None and hasattr(dm, "train_sharpness"):
             # Inputs sharper than the training faces get blurred to match them (emotion.models.sharpness);
             # the target travels in the network's spec, so every consumer applies the same step.
-            self.net.set_sharpness(dm.train_sharpness(self.hparams.sharpness_quantile))
+            self.net.set_sharpness(
+                dm.train_sharpness(self.hparams.sharpness_quantile),
+                self.hparams.sharpness_sigmas,
+                self.hparams.sharpness_round,
+            )
             log.info(
-                "sharpness matching on: target Laplacian variance %.3g (quantile %s of the training faces)",
+                "sharpness matching on: target Laplacian variance %.3g (quantile %s of the training faces), "
+                "blurs %s px%s",
                 self.net.sharpness,
                 self.hparams.sharpness_quantile,
+                list(self.net.sharpness_sigmas),
+                ", rounded to 8 bits" if self.net.sharpness_round else "",
             )
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
@@ -196,7 +205,8 @@ class EmotionModule(L.LightningModule):
         if stage == "val":
             if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
                 self.val_acc_best(metrics["val/acc"])
-            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+            if self.val_acc_best.update_count:  # nothing to report after the sanity check or in validate()
+                self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
         imgs = [torch.cat(t) for t in zip(*self._misclassified)] if self._misclassified else []
         self.last_eval[stage] = {
             "metrics": {k: float(v) for k, v in metrics.items()},

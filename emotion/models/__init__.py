@@ -23,6 +23,8 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
         mean=spec.get("mean", FER2013_MEAN),
         std=spec.get("std", FER2013_STD),
         sharpness=spec.get("sharpness", 0.0),
+        sharpness_sigmas=spec.get("sharpness_sigmas"),  # absent in files written before it was configurable
+        sharpness_round=bool(spec.get("sharpness_round", False)),
     )
 
 

@@ -58,9 +58,13 @@ def blur_stack(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     return torch.bmm(mats, rows).view(s, h, n, w).permute(2, 0, 1, 3)
 
 
-def _blur_towards(x: torch.Tensor, lv: torch.Tensor, target: float, mats: torch.Tensor) -> torch.Tensor:
+def _blur_towards(
+    x: torch.Tensor, lv: torch.Tensor, target: float, mats: torch.Tensor, round_to_8bit: bool
+) -> torch.Tensor:
     """Each image, or its blurred version whose log Laplacian variance is closest to ``log(target)``."""
     blurred = blur_stack(x, mats)
+    if round_to_8bit:  # as the training faces were stored: 8-bit levels after the blur (adds their rounding noise)
+        blurred = torch.round(blurred * 255.0) / 255.0
     log_target = math.log(target)
     gap_blurred = (torch.log(laplacian_variance(blurred) + 1e-12) - log_target).abs()  # N×S
     gap_input = (torch.log(lv + 1e-12) - log_target).abs()  # N
@@ -74,12 +78,14 @@ def _graph_capture() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
-def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor) -> torch.Tensor:
-    """Blur each grayscale image in ``x`` (``N×1×H×W``, float) towards Laplacian variance ``target``.
+def match_sharpness(
+    x: torch.Tensor, target: float, mats: torch.Tensor, round_to_8bit: bool = False
+) -> torch.Tensor:
+    """Blur each grayscale image in ``x`` (``N×1×H×W``, float 0..1) towards Laplacian variance ``target``.
 
     Images at or below the target sharpness come back unchanged. For each sharper image, the candidates are the
-    image and its blurred versions (``mats`` from :func:`blur_matrices`); the one whose log Laplacian variance is
-    closest to ``log(target)`` is returned. Matrix products keep it fast on CPU and GPU; in eager mode only the
+    image and its blurred versions (``mats`` from :func:`blur_matrices`, rounded to 8-bit levels if
+    ``round_to_8bit``); the one whose log Laplacian variance is closest to ``log(target)`` is returned. Matrix products keep it fast on CPU and GPU; in eager mode only the
     sharper images are blurred (most training faces are not), while traced/exported graphs compute every image
     and select, which gives the same result with static shapes (ONNX, TorchScript).
     """
@@ -92,10 +98,10 @@ def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor) -> torch
     lv = laplacian_variance(x)[:, 0]
     sharper = lv > target
     if _graph_capture():
-        return torch.where(sharper.view(-1, 1, 1, 1), _blur_towards(x, lv, target, mats), x)
+        return torch.where(sharper.view(-1, 1, 1, 1), _blur_towards(x, lv, target, mats, round_to_8bit), x)
     idx = sharper.nonzero().flatten()
     if len(idx) == 0:
         return x
     out = x.clone()
-    out[idx] = _blur_towards(x[idx], lv[idx], target, mats)
+    out[idx] = _blur_towards(x[idx], lv[idx], target, mats, round_to_8bit)
     return out
