@@ -78,7 +78,7 @@ def sharpness_by_split(entries: list[dict], ratio_warn: float = 4.0) -> dict[str
     """
     import torch
 
-    from emotion.models.sharpness import laplacian_variance
+    from emotion.models.sharpness import blur_sigma_between, laplacian_variance
 
     by_split: dict[str, list[np.ndarray]] = defaultdict(list)
     for e in entries:
@@ -87,13 +87,18 @@ def sharpness_by_split(entries: list[dict], ratio_warn: float = 4.0) -> dict[str
         split: float(laplacian_variance(torch.from_numpy(np.stack(imgs)).float().div_(255.0)).median())
         for split, imgs in sorted(by_split.items())
     }
-    positive = [v for v in medians.values() if v > 0]
-    ratio = max(positive) / min(positive) if len(positive) > 1 else 1.0
-    return {
+    positive = {k: v for k, v in medians.items() if v > 0}
+    ratio = max(positive.values()) / min(positive.values()) if len(positive) > 1 else 1.0
+    result: dict[str, Any] = {
         "median_laplacian_variance": {k: round(v, 8) for k, v in medians.items()},
         "max_ratio": round(ratio, 1),
         "mismatch": ratio > ratio_warn,
     }
+    if result["mismatch"]:
+        sharp, blurred = max(positive, key=positive.get), min(positive, key=positive.get)
+        sigma = blur_sigma_between(np.stack(by_split[sharp]), np.stack(by_split[blurred]))
+        result["blur"] = {"sharp_split": sharp, "blurred_split": blurred, "gaussian_sigma_px": round(sigma, 2)}
+    return result
 
 
 def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dict[str, Any]:
@@ -248,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"WARNING: splits differ {sharp['max_ratio']}x in sharpness: a model trained on one misreads the other. "
             "Train with model.match_sharpness=true (the default) so inputs are blurred to the training sharpness."
+        )
+        blur = sharp["blur"]
+        print(
+            f"{blur['blurred_split']} looks like {blur['sharp_split']} blurred by a Gaussian of sigma "
+            f"{blur['gaussian_sigma_px']} px (power spectra); if {blur['blurred_split']} is what you train on, match "
+            f"exactly that blur: model.sharpness_sigmas=[{blur['gaussian_sigma_px']}] model.sharpness_round=true"
         )
     print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
     return 0

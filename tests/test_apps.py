@@ -70,6 +70,20 @@ def test_export_parity_and_metadata(weights, tmp_path, fmt):
         assert json.loads(meta["emotion_spec"])["input_size"] == 48
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity_with_a_single_rounded_blur(tmp_path, fmt):
+    """experiment=recipe's matching (one sigma, 8-bit rounding) exports as graph ops, not as Python."""
+    torch.manual_seed(1)
+    net = EmotionCNN().eval()
+    net.set_sharpness(1.4e-4, [3.0], True)
+    weights = save_safetensors(net, tmp_path / "net.safetensors")
+    out, diff = export(str(weights), fmt, str(tmp_path / f"m.{fmt}"))
+    assert diff < 1e-4
+    if fmt == "onnx":
+        spec = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["emotion_spec"])
+        assert spec["sharpness_sigmas"] == [3.0] and spec["sharpness_round"] is True
+
+
 def test_export_cli_errors_are_clear(tmp_path, capsys):
     assert export_main([f"ckpt_path={tmp_path}/missing.ckpt"]) == 1
     assert "model file not found" in capsys.readouterr().err

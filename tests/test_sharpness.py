@@ -9,7 +9,14 @@ import torch
 
 from emotion.audit import main as audit_main
 from emotion.models import EmotionCNN
-from emotion.models.sharpness import SIGMAS, blur_matrices, blur_stack, laplacian_variance, match_sharpness
+from emotion.models.sharpness import (
+    SIGMAS,
+    blur_matrices,
+    blur_sigma_between,
+    blur_stack,
+    laplacian_variance,
+    match_sharpness,
+)
 
 
 def sharp_faces(n: int, seed: int = 0) -> torch.Tensor:
@@ -91,6 +98,7 @@ def test_audit_flags_splits_of_different_sharpness(folder_data, tmp_path, capsys
     assert audit_main([str(folder_data), "--out", str(out)]) == 0
     sharp = json.loads((out / "audit.json").read_text())["sharpness"]
     assert sharp["mismatch"] is True and sharp["max_ratio"] > 4
+    assert sharp["blur"]["blurred_split"] == "Training" and sharp["blur"]["gaussian_sigma_px"] == pytest.approx(3, abs=0.4)
     assert "WARNING: splits differ" in capsys.readouterr().out
 
 
@@ -108,3 +116,43 @@ def test_eager_subset_path_equals_the_static_graph_path(monkeypatch):
     assert torch.equal(eager, static)
     changed = (eager != mixed).flatten(1).any(1)
     assert changed[:5].all() and not changed[5:10].any()  # sharp ones blurred, blurrier ones untouched
+
+
+def smooth_faces(n: int, seed: int) -> np.ndarray:
+    """uint8 N×48×48 images with a face-like falling spectrum (white noise blurred by 1 px)."""
+    x = sharp_faces(n, seed)
+    return (blur_stack(x, blur_matrices(48, (1.0,)))[:, 0] * 255).round().numpy().astype(np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 2.5])
+def test_blur_sigma_between_recovers_the_blur_from_different_faces(sigma):
+    sharp = smooth_faces(200, seed=1)
+    other = torch.from_numpy(smooth_faces(200, seed=2)).float()[:, None] / 255  # not the same faces
+    blurred = (blur_stack(other, blur_matrices(48, (sigma,)))[:, 0] * 255).round().numpy().astype(np.uint8)
+    assert blur_sigma_between(sharp, blurred) == pytest.approx(sigma, abs=0.25)
+    assert blur_sigma_between(sharp, sharp) == 0.0
+    with pytest.raises(ValueError, match="image stacks"):
+        blur_sigma_between(sharp, blurred[:, :40])
+
+
+def test_single_blur_with_8bit_rounding_travels_in_the_spec():
+    from emotion.models import build_from_spec
+
+    torch.manual_seed(0)
+    net = EmotionCNN().eval()
+    net.set_sharpness(1.4e-4, [3.0], True)
+    spec = net.spec()
+    assert spec["sharpness_sigmas"] == [3.0] and spec["sharpness_round"] is True
+    x = sharp_faces(4)
+    out = match_sharpness(x, net.sharpness, net.blur_mats, net.sharpness_round)
+    assert torch.equal(out, torch.round(out * 255) / 255)  # 8-bit levels, as stored training faces
+    ref = torch.round(blur_stack(x, blur_matrices(48, (3.0,))) * 255) / 255
+    assert torch.equal(out, ref)
+    rebuilt = build_from_spec(spec)
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt.eval()(x), net(x))
+    old = {k: v for k, v in spec.items() if k not in ("sharpness_sigmas", "sharpness_round")}  # files before v5
+    assert build_from_spec(old).sharpness_sigmas == SIGMAS and build_from_spec(old).sharpness_round is False
+    for bad in ([], [0.0], [float("nan")]):
+        with pytest.raises(ValueError, match="sharpness sigmas"):
+            net.set_sharpness(1e-4, bad)

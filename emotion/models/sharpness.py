@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,3 +106,38 @@ def match_sharpness(
     out = x.clone()
     out[idx] = _blur_towards(x[idx], lv[idx], target, mats, round_to_8bit)
     return out
+
+
+def blur_sigma_between(sharp: np.ndarray, blurred: np.ndarray, min_gain: float = 0.05) -> float:
+    """Gaussian blur (pixels) that turns the ``sharp`` faces' spectrum into the ``blurred`` ones' (``N×H×W`` each).
+
+    Both sets are averaged into radial power spectra (Hann-windowed, mean removed); their amplitude ratio ``H(f)``
+    is fitted with a Gaussian's ``exp(-2π²σ²f²)`` by least squares on ``log H``, over the frequencies where
+    ``H ≥ min_gain`` (above that, JPEG and 8-bit noise dominate the blurred spectrum). The two sets need not hold
+    the same faces: the average spectrum of faces is much the same from one set to another.
+    """
+    if sharp.ndim != 3 or blurred.ndim != 3 or sharp.shape[1:] != blurred.shape[1:]:
+        raise ValueError(f"expected two N x H x W image stacks of one size, got {sharp.shape} and {blurred.shape}")
+    h, w = sharp.shape[1:]
+    window = np.outer(np.hanning(h), np.hanning(w))
+
+    def power(images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float64) / 255.0
+        x = (x - x.mean(axis=(1, 2), keepdims=True)) * window
+        return (np.abs(np.fft.fft2(x)) ** 2).mean(axis=0)
+
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    radius = np.rint(np.hypot(fy, fx) * min(h, w)).astype(int)  # ring index: frequency k / size
+    p_sharp, p_blurred = power(sharp), power(blurred)
+    sigma2_num = sigma2_den = 0.0
+    for k in range(1, min(h, w) // 2 + 1):
+        ring = radius == k
+        gain = math.sqrt(p_blurred[ring].mean() / max(p_sharp[ring].mean(), 1e-30))
+        if not min_gain <= gain < 1.0:
+            if gain < min_gain:
+                break  # the noise floor from here on
+            continue
+        a = 2 * math.pi**2 * (k / min(h, w)) ** 2
+        sigma2_num += a * -math.log(gain)
+        sigma2_den += a * a
+    return math.sqrt(sigma2_num / sigma2_den) if sigma2_den else 0.0
