@@ -79,16 +79,15 @@ def _graph_capture() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
-def match_sharpness(
-    x: torch.Tensor, target: float, mats: torch.Tensor, round_to_8bit: bool = False
-) -> torch.Tensor:
+def match_sharpness(x: torch.Tensor, target: float, mats: torch.Tensor, round_to_8bit: bool = False) -> torch.Tensor:
     """Blur each grayscale image in ``x`` (``N×1×H×W``, float 0..1) towards Laplacian variance ``target``.
 
     Images at or below the target sharpness come back unchanged. For each sharper image, the candidates are the
     image and its blurred versions (``mats`` from :func:`blur_matrices`, rounded to 8-bit levels if
-    ``round_to_8bit``); the one whose log Laplacian variance is closest to ``log(target)`` is returned. Matrix products keep it fast on CPU and GPU; in eager mode only the
-    sharper images are blurred (most training faces are not), while traced/exported graphs compute every image
-    and select, which gives the same result with static shapes (ONNX, TorchScript).
+    ``round_to_8bit``); the one whose log Laplacian variance is closest to ``log(target)`` is returned. Matrix
+    products keep it fast on CPU and GPU; in eager mode only the sharper images are blurred (most training faces are
+    not), while traced/exported graphs compute every image and select, which gives the same result with static
+    shapes (ONNX, TorchScript).
     """
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] != mats.shape[-1] or x.shape[-2] != mats.shape[-1]:
         raise ValueError(
