@@ -6,6 +6,12 @@ misreads sharp ones. Like mean/std normalisation, the network therefore normalis
 is blurred with the Gaussian (from a fixed grid of sigmas, zero included) that brings its Laplacian variance
 closest to a target taken from the training data (a quantile of its Laplacian variance, saved in the network's
 spec). Faces already as blurred as the target pass unchanged, so training and inference run the very same step.
+
+When the blur between the splits is known — :func:`blur_sigma_between` measures it from their power spectra, and
+``python -m emotion.audit`` prints it (σ ≈ 3.0 px on the copy here) — the grid can be that one blur
+(``model.sharpness_sigmas: [3.0]``), rounded to 8-bit levels as stored faces are (``model.sharpness_round``), with
+the target at the sharp end of the training faces (90th percentile): sharp inputs then get exactly the blur the
+training faces had, and the training faces themselves pass unchanged instead of being blurred further.
 """
 
 from __future__ import annotations
