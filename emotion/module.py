@@ -85,6 +85,8 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"model.sharpness_quantile must be in [0, 1], got {sharpness_quantile}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
+        if sharpness_sigmas is not None:  # a plain list (not Hydra's ListConfig): checkpoints load with weights_only
+            sharpness_sigmas = [float(s) for s in sharpness_sigmas]
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:

@@ -21,12 +21,15 @@ def test_fast_dev_run_composes_and_trains(tmp_path):
 @pytest.mark.parametrize(
     "experiment, extra",
     [
+        ("recipe", []),
         ("best", []),
         ("sota", ["trainer.accelerator=cpu", "trainer.precision=32-true", "data.pin_memory=false"]),
     ],
 )
-def test_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
-    """The configs compose and run a step each (sota: SGD-Nesterov + ReduceLROnPlateau on val/acc, full width)."""
+def test_recipe_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
+    """The configs compose, run a step each and write checkpoints that load with ``weights_only=True`` (list
+    options such as ``model.sharpness_sigmas`` must not reach them as Hydra containers); sota: SGD-Nesterov +
+    ReduceLROnPlateau on val/acc, full width."""
     cfg = make_cfg(
         tmp_path,
         [f"experiment={experiment}", "data=synthetic", *TINY[1:], *extra, "trainer.limit_train_batches=2"],
@@ -34,10 +37,15 @@ def test_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
     metrics = train(cfg)
     assert "val/acc" in metrics
     ckpt = torch.load(next((tmp_path / "run" / "checkpoints").glob("last.ckpt")), weights_only=True)
-    assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
-    assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == (
-        [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
-    )
+    if experiment == "recipe":
+        assert ckpt["emotion_model"]["arch"] == "emotion_cnn"
+    else:
+        assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
+        widths = [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
+        assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == widths
+    if experiment in ("recipe", "best"):
+        assert ckpt["emotion_model"]["sharpness_sigmas"] == [3.0] and ckpt["emotion_model"]["sharpness_round"]
+        assert ckpt["hyper_parameters"]["sharpness_sigmas"] == [3.0]
 
 
 @pytest.fixture(scope="module")
