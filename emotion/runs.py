@@ -72,8 +72,19 @@ def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Lightning
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """``last`` → this run's ``checkpoints/last.ckpt`` when it exists (else a fresh start); a path must exist."""
+    """``last`` → this run's ``checkpoints/last.ckpt`` when it exists (else a fresh start); a path must exist.
+
+    A fresh start (no ``ckpt_path``) is refused in a run directory that already holds checkpoints: the new run's
+    best/last files would sit beside the old run's and be mistaken for them.
+    """
     if not ckpt_path:
+        stale = sorted(p.name for p in (out_dir / "checkpoints").glob("*.ckpt"))
+        if stale:
+            raise UserError(
+                f"{out_dir} already holds checkpoints of an earlier run ({', '.join(stale[:3])}"
+                f"{', …' if len(stale) > 3 else ''}): resume it with ckpt_path=last, or start afresh under another "
+                "run_name (or delete that folder)"
+            )
         return None
     if ckpt_path == "last":
         last = out_dir / "checkpoints" / "last.ckpt"

@@ -30,13 +30,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; write metrics.json and figures into the run directory."""
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir) if cfg.get("train") else None
     datamodule, model, callbacks, loggers = instantiate_all(cfg)  # validates every value before any training
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_hyperparameters(cfg, trainer)
-    out_dir = Path(cfg.paths.output_dir)
 
     if cfg.get("train"):
-        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
         log.info("fitting%s", f" (resuming from {ckpt_path})" if ckpt_path else "")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from emotion.errors import UserError
 from emotion.evaluate import evaluate
 from emotion.train import train
 from tests.conftest import ROOT, TINY, make_cfg
@@ -165,4 +166,8 @@ def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
     assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 2
     report = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert report["best_checkpoint"].endswith(".ckpt") and "epoch000" in report["best_checkpoint"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-acc0.1429.ckpt", "last.ckpt"]
+    # A fresh start in the same run directory would mix its checkpoints with these: refused, naming the way out.
+    with pytest.raises(UserError, match="ckpt_path=last.*run_name"):
+        train(cfg)
     assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-acc0.1429.ckpt", "last.ckpt"]
