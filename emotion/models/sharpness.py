@@ -138,10 +138,10 @@ def blur_sigma_between(sharp: np.ndarray, blurred: np.ndarray, min_gain: float =
     for k in range(1, min(h, w) // 2 + 1):
         ring = radius == k
         gain = math.sqrt(p_blurred[ring].mean() / max(p_sharp[ring].mean(), 1e-30))
-        if not min_gain <= gain < 1.0:
-            if gain < min_gain:
-                break  # the noise floor from here on
-            continue
+        if gain < min_gain:
+            break  # the noise floor from here on
+        if gain >= 1.0:
+            continue  # no attenuation at this frequency: nothing to fit
         a = 2 * math.pi**2 * (k / min(h, w)) ** 2
         sigma2_num += a * -math.log(gain)
         sigma2_den += a * a
