@@ -108,6 +108,34 @@ def test_emotion_vgg_shapes_spec_round_trip_and_bad_values():
         EmotionVGG(dropout=1.0)
 
 
+def test_emotion_vgg_stem_pool_halves_the_input_and_travels_in_the_spec():
+    from emotion.models import EmotionVGG
+
+    net = EmotionVGG(widths=(8, 16, 16), fc=32, stem_pool=2).eval()
+    seen: list[tuple[int, ...]] = []
+    first_conv = next(m for m in net.features if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    raw = torch.randint(0, 256, (2, 1, 48, 48), dtype=torch.uint8)
+    assert net(raw).shape == (2, 7)
+    assert seen == [(2, 1, 24, 24)]
+    # the pooled input is the 2x2 mean of the normalised pixels
+    expected = torch.nn.functional.avg_pool2d(net.normalize(raw), 2)
+    assert torch.allclose(net.features[0](net.normalize(raw)), expected)
+    spec = net.spec()
+    assert spec["arch_kwargs"]["stem_pool"] == 2
+    rebuilt = build_from_spec(spec)
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt.eval()(raw), net(raw))
+    # files written before stem_pool existed rebuild without it, with their layer names unchanged
+    old_spec = EmotionVGG(widths=(8, 16, 16), fc=32).spec()
+    old_spec["arch_kwargs"].pop("stem_pool")
+    assert list(build_from_spec(old_spec).state_dict()) == list(EmotionVGG(widths=(8, 16, 16), fc=32).state_dict())
+    with pytest.raises(ValueError, match="stem_pool"):
+        EmotionVGG(stem_pool=0)
+    with pytest.raises(ValueError, match="below one pixel"):
+        EmotionVGG(widths=(8,) * 4, stem_pool=4)
+
+
 def test_tta_views_average_and_tencrop_crops_within_the_face():
     from emotion.module import EmotionModule, five_crops
 
