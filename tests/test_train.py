@@ -44,6 +44,8 @@ def test_recipe_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, ext
         assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
         widths = [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
         assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == widths
+        # best pools its inputs to 24 px (the blurred training faces hold no finer signal); sota keeps 48 px
+        assert ckpt["emotion_model"]["arch_kwargs"]["stem_pool"] == (2 if experiment == "best" else 1)
     if experiment in ("recipe", "best"):
         assert ckpt["emotion_model"]["sharpness_sigmas"] == [3.0] and ckpt["emotion_model"]["sharpness_round"]
         assert ckpt["hyper_parameters"]["sharpness_sigmas"] == [3.0]
