@@ -52,3 +52,21 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert res["memory"]["training_peak_rss_mb"] > 100
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
     assert res["webcam"]["detect_every_1_frames_with_face"] > 0.5  # the face is found
+
+
+def test_benchmark_inference_rows_can_measure_another_shipped_model(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "experiments/throughput/bench.py", "--quick", "--only", "inference"]
+    cmd += ["--model", "emotion_vgg"]
+    proc = subprocess.run(
+        [*cmd, "--data", str(tmp_path / "none"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "inference/webcam model emotion_vgg" in proc.stdout
+    res = json.loads(out.read_text())
+    assert res["model"] == "emotion_vgg" and "training" not in res
+    assert res["inference"]["onnxruntime"]["batch1_ms_per_face"] > 0

@@ -191,7 +191,7 @@ def training_peak_rss_mb(root: Path, batches: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- inference
-def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
+def inference_ms_per_face(root: Path, reps: int, iters: int, model: str = BENCH_MODEL) -> dict[str, Any]:
     """Per-face latency of the shipped model in every runtime, and (int8 being lossy) the test-split accuracy of
     the float and int8 ONNX models. int8 is calibrated on training faces of ``root``."""
     import onnxruntime as ort
@@ -200,7 +200,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
     from emotion.export import ProbabilityHead, export_onnx, export_torchscript
     from emotion.predictor import Predictor
 
-    net = load_pretrained(BENCH_MODEL).eval()
+    net = load_pretrained(model).eval()
     head = ProbabilityHead(net).eval()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,7 +244,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int) -> dict[str, Any]:
     return results
 
 
-def webcam_fps(frames: int) -> dict[str, float]:
+def webcam_fps(frames: int, model: str = BENCH_MODEL) -> dict[str, float]:
     """The cam pipeline on a 640×480 video with one face: decode + detect + crop + classify + draw, no display."""
     import cv2
     from skimage import data as skdata
@@ -265,7 +265,7 @@ def webcam_fps(frames: int) -> dict[str, float]:
             vw.write(frame)
         vw.release()
         predictor = Predictor.from_pretrained(
-            BENCH_MODEL,
+            model,
             detector=FaceDetector(min_face=WEBCAM_MIN_FACE, scale_factor=WEBCAM_SCALE_FACTOR),  # as emotion.cam
         )
         for every in (1, 2):
@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny runs: check that every row works")
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     p.add_argument("--only", choices=["training", "data", "inference", "webcam"], help="run one group of rows")
+    p.add_argument(
+        "--model",
+        default=BENCH_MODEL,
+        help=f"shipped model for the inference and webcam rows (default {BENCH_MODEL}; e.g. emotion_vgg)",
+    )
     args = p.parse_args(argv)
 
     batches, warmup, iters, frames = (3, 1, 3, 20) if args.quick else (30, 5, 200, 300)
@@ -302,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "data_root": str(root),
         "reps": reps,
+        "model": args.model,  # of the inference and webcam rows
     }
 
     def wanted(group: str) -> bool:
@@ -326,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         res["data"] = data_startup(root)
         res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
     if wanted("inference"):
-        res["inference"] = inference_ms_per_face(root, reps, iters)
+        res["inference"] = inference_ms_per_face(root, reps, iters, args.model)
     if wanted("webcam"):
-        res["webcam"] = webcam_fps(frames)
+        res["webcam"] = webcam_fps(frames, args.model)
     print_rows(res)
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))
@@ -369,7 +375,8 @@ def print_rows(res: dict[str, Any]) -> None:
             rows.append((f"  frames with the face found, detect {name}", f"{found:.0%}"))
     width = max(len(r[0]) for r in rows)
     m = res["machine"]
-    print(f"\nthroughput ({m['cores']} cores, torch {m['torch']}, medians of {res['reps']})")
+    model = f", inference/webcam model {res['model']}" if {"inference", "webcam"} & res.keys() else ""
+    print(f"\nthroughput ({m['cores']} cores, torch {m['torch']}, medians of {res['reps']}{model})")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
