@@ -24,7 +24,8 @@ ROWS = [
 ]
 
 
-def test_benchmark_runs_and_prints_every_row(tmp_path):
+def run_bench(tmp_path, *args: str) -> tuple[str, dict]:
+    """``bench.py --quick`` on generated faces (no FER2013 under tmp_path): its stdout and its JSON figures."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [
@@ -35,6 +36,7 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
             str(tmp_path / "none"),
             "--out",
             str(out),
+            *args,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -43,9 +45,13 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "using generated faces" in proc.stdout
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_benchmark_runs_and_prints_every_row(tmp_path):
+    stdout, res = run_bench(tmp_path)
     for row in ROWS:
-        assert row in proc.stdout, row
-    res = json.loads(out.read_text())
+        assert row in stdout, row
     t = res["training"]
     assert t["ours_images_per_s"] > 0 and t["naive_images_per_s"] > 0
     assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
@@ -55,18 +61,7 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
 
 
 def test_benchmark_inference_rows_can_measure_another_shipped_model(tmp_path):
-    out = tmp_path / "bench.json"
-    cmd = [sys.executable, "experiments/throughput/bench.py", "--quick", "--only", "inference"]
-    cmd += ["--model", "emotion_vgg"]
-    proc = subprocess.run(
-        [*cmd, "--data", str(tmp_path / "none"), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "inference/webcam model emotion_vgg" in proc.stdout
-    res = json.loads(out.read_text())
+    stdout, res = run_bench(tmp_path, "--only", "inference", "--model", "emotion_vgg")
+    assert "inference/webcam model emotion_vgg" in stdout
     assert res["model"] == "emotion_vgg" and "training" not in res
     assert res["inference"]["onnxruntime"]["batch1_ms_per_face"] > 0
