@@ -191,7 +191,7 @@ def training_peak_rss_mb(root: Path, batches: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- inference
-def inference_ms_per_face(root: Path, reps: int, iters: int, model: str = BENCH_MODEL) -> dict[str, Any]:
+def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict[str, Any]:
     """Per-face latency of the shipped model in every runtime, and (int8 being lossy) the test-split accuracy of
     the float and int8 ONNX models. int8 is calibrated on training faces of ``root``."""
     import onnxruntime as ort
@@ -244,7 +244,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str = BENCH_
     return results
 
 
-def webcam_fps(frames: int, model: str = BENCH_MODEL) -> dict[str, float]:
+def webcam_fps(frames: int, model: str) -> dict[str, float]:
     """The cam pipeline on a 640×480 video with one face: decode + detect + crop + classify + draw, no display."""
     import cv2
     from skimage import data as skdata
