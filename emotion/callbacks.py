@@ -91,10 +91,10 @@ class MetricsHistory(L.Callback):
             row["val/loss"] = float(trainer.callback_metrics["val/loss"])
         if pl_module.train_acc.update_count:
             row["train/acc"] = float(pl_module.train_acc.compute())
-        if "train/loss_epoch" in trainer.callback_metrics or "train/loss" in trainer.callback_metrics:
-            row["train/loss"] = float(
-                trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
-            )
+        for key in ("train/loss", "train/distill_loss"):  # epoch means (train/loss is also logged per step)
+            value = trainer.callback_metrics.get(f"{key}_epoch", trainer.callback_metrics.get(key))
+            if value is not None:
+                row[key] = float(value)
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
         if trainer.is_global_zero and not trainer.sanity_checking:  # live progress for runs in the background
             path = Path(trainer.default_root_dir) / "history.json"

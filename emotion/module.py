@@ -44,6 +44,24 @@ def five_crops(x: torch.Tensor, side: float = TENCROP_SIDE) -> list[torch.Tensor
     ]
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: KL(teacher ‖ student) of the temperature-softened distributions, × T²
+    (so its gradients keep their scale as T changes)."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True, reduction="batchmean"
+    ) * (t * t)
+
+
+def teacher_file(name_or_path: str) -> str:
+    from emotion.pretrained import model_file
+
+    try:
+        return str(model_file(str(name_or_path)))
+    except FileNotFoundError as exc:
+        raise UserError(f"model.distill_teacher: {exc}") from None
+
+
 def eval_metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(
         {
@@ -72,6 +90,9 @@ class EmotionModule(L.LightningModule):
         sharpness_quantile: float = 0.9,
         sharpness_sigmas: list[float] | None = None,
         sharpness_round: bool = False,
+        distill_teacher: str | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 4.0,
         n_misclassified: int = 32,
     ) -> None:
         super().__init__()
@@ -85,6 +106,12 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"model.sharpness_quantile must be in [0, 1], got {sharpness_quantile}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
+        if not 0.0 <= distill_alpha <= 1.0:
+            raise ValueError(f"model.distill_alpha must be in [0, 1], got {distill_alpha}")
+        if not distill_temperature > 0:
+            raise ValueError(f"model.distill_temperature must be > 0, got {distill_temperature}")
+        if distill_teacher:
+            teacher_file(distill_teacher)  # a wrong name or path fails now, before any data is read
         if sharpness_sigmas is not None:  # a plain list (not Hydra's ListConfig): checkpoints load with weights_only
             sharpness_sigmas = [float(s) for s in sharpness_sigmas]
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -103,6 +130,9 @@ class EmotionModule(L.LightningModule):
         self.val_confmat = MulticlassConfusionMatrix(k)
         self.test_confmat = MulticlassConfusionMatrix(k)
         self.val_acc_best = MaxMetric()
+        # Frozen distillation teacher (fit only); in a list so that it is not a submodule: its weights stay out of
+        # checkpoints, parameters() and the optimizer.
+        self._teacher: list[EmotionNet] = []
         # Filled at the end of each val/test epoch for callbacks and reports (figures, metrics.json).
         self.last_eval: dict[str, dict[str, Any]] = {}
         self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -167,11 +197,46 @@ class EmotionModule(L.LightningModule):
         if dm is not None and tuple(dm.class_names) != self.class_names:
             raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
 
+    def on_fit_start(self) -> None:
+        if self.hparams.distill_teacher and not self._teacher:
+            self._teacher = [self.load_teacher(self.hparams.distill_teacher)]
+
+    def load_teacher(self, name_or_path: str) -> EmotionNet:
+        """The frozen network whose softened predictions the student learns from (``model.distill_teacher``).
+
+        It applies its own preprocessing (normalisation, sharpness matching) to the same raw augmented batch.
+        """
+        from emotion.checkpoint import load_net
+
+        teacher = load_net(teacher_file(name_or_path))
+        if teacher.class_names != self.class_names:
+            raise UserError(
+                f"model.distill_teacher {name_or_path!r} predicts {teacher.class_names}, the model being trained "
+                f"{self.class_names}; distil from a teacher with the same classes in the same order"
+            )
+        teacher.requires_grad_(False).eval().to(self.device)
+        if self.hparams.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        log.info(
+            "distilling from %s (alpha %s, temperature %s)",
+            name_or_path,
+            self.hparams.distill_alpha,
+            self.hparams.distill_temperature,
+        )
+        return teacher
+
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+        if self._teacher:
+            with torch.no_grad():
+                teacher_logits = self._teacher[0](x)
+            soft = distillation_loss(logits, teacher_logits, self.hparams.distill_temperature)
+            self.log("train/distill_loss", soft, on_step=False, on_epoch=True)
+            a = self.hparams.distill_alpha
+            loss = (1 - a) * loss + a * soft
         if not torch.isfinite(loss):
             raise UserError(
                 f"training diverged: loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "

@@ -41,6 +41,18 @@ def weights_path(name: str | bool = "default") -> Path:
     return path
 
 
+def model_file(name_or_path: str) -> Path:
+    """A shipped model's name (``default``, ``emotion_cnn``, …) or a model file's path → the file."""
+    if Path(name_or_path).is_file():
+        return Path(name_or_path)
+    if name_or_path in model_names() or name_or_path.lower() == "true":
+        return weights_path(name_or_path)
+    raise FileNotFoundError(
+        f"{name_or_path!r} is neither a model file nor a shipped model ({', '.join(model_names())}); "
+        "give the path of a .ckpt/.safetensors file or one of those names"
+    )
+
+
 def load_pretrained(name: str = "default"):
     """The shipped network, in eval mode, with its class names and preprocessing."""
     from emotion.checkpoint import load_net

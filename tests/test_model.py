@@ -157,3 +157,20 @@ def test_tta_views_average_and_tencrop_crops_within_the_face():
     assert abs(float(crops[0][0, 0, 0, 0]) - float(x[0, 0, 0, 0]) / 255) < 0.05
     with pytest.raises(ValueError, match="tta must be one of"):
         EmotionModule(EmotionCNN(), tta="twelvecrop")
+
+
+def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
+    from emotion.module import distillation_loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 7), torch.randn(5, 7) * 3
+    for t in (1.0, 4.0):
+        p, q = torch.softmax(teacher / t, 1), torch.softmax(student / t, 1)
+        expected = (p * (p.log() - q.log())).sum(1).mean() * t * t
+        assert torch.allclose(distillation_loss(student, teacher, t), expected, atol=1e-6)
+    assert float(distillation_loss(teacher, teacher, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    # the gradient pulls the student's softened distribution towards the teacher's
+    s = student.clone().requires_grad_(True)
+    distillation_loss(s, teacher, 2.0).backward()
+    stepped = s.detach() - 0.5 * s.grad
+    assert distillation_loss(stepped, teacher, 2.0) < distillation_loss(student, teacher, 2.0)

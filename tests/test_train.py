@@ -114,6 +114,31 @@ def test_evaluate_on_a_folder_with_only_test(demo_run, tmp_path):
         assert result["accuracy"] > 0.6
 
 
+def test_distillation_alone_teaches_the_student(demo_run, tmp_path):
+    """With ``distill_alpha=1`` the labels do not enter the loss: a student that beats chance learned it from the
+    teacher (the demo model). The teacher stays out of the student's checkpoint."""
+    tmp, _, _ = demo_run
+    teacher = json.loads((tmp / "run" / "metrics.json").read_text())["best_checkpoint"]
+    cfg = make_cfg(
+        tmp_path,
+        [
+            "experiment=demo",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+            f"model.distill_teacher={teacher}",
+            "model.distill_alpha=1.0",
+            "model.label_smoothing=0",
+        ],
+    )
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.5  # chance: 1/7
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert all(k.startswith("net.") for k in ckpt["state_dict"])
+    assert ckpt["hyper_parameters"]["distill_teacher"] == teacher
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert history[-1]["train/distill_loss"] < history[0]["train/distill_loss"]
+
+
 def run_cli(*args: str, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -136,6 +161,8 @@ def test_two_job_multirun(tmp_path):
         ("model.label_smoothing=-1", "label_smoothing must be in [0, 1)"),
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
         ("model.sharpness_quantile=2", "model.sharpness_quantile must be in [0, 1]"),
+        ("model.distill_alpha=2", "model.distill_alpha must be in [0, 1]"),
+        ("model.distill_teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):
