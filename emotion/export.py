@@ -1,7 +1,8 @@
 """Export a trained model: ``python -m emotion.export ckpt_path=… format=onnx|onnx-int8|torchscript|safetensors``.
 
-``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces calibrate the quantization,
-see :mod:`emotion.quantize`); ``out=PATH`` sets the file name.
+``ckpt_path=A,B,…`` (several model files) exports their ensemble (:mod:`emotion.models.ensemble`): one model that
+averages their probabilities. ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
+calibrate the quantization, see :mod:`emotion.quantize`); ``out=PATH`` sets the file name.
 
 The exported graph takes raw pixels (float32 in [0, 1], ``N×1×48×48``, dynamic batch) and outputs softmax
 probabilities; class names and preprocessing travel in the ONNX metadata (``emotion_spec``). A parity check
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from emotion.checkpoint import load_net, save_safetensors
-from emotion.models import EmotionNet
+from emotion.models import EmotionEnsemble, EmotionNet
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4
@@ -111,8 +112,9 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
         raise ValueError(f"format must be one of {', '.join(suffix)}, got {fmt!r}")
     if fmt == "onnx-int8" and not calib:
         raise ValueError("format=onnx-int8 needs calib=DIR: a FER2013 root whose training faces calibrate int8")
-    net = load_net(ckpt_path)
-    out_path = Path(out) if out else Path(ckpt_path).with_suffix(suffix[fmt])
+    paths = [p for p in ckpt_path.split(",") if p]
+    net = load_net(paths[0]) if len(paths) == 1 else EmotionEnsemble.of([load_net(p) for p in paths])
+    out_path = Path(out) if out else Path(paths[0]).with_suffix(suffix[fmt])
     if fmt == "onnx-int8":
         return export_int8(net, out_path, calib)
     if fmt == "onnx":
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args) - {"ckpt_path", "pretrained", "format", "out", "calib"}
     if ("ckpt_path" in args) == ("pretrained" in args) or unknown:
         print(
-            "usage: python -m emotion.export ckpt_path=PATH|pretrained=true|NAME "
+            "usage: python -m emotion.export ckpt_path=PATH[,PATH…]|pretrained=true|NAME "
             "[format=onnx|onnx-int8|torchscript|safetensors] [out=PATH] [calib=FER2013_ROOT (onnx-int8)]"
             + (f"\nunknown arguments: {', '.join(sorted(unknown))}" if unknown else ""),
             file=sys.stderr,

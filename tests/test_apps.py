@@ -231,3 +231,26 @@ def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
     assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={folder_data}"]) == 1
     assert "agrees with the float model on only" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, tmp_path, astronaut):
+    """``ckpt_path=A,B`` exports one model whose probabilities are the mean of A's and B's, each member with its own
+    preprocessing (here: EmotionCNN with sharpness matching + EmotionVGG on 24-px pooled inputs)."""
+    from emotion.checkpoint import load_net
+    from emotion.models import EmotionVGG
+
+    torch.manual_seed(2)
+    vgg = save_safetensors(EmotionVGG(widths=(8, 16), fc=16, stem_pool=2).eval(), tmp_path / "vgg.safetensors")
+    assert export_main([f"ckpt_path={weights},{vgg}", "format=safetensors", f"out={tmp_path}/ens.safetensors"]) == 0
+    ens = load_net(tmp_path / "ens.safetensors")
+    assert [m["arch"] for m in ens.spec()["arch_kwargs"]["members"]] == ["emotion_cnn", "emotion_vgg"]
+    faces = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = (load_net(weights).predict_proba(faces) + load_net(vgg).predict_proba(faces)) / 2
+        assert torch.allclose(ens.predict_proba(faces), expected, atol=1e-6)
+    onnx_path, diff = export(str(tmp_path / "ens.safetensors"), "onnx", str(tmp_path / "ens.onnx"))
+    assert diff < 1e-4
+    torch_faces = Predictor(str(tmp_path / "ens.safetensors")).predict(astronaut)
+    onnx_faces = Predictor(str(onnx_path)).predict(astronaut)
+    assert len(torch_faces) == len(onnx_faces) == 1
+    assert np.allclose(torch_faces[0].probs, onnx_faces[0].probs, atol=1e-4)

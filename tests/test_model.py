@@ -174,3 +174,17 @@ def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
     distillation_loss(s, teacher, 2.0).backward()
     stepped = s.detach() - 0.5 * s.grad
     assert distillation_loss(stepped, teacher, 2.0) < distillation_loss(student, teacher, 2.0)
+
+
+def test_ensemble_refuses_members_that_do_not_fit_together():
+    from emotion.models import EmotionEnsemble, EmotionVGG
+
+    a = EmotionVGG(widths=(8, 16), fc=16)
+    with pytest.raises(ValueError, match="at least two"):
+        EmotionEnsemble.of([a])
+    other = EmotionVGG(widths=(8, 16), fc=16, class_names=("happy", "sad"))
+    with pytest.raises(ValueError, match="member 1 predicts"):
+        EmotionEnsemble.of([a, other])
+    ens = EmotionEnsemble.of([a, EmotionVGG(widths=(8, 16), fc=16)])
+    with pytest.raises(ValueError, match="members match sharpness themselves"):
+        ens.set_sharpness(1e-4)

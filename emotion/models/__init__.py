@@ -7,8 +7,9 @@ from typing import Any
 from emotion.models.base import FER2013_MEAN, FER2013_STD, EmotionNet
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.emotion_vgg import EmotionVGG
+from emotion.models.ensemble import EmotionEnsemble
 
-ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG)}
+ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG, EmotionEnsemble)}
 
 
 def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
@@ -28,4 +29,4 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
     )
 
 
-__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionNet", "EmotionVGG", "build_from_spec"]
+__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionEnsemble", "EmotionNet", "EmotionVGG", "build_from_spec"]
