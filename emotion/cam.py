@@ -209,7 +209,9 @@ def _writer(output: Path, shape: tuple[int, ...]):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.cam", description=__doc__.splitlines()[0])
     p.add_argument("--source", default="0", help="webcam index, video file or image folder (default 0)")
-    p.add_argument("--model", help=".ckpt, .safetensors or .onnx (default: the shipped model)")
+    p.add_argument(
+        "--model", help=".ckpt, .safetensors, .onnx or a shipped model's name (default: the shipped default)"
+    )
     p.add_argument("--headless", action="store_true", help="no window; write annotated output instead")
     p.add_argument("--output", type=Path, help="with --headless: OUT.mp4/OUT.avi, or a folder for PNG frames")
     p.add_argument("--detect-every", type=int, default=2, help="run the face detector every N frames")

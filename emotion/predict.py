@@ -48,8 +48,10 @@ def read_image(path: Path) -> np.ndarray:
 
 def load_predictor(model: str | None, detect: bool, **detector_kwargs: Any) -> Predictor:
     detector = FaceDetector(**detector_kwargs) if detect else None
-    if model:
-        return Predictor(model, detector=detector)
+    if model:  # a model file, or the name of a shipped model (emotion/weights/models.json)
+        from emotion.pretrained import model_file
+
+        return Predictor(str(model_file(model)), detector=detector)
     return Predictor.from_pretrained("default", detector=detector)
 
 
@@ -115,7 +117,9 @@ def write_csv(rows: list[dict], class_names: tuple[str, ...]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.predict", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--model", help=".ckpt, .safetensors or .onnx (default: the shipped model)")
+    p.add_argument(
+        "--model", help=".ckpt, .safetensors, .onnx or a shipped model's name (default: the shipped default)"
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")

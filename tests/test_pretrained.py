@@ -52,6 +52,16 @@ def test_predict_uses_the_shipped_model_by_default(tmp_path, capsys):
     assert row["label"] in FER2013_CLASSES and set(row["probs"]) == set(FER2013_CLASSES)
 
 
+def test_tools_take_a_shipped_model_by_name(tmp_path, capsys):
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    assert predict_main([str(face), "--no-detect", "--json", "--model", "emotion_cnn"]) == 0
+    assert set(json.loads(capsys.readouterr().out)[0]["probs"]) == set(FER2013_CLASSES)
+    assert predict_main([str(face), "--no-detect", "--model", "emotion_cnnn"]) == 2
+    err = capsys.readouterr().err
+    assert "'emotion_cnnn' is neither a model file nor a shipped model" in err and "emotion_vgg_ensemble" in err
+
+
 def test_evaluate_pretrained_on_a_folder(folder_data, tmp_path):
     cfg = make_cfg(tmp_path, ["pretrained=true", f"data.root={folder_data}", "tta=flip"], config_name="eval")
     result = evaluate(cfg)
