@@ -174,6 +174,12 @@ def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
     distillation_loss(s, teacher, 2.0).backward()
     stepped = s.detach() - 0.5 * s.grad
     assert distillation_loss(stepped, teacher, 2.0) < distillation_loss(student, teacher, 2.0)
+    from emotion.module import EmotionModule
+
+    with pytest.raises(ValueError, match=r"model.distill_alpha must be in \[0, 1\]"):
+        EmotionModule(EmotionCNN(), distill_alpha=2)
+    with pytest.raises(ValueError, match="model.distill_temperature must be > 0"):
+        EmotionModule(EmotionCNN(), distill_temperature=0)
 
 
 def test_ensemble_refuses_members_that_do_not_fit_together():
