@@ -2,7 +2,8 @@
 
     python experiments/throughput/conv_backends.py [--batch 64] [--reps 8]
 
-Prints milliseconds and GFLOP/s per layer for oneDNN (mkldnn, PyTorch's default on CPU), NNPACK and PyTorch's own
+Prints the dense matmul FLOP/s (the card's bound, measured as ``bench.py`` does) and milliseconds and GFLOP/s per
+layer for oneDNN (mkldnn, PyTorch's default on CPU), NNPACK and PyTorch's own
 im2col + GEMM kernels, in channels_last and NCHW. It answers one question of the throughput card: is there a
 faster convolution path than the default on this CPU? (FLOPs: 2·MACs for the forward, and twice that again for
 the input and weight gradients; conv1 has no input gradient.)
@@ -12,10 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import matmul_flops_per_s  # noqa: E402  (the bound the throughput card uses)
 
 LAYERS = [(1, 32, 48), (32, 64, 48), (64, 128, 24), (128, 128, 12)]  # (in, out, side) of EmotionCNN's convs
 
@@ -40,6 +46,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=8)
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    print(f"dense fp32 matmul 2048²: {matmul_flops_per_s() / 1e9:.1f} GFLOP/s")
     for backend in ("mkldnn", "nnpack", "native"):
         torch.backends.mkldnn.enabled = backend == "mkldnn"
         torch.backends.nnpack.enabled = backend == "nnpack"
