@@ -174,6 +174,9 @@ def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
     distillation_loss(s, teacher, 2.0).backward()
     stepped = s.detach() - 0.5 * s.grad
     assert distillation_loss(stepped, teacher, 2.0) < distillation_loss(student, teacher, 2.0)
+
+
+def test_distillation_settings_out_of_range_are_refused():
     from emotion.module import EmotionModule
 
     with pytest.raises(ValueError, match=r"model.distill_alpha must be in \[0, 1\]"):
