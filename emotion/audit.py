@@ -71,34 +71,28 @@ def near_duplicate_groups(entries: list[dict], max_bits: int = 4, max_mad: float
     return [g for g in groups.values() if len(g) > 1]
 
 
+def laplacian_variance(img: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of a uint8 image, on the 0..1 pixel scale: low means blurred."""
+    return float(cv2.Laplacian(img.astype(np.float32) / 255.0, cv2.CV_32F, ksize=1)[1:-1, 1:-1].var())
+
+
 def sharpness_by_split(entries: list[dict], ratio_warn: float = 4.0) -> dict[str, Any]:
     """Median Laplacian variance per split (0..1 pixel scale); flags splits whose sharpness differs by > ratio_warn×.
 
-    A network trained on blurred faces misreads sharp ones (and the reverse); see emotion/models/sharpness.py.
+    A network trained on blurred faces misreads sharp ones (and the reverse): this project's FER2013 copy once had
+    its training faces blurred (σ ≈ 3 px, 343× below the test faces), which this check found.
     """
-    import torch
-
-    from emotion.models.sharpness import blur_sigma_between, laplacian_variance
-
-    by_split: dict[str, list[np.ndarray]] = defaultdict(list)
+    by_split: dict[str, list[float]] = defaultdict(list)
     for e in entries:
-        by_split[e["split"]].append(e["img"])
-    medians = {
-        split: float(laplacian_variance(torch.from_numpy(np.stack(imgs)).float().div_(255.0)).median())
-        for split, imgs in sorted(by_split.items())
-    }
+        by_split[e["split"]].append(laplacian_variance(e["img"]))
+    medians = {split: float(np.median(values)) for split, values in sorted(by_split.items())}
     positive = {k: v for k, v in medians.items() if v > 0}
     ratio = max(positive.values()) / min(positive.values()) if len(positive) > 1 else 1.0
-    result: dict[str, Any] = {
+    return {
         "median_laplacian_variance": {k: round(v, 8) for k, v in medians.items()},
         "max_ratio": round(ratio, 1),
         "mismatch": ratio > ratio_warn,
     }
-    if result["mismatch"]:
-        sharp, blurred = max(positive, key=positive.get), min(positive, key=positive.get)
-        sigma = blur_sigma_between(np.stack(by_split[sharp]), np.stack(by_split[blurred]))
-        result["blur"] = {"sharp_split": sharp, "blurred_split": blurred, "gaussian_sigma_px": round(sigma, 2)}
-    return result
 
 
 def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dict[str, Any]:
@@ -251,14 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if sharp["mismatch"]:
         print(
-            f"WARNING: splits differ {sharp['max_ratio']}x in sharpness: a model trained on one misreads the other. "
-            "Train with model.match_sharpness=true (the default) so inputs are blurred to the training sharpness."
-        )
-        blur = sharp["blur"]
-        print(
-            f"{blur['blurred_split']} looks like {blur['sharp_split']} blurred by a Gaussian of sigma "
-            f"{blur['gaussian_sigma_px']} px (power spectra); if {blur['blurred_split']} is what you train on, match "
-            f"exactly that blur: model.sharpness_sigmas=[{blur['gaussian_sigma_px']}] model.sharpness_round=true"
+            f"WARNING: splits differ {sharp['max_ratio']}x in sharpness (blurred or resized copies?): a model trained "
+            "on one misreads the other; get an unaltered copy of the data set before training."
         )
     print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
     return 0

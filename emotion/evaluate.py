@@ -44,12 +44,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     path = model_path(cfg)
     net = load_net(path)
-    if cfg.get("sharpness_target") is not None:
-        try:
-            net.set_sharpness(float(cfg.sharpness_target))
-        except ValueError as exc:
-            raise UserError(f"sharpness_target: {exc}") from None
-        log.warning("sharpness target overridden to %s (the model was trained with its own)", cfg.sharpness_target)
     module = EmotionModule(net, tta=cfg.tta)
     datamodule = hydra.utils.instantiate(cfg.data, augment=None)
     datamodule.setup("test")
@@ -68,7 +62,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split_protocol": datamodule.info["split_protocol"],
         "n_images": int(sum(map(sum, ev["confusion_matrix"]))),
         "tta": cfg.tta,
-        "sharpness_target": net.sharpness,  # > 0: inputs sharper than the training faces were blurred to match
         "class_names": list(net.class_names),
         "accuracy": ev["metrics"]["test/acc"],
         "macro_accuracy": ev["metrics"]["test/macro_acc"],

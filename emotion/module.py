@@ -86,10 +86,6 @@ class EmotionModule(L.LightningModule):
         tta: str = "none",
         channels_last: bool = False,
         compile: bool = False,
-        match_sharpness: bool = False,
-        sharpness_quantile: float = 0.9,
-        sharpness_sigmas: list[float] | None = None,
-        sharpness_round: bool = False,
         distill_teacher: str | None = None,
         distill_alpha: float = 0.5,
         distill_temperature: float = 4.0,
@@ -102,8 +98,6 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"model.class_weighting must be null, inverse or sqrt_inverse, got {class_weighting!r}")
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-        if not 0.0 <= sharpness_quantile <= 1.0:
-            raise ValueError(f"model.sharpness_quantile must be in [0, 1], got {sharpness_quantile}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
         if not 0.0 <= distill_alpha <= 1.0:
@@ -112,8 +106,6 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"model.distill_temperature must be > 0, got {distill_temperature}")
         if distill_teacher:
             teacher_file(distill_teacher)  # a wrong name or path fails now, before any data is read
-        if sharpness_sigmas is not None:  # a plain list (not Hydra's ListConfig): checkpoints load with weights_only
-            sharpness_sigmas = [float(s) for s in sharpness_sigmas]
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
@@ -172,22 +164,6 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
             self.flops_per_batch = self.flops_per_sample() * dm.batch_size
-        if stage == "fit" and self.hparams.match_sharpness and dm is not None and hasattr(dm, "train_sharpness"):
-            # Inputs sharper than the training faces get blurred to match them (emotion.models.sharpness);
-            # the target travels in the network's spec, so every consumer applies the same step.
-            self.net.set_sharpness(
-                dm.train_sharpness(self.hparams.sharpness_quantile),
-                self.hparams.sharpness_sigmas,
-                self.hparams.sharpness_round,
-            )
-            log.info(
-                "sharpness matching on: target Laplacian variance %.3g (quantile %s of the training faces), "
-                "blurs %s px%s",
-                self.net.sharpness,
-                self.hparams.sharpness_quantile,
-                list(self.net.sharpness_sigmas),
-                ", rounded to 8 bits" if self.net.sharpness_round else "",
-            )
         if stage == "fit" and self.hparams.class_weighting and dm is not None:
             counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
             w = counts.sum() / (len(counts) * counts)
@@ -204,7 +180,7 @@ class EmotionModule(L.LightningModule):
     def load_teacher(self, name_or_path: str) -> EmotionNet:
         """The frozen network whose softened predictions the student learns from (``model.distill_teacher``).
 
-        It applies its own preprocessing (normalisation, sharpness matching) to the same raw augmented batch.
+        It applies its own preprocessing (normalisation, input pooling) to the same raw augmented batch.
         """
         from emotion.checkpoint import load_net
 

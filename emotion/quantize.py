@@ -1,7 +1,7 @@
 """int8 ONNX models: static post-training quantization with ONNX Runtime, calibrated on training faces.
 
 Only the network's own convolutions and fully connected layers are quantized (per-channel int8 weights, uint8
-activations); the preprocessing in the graph — normalisation and sharpness matching — stays float32, so the int8
+activations); the preprocessing in the graph — normalisation (and input pooling) — stays float32, so the int8
 model reads raw pixels exactly like the float one. Its class names and preprocessing travel in the same metadata.
 experiments/throughput/ measures its latency and PublicTest accuracy next to the float model's.
 """

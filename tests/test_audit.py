@@ -39,3 +39,19 @@ def test_audit_finds_duplicates_conflicts_blanks_and_feeds_exclusion(folder_data
     dm.setup("fit")
     assert len(dm.splits.train) == 8 * 7 + 4 - len(excluded)
     assert f"{len(excluded)} images listed in" in dm.info["split_protocol"]["excluded_from_train"]
+
+
+def test_audit_warns_in_one_line_when_the_splits_differ_in_sharpness(folder_data, tmp_path, capsys):
+    """The check that found this project's blurred training copy: blurred training faces against sharp test faces."""
+    out = tmp_path / "audit"
+    assert audit_main([str(folder_data), "--out", str(out)]) == 0
+    assert not json.loads((out / "audit.json").read_text())["sharpness"]["mismatch"]
+    assert "WARNING" not in capsys.readouterr().out
+    for path in (folder_data / "train").rglob("*.jpg"):
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(path), cv2.GaussianBlur(img, (0, 0), 3.0))
+    assert audit_main([str(folder_data), "--out", str(out)]) == 0
+    sharpness = json.loads((out / "audit.json").read_text())["sharpness"]
+    assert sharpness["mismatch"] and sharpness["max_ratio"] > 4
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "sharpness" in warnings[0]

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 
 from emotion.data.cache import load_raw
@@ -20,3 +21,15 @@ def test_adding_a_file_invalidates_the_cache(folder_data, tmp_path):
     assert not cached
     assert "train/happy/Training_new.jpg" in set(raw.sources)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_files_replaced_in_place_are_decoded_again(folder_data, tmp_path):
+    """As when this project's blurred training faces were restored: same file names, new pixels."""
+    first, _ = load_raw(folder_data, cache_dir=tmp_path / "cache")
+    target = sorted((folder_data / "train" / "happy").iterdir())[0]
+    i = list(first.sources).index(f"train/happy/{target.name}")
+    cv2.imwrite(str(target), 255 - first.images[i])
+    raw, cached = load_raw(folder_data, cache_dir=tmp_path / "cache")
+    assert not cached
+    inverted = 255 - first.images[i].astype(int)
+    assert np.abs(raw.images[i].astype(int) - inverted).mean() < 3  # the new pixels (up to JPEG noise)

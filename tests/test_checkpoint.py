@@ -1,5 +1,6 @@
 """Safe loading: no model file can run code; mismatched or damaged files give clear errors."""
 
+import json
 import os
 
 import lightning as L
@@ -80,8 +81,24 @@ def test_damaged_and_foreign_files(tmp_path):
 
 
 def test_safetensors_round_trip_keeps_spec_and_outputs(tmp_path):
-    net = EmotionCNN(mean=0.3, std=0.3, sharpness=2e-4).eval()
+    net = EmotionCNN(mean=0.3, std=0.3).eval()
     loaded = load_net(save_safetensors(net, tmp_path / "m.safetensors"))
     x = torch.rand(2, 1, 48, 48)
     assert torch.equal(loaded(x), net(x))
     assert loaded.spec() == net.spec()
+
+
+def test_files_from_the_sharpness_matching_era_load_only_if_they_did_not_blur(tmp_path):
+    """Retired spec keys: a network that blurred its inputs (trained on the blurred FER2013 copy) is refused with
+    what to do; one trained with matching off loads and predicts as before."""
+    from safetensors.torch import save_file
+
+    net = EmotionCNN().eval()
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    for target, name in ((0.0, "off"), (1.4e-4, "on")):
+        spec = {**net.spec(), "sharpness": target, "sharpness_sigmas": [3.0], "sharpness_round": True}
+        save_file(state, str(tmp_path / f"{name}.safetensors"), metadata={"emotion_spec": json.dumps(spec)})
+    x = torch.rand(2, 1, 48, 48)
+    assert torch.equal(load_net(tmp_path / "off.safetensors")(x), net(x))
+    with pytest.raises(ModelFileError, match="blurs its inputs .* retrain"):
+        load_net(tmp_path / "on.safetensors")

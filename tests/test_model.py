@@ -194,6 +194,3 @@ def test_ensemble_refuses_members_that_do_not_fit_together():
     other = EmotionVGG(widths=(8, 16), fc=16, class_names=("happy", "sad"))
     with pytest.raises(ValueError, match="member 1 predicts"):
         EmotionEnsemble.of([a, other])
-    ens = EmotionEnsemble.of([a, EmotionVGG(widths=(8, 16), fc=16)])
-    with pytest.raises(ValueError, match="members match sharpness themselves"):
-        ens.set_sharpness(1e-4)

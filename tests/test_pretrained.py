@@ -66,14 +66,3 @@ def test_evaluate_pretrained_on_a_folder(folder_data, tmp_path):
     cfg = make_cfg(tmp_path, ["pretrained=true", f"data.root={folder_data}", "tta=flip"], config_name="eval")
     result = evaluate(cfg)
     assert result["n_images"] == 14 and result["tta"] == "flip" and 0 <= result["accuracy"] <= 1
-
-
-def test_evaluate_can_override_the_sharpness_target(folder_data, tmp_path):
-    base = ["pretrained=true", f"data.root={folder_data}"]
-    off = evaluate(make_cfg(tmp_path / "a", [*base, "sharpness_target=0"], config_name="eval"))
-    on = evaluate(make_cfg(tmp_path / "b", [*base, "sharpness_target=1e-5"], config_name="eval"))
-    assert off["sharpness_target"] == 0.0 and on["sharpness_target"] == 1e-5
-    from emotion.errors import UserError
-
-    with pytest.raises(UserError, match="sharpness_target: sharpness must be a finite value >= 0"):
-        evaluate(make_cfg(tmp_path / "c", [*base, "sharpness_target=-1"], config_name="eval"))

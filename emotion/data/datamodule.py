@@ -230,21 +230,6 @@ class FER2013DataModule(L.LightningDataModule):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         return self._subset(split)
 
-    def train_sharpness(self, quantile: float = 0.9) -> float:
-        """A quantile of the training images' Laplacian variance (0..1 pixel scale): the sharpness-matching target.
-
-        At 0.9, nine in ten training faces pass unchanged and sharper inputs are blurred down to the sharp end of
-        what the network was trained on.
-        """
-        from emotion.models.sharpness import laplacian_variance
-
-        images, _ = self._subset("train")
-        values = [
-            laplacian_variance(torch.from_numpy(images[i : i + 4096]).float().div_(255.0))
-            for i in range(0, len(images), 4096)
-        ]
-        return float(torch.quantile(torch.cat(values), quantile)) if values else 0.0
-
     def class_counts(self) -> np.ndarray:
         _, y = self._subset("train")
         return np.bincount(y, minlength=len(self.class_names))

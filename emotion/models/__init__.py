@@ -12,8 +12,18 @@ from emotion.models.ensemble import EmotionEnsemble
 ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG, EmotionEnsemble)}
 
 
+#: Spec keys of the retired sharpness matching (files written before 2026-11-24): a network that blurred its inputs
+#: was trained on the blurred FER2013 copy and is refused; one that did not loads with these keys ignored.
+RETIRED_SPEC_KEYS = ("sharpness", "sharpness_sigmas", "sharpness_round")
+
+
 def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
     """Rebuild a network (untrained) from :meth:`EmotionNet.spec`."""
+    if float(spec.get("sharpness") or 0.0) > 0:
+        raise ValueError(
+            "it blurs its inputs (sharpness matching, retired): it was trained on the blurred FER2013 copy and "
+            "misreads sharp faces; use a shipped model or retrain with `python -m emotion.train`"
+        )
     arch = spec.get("arch")
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} in model file; known: {', '.join(sorted(ARCHITECTURES))}")
@@ -23,9 +33,6 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
         input_size=spec.get("input_size", 48),
         mean=spec.get("mean", FER2013_MEAN),
         std=spec.get("std", FER2013_STD),
-        sharpness=spec.get("sharpness", 0.0),
-        sharpness_sigmas=spec.get("sharpness_sigmas"),  # absent in files written before it was configurable
-        sharpness_round=bool(spec.get("sharpness_round", False)),
     )
 
 

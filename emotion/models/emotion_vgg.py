@@ -5,10 +5,8 @@ Four stages of two 3×3 conv + BN + ReLU, each followed by 2×2 max-pool (48 →
 connected layers with dropout. ``widths`` scales it: (32, 64, 128, 256) costs about as much as EmotionCNN per image;
 (64, 128, 256, 512) is the paper's width (``sota``, for a GPU).
 
-``stem_pool`` > 1 average-pools the (normalised, sharpness-matched) input by that factor first. This FER2013 copy's
-training faces are blurred by a Gaussian of σ ≈ 3 px and hold nothing but noise above ~7 cycles per face
-(experiments/reliability/), so halving 48 px to 24 px (Nyquist 12 cycles) loses no signal and cuts every
-convolution's cost by 4×: the CPU ``best`` model spends that on more epochs.
+``stem_pool`` > 1 average-pools the normalised input by that factor first: every convolution then costs that
+factor squared less, at the price of the finest detail (a speed knob; see experiments/best/ for what it costs).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """EmotionEnsemble: several trained networks as one model that averages their probabilities.
 
-Each member keeps its own preprocessing (normalisation, sharpness matching, input pooling), so members trained
+Each member keeps its own preprocessing (normalisation, input pooling), so members trained
 with different recipes combine safely. The ensemble is an :class:`EmotionNet` like any other: its spec nests the
 members' specs, so it saves, loads, exports (ONNX, safetensors) and serves the apps unchanged. Build one from
 trained files with ``python -m emotion.export ckpt_path=A.ckpt,B.ckpt format=safetensors out=…``.
@@ -39,11 +39,6 @@ class EmotionEnsemble(EmotionNet):
     def of(cls, nets: list[EmotionNet]) -> EmotionEnsemble:
         """The ensemble of trained networks (their class names and input size must agree)."""
         return cls(nets, class_names=nets[0].class_names, input_size=nets[0].input_size).eval()
-
-    def set_sharpness(self, target, sigmas=None, round_to_8bit=None) -> None:
-        if target:
-            raise ValueError("an ensemble's members match sharpness themselves, each with its own training target")
-        super().set_sharpness(target, sigmas, round_to_8bit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw pixels → log of the members' mean probabilities (softmax of it gives back that mean)."""

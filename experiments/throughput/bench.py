@@ -74,7 +74,6 @@ def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path) ->
         EmotionCNN(),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3, fused=True),
         channels_last=True,
-        match_sharpness=True,
     )
     clock = StepClock()
     trainer = L.Trainer(
@@ -128,10 +127,10 @@ def naive_images_per_s(root: Path, batches: int, warmup: int) -> float:
 
 
 def training_flops_per_image() -> int:
-    """Forward + backward FLOPs of one training image (torch.utils.flop_counter), sharpness matching included."""
+    """Forward + backward FLOPs of one training image (torch.utils.flop_counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    net = EmotionCNN(sharpness=1e-4).train()
+    net = EmotionCNN().train()
     x = torch.rand(BATCH, 1, 48, 48)
     with FlopCounterMode(display=False) as counter:
         net(x).sum().backward()
