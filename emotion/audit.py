@@ -20,55 +20,13 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import DecodeReport, decode_image, list_image_files, origin_of
+from emotion.data.twins import near_duplicate_groups
 from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES
 
 
-def dhash(img: np.ndarray) -> int:
-    """64-bit difference hash: robust to re-encoding, small brightness and contrast changes."""
-    small = cv2.resize(img, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
 def split_of(path: Path, folder_split: str) -> str:
     return origin_of(path.name) or folder_split
-
-
-def near_duplicate_groups(entries: list[dict], max_bits: int = 4, max_mad: float = 6.0) -> list[list[dict]]:
-    """Groups of images whose hashes differ in at most ``max_bits`` bits *and* whose pixels agree (mean absolute
-    difference ≤ ``max_mad``): on smooth or blurry faces a 64-bit hash alone also matches different people.
-
-    Candidates come from multi-index hashing: two hashes within 4 bits share at least one of their four 16-bit
-    quarters exactly, so only images sharing a quarter are compared.
-    """
-    hashes = np.array([e["dhash"] for e in entries], dtype=np.uint64)
-    images = np.stack([e["img"] for e in entries]).astype(np.int16) if entries else np.zeros((0, 48, 48))
-    parent = list(range(len(entries)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for q in range(4):
-        quarter = (hashes >> np.uint64(16 * q)) & np.uint64(0xFFFF)
-        order = np.argsort(quarter, kind="stable")
-        bounds = np.flatnonzero(np.diff(quarter[order])) + 1
-        for bucket in np.split(order, bounds):
-            if len(bucket) < 2 or len(bucket) > 3000:
-                continue
-            h = hashes[bucket]
-            bits = np.bitwise_count(h[:, None] ^ h[None, :])
-            for a, b in zip(*np.nonzero(np.triu(bits <= max_bits, k=1))):
-                i, j = int(bucket[a]), int(bucket[b])
-                if find(i) != find(j) and np.abs(images[i] - images[j]).mean() <= max_mad:
-                    parent[find(i)] = find(j)
-    groups: dict[int, list[dict]] = defaultdict(list)
-    for i, e in enumerate(entries):
-        groups[find(i)].append(e)
-    return [g for g in groups.values() if len(g) > 1]
 
 
 def laplacian_variance(img: np.ndarray) -> float:
@@ -116,7 +74,6 @@ def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dic
                 "split": split_of(f.path, f.folder_split),
                 "label": FER2013_CLASSES[f.label],
                 "sha1": hashlib.sha1(data).hexdigest(),
-                "dhash": dhash(img),
                 "std": float(img.std()),
                 "img": img,
             }
@@ -131,7 +88,8 @@ def audit(root: str | Path, blank_std: float = 2.0, max_mad: float = 6.0) -> dic
     exact = groups_by("sha1")
     # Near-duplicates: one representative per byte-identical set, grouped by hash distance + pixel agreement.
     unique = list({e["sha1"]: e for e in entries}.values())
-    near = near_duplicate_groups(unique, max_mad=max_mad)
+    pixels = np.stack([e["img"] for e in unique]) if unique else np.zeros((0, 48, 48), np.uint8)
+    near = [[unique[i] for i in g] for g in near_duplicate_groups(pixels, max_mad=max_mad)]
     blank = [e for e in entries if e["std"] < blank_std]
 
     def describe(g: list[dict], kind: str) -> dict[str, Any]:

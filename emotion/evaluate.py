@@ -50,6 +50,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = cfg.get("split", "test")
     if split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {split!r}")
+    exclude = cfg.get("exclude")
+    if exclude not in (None, "twins"):
+        raise UserError(f"exclude must be null or twins, got {exclude!r}")
+    n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, enable_model_summary=False)
@@ -62,6 +66,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split_protocol": datamodule.info["split_protocol"],
         "n_images": int(sum(map(sum, ev["confusion_matrix"]))),
         "tta": cfg.tta,
+        "excluded_twins": n_twins if exclude == "twins" else None,  # faces left out: a near-identical training twin
         "class_names": list(net.class_names),
         "accuracy": ev["metrics"]["test/acc"],
         "macro_accuracy": ev["metrics"]["test/macro_acc"],
@@ -83,7 +88,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def print_result(r: dict[str, Any]) -> None:
     console = Console()
     console.print(
-        f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images, tta={r['tta']}): "
+        f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images"
+        + (f" without {r['excluded_twins']} with a training twin" if r.get("excluded_twins") is not None else "")
+        + f", tta={r['tta']}): "
         f"accuracy [bold]{r['accuracy']:.4f}[/], macro-F1 {r['macro_f1']:.4f}, macro accuracy {r['macro_accuracy']:.4f}"
     )
     names = r["class_names"]

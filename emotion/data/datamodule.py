@@ -230,6 +230,25 @@ class FER2013DataModule(L.LightningDataModule):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         return self._subset(split)
 
+    def drop_twins(self, split: str) -> int:
+        """Leave out of ``split`` (val or test) every face with a near-identical twin in the training split
+        (:mod:`emotion.data.twins`); returns how many were left out."""
+        if split not in ("val", "test"):
+            raise DatasetError(f"exclude=twins scores val or test without their training twins, not {split!r}")
+        train, _ = self._subset("train")
+        if len(train) == 0:
+            raise DatasetError(
+                f"exclude=twins needs the training faces beside the evaluated ones, and {self.root} has none: "
+                "give data.root=a full FER2013 root (train/ and test/)"
+            )
+        from emotion.data.twins import has_twin_in
+
+        idx = getattr(self.splits, split)
+        twins = has_twin_in(self.raw.images[idx], train)
+        setattr(self.splits, split, idx[~twins])
+        self.splits.protocol[f"{split}_twins_excluded"] = int(twins.sum())
+        return int(twins.sum())
+
     def class_counts(self) -> np.ndarray:
         _, y = self._subset("train")
         return np.bincount(y, minlength=len(self.class_names))

@@ -1,0 +1,93 @@
+"""No dead knobs: every parameter of the shipped search spaces moves the weights in every experiment that has it.
+
+A knob that another setting overrides (a one-cycle peak over the optimizer's lr) would give identical weights for
+two values; a parameter that an experiment does not have must fail to compose, never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+
+import hydra
+import lightning as L
+import pytest
+import torch
+import yaml
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, make_cfg
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+SEARCH_SPACES = sorted((CONF / "hparams_search").glob("*.yaml"))
+SMALL = [
+    "data=synthetic",
+    "data.synthesize.n_train=10",
+    "data.synthesize.n_val=2",
+    "data.synthesize.n_test=2",
+    "data.batch_size=16",
+    "model.channels_last=false",
+    "model.distill_teacher=null",
+]
+
+
+def searched_params() -> list[tuple[str, str, str]]:
+    """(parameter, low value, high value) of every search space: the ends of an interval, the first two choices."""
+    out = []
+    for path in SEARCH_SPACES:
+        for name, spec in yaml.safe_load(path.read_text())["hydra"]["sweeper"]["params"].items():
+            values = re.findall(r"[-+]?\d[\d.]*(?:e[-+]?\d+)?", spec)
+            out.append((name, values[0], values[1]))
+    return out
+
+
+def small_overrides(experiment: str) -> list[str]:
+    """Generated faces; VGG widths cut down (no searched knob is about width: a dead knob stays dead at any width)."""
+    cfg = make_cfg(CONF.parent / "logs" / "unused", [f"experiment={experiment}"])
+    narrow = ["model.net.widths=[8,16,16,16]", "model.net.fc=16"] if "widths" in cfg.model.net else []
+    return [f"experiment={experiment}", *SMALL, *narrow]
+
+
+def weights_after_steps(tmp_path, experiment: str, overrides: list[str], steps: int = 2) -> torch.Tensor:
+    cfg = make_cfg(tmp_path, [*small_overrides(experiment), *overrides])
+    L.seed_everything(0)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        limit_val_batches=1,  # ReduceLROnPlateau (sota) steps on val/acc
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return torch.cat([p.detach().flatten() for p in model.net.parameters()])
+
+
+def test_the_search_spaces_are_read():
+    params = [p for p, _, _ in searched_params()]
+    assert "model.optimizer.lr" in params and len(params) >= 5
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_searched_knob_moves_the_weights(tmp_path, experiment):
+    for param, low, high in searched_params():
+        cfg = make_cfg(tmp_path, small_overrides(experiment))
+        if OmegaConf.select(cfg, param) is None:
+            with pytest.raises(ConfigCompositionException):  # e.g. a dropout the experiment's network lacks
+                make_cfg(tmp_path, [*small_overrides(experiment), f"{param}={low}"])
+            continue
+        a = weights_after_steps(tmp_path, experiment, [f"{param}={low}"])
+        b = weights_after_steps(tmp_path, experiment, [f"{param}={high}"])
+        assert not torch.equal(a, b), f"{param}={low} and ={high} give the same weights in experiment={experiment}"
+
+
+def test_one_cycle_peak_follows_the_optimizer_lr():
+    """The one place the learning rate is set: every one-cycle experiment derives its peak from it."""
+    for experiment in EXPERIMENTS:
+        cfg = make_cfg(CONF.parent / "logs" / "unused", [f"experiment={experiment}", "model.optimizer.lr=0.0123"])
+        sched = cfg.model.get("scheduler")
+        if sched and sched._target_.endswith("OneCycleLR"):
+            assert sched.max_lr == 0.0123, experiment

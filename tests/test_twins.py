@@ -1,0 +1,51 @@
+"""Leak-aware scores: faces with a near-identical twin in the training split can be left out of evaluation."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from emotion.checkpoint import save_safetensors
+from emotion.errors import DatasetError
+from emotion.evaluate import evaluate
+from emotion.models import EmotionCNN
+from tests.conftest import make_cfg
+
+
+def test_has_twin_in_finds_reencoded_and_brightened_copies_but_not_other_faces(folder_data):
+    from emotion.data.twins import has_twin_in
+
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((folder_data / "train").rglob("*.jpg"))]
+    train = np.stack(faces[:40])
+    ok, jpeg = cv2.imencode(".jpg", faces[3], [cv2.IMWRITE_JPEG_QUALITY, 75])
+    reencoded = cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
+    brighter = np.clip(faces[7].astype(int) + 4, 0, 255).astype(np.uint8)
+    evaluated = np.stack([reencoded, brighter, *faces[40:44]])
+    assert has_twin_in(evaluated, train).tolist() == [True, True, False, False, False, False]
+
+
+@pytest.fixture
+def net_file(tmp_path):
+    torch.manual_seed(0)
+    return save_safetensors(EmotionCNN().eval(), tmp_path / "net.safetensors")
+
+
+def test_evaluate_exclude_twins_scores_without_the_leaked_faces(folder_data, net_file, tmp_path):
+    leaked = sorted((folder_data / "test" / "happy").glob("PrivateTest_*"))[0]
+    shutil.copy(leaked, folder_data / "train" / "happy" / "Training_leak.jpg")
+    base = [f"ckpt_path={net_file}", f"data.root={folder_data}", "data.cache_dir=null"]
+    full = evaluate(make_cfg(tmp_path / "a", base, config_name="eval"))
+    clean = evaluate(make_cfg(tmp_path / "b", [*base, "exclude=twins"], config_name="eval"))
+    assert full["excluded_twins"] is None and clean["excluded_twins"] == 1
+    assert clean["n_images"] == full["n_images"] - 1 == 13
+    assert clean["split_protocol"]["test_twins_excluded"] == 1
+
+
+def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path):
+    only_test = tmp_path / "only_test"
+    shutil.copytree(folder_data / "test", only_test / "test")
+    cfg = make_cfg(tmp_path / "c", [f"ckpt_path={net_file}", f"data.root={only_test}", "exclude=twins"], "eval")
+    with pytest.raises(DatasetError, match="exclude=twins needs the training faces"):
+        evaluate(cfg)
