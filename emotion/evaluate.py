@@ -71,6 +71,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "accuracy": ev["metrics"]["test/acc"],
         "macro_accuracy": ev["metrics"]["test/macro_acc"],
         "macro_f1": ev["metrics"]["test/macro_f1"],
+        "ece": ev["metrics"]["test/ece"],  # expected calibration error at the model's temperature
+        "temperature": net.temperature,
         "recall": ev["recall"],
         "confusion_matrix": ev["confusion_matrix"],
         "overrides": overrides(),
@@ -91,7 +93,8 @@ def print_result(r: dict[str, Any]) -> None:
         f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images"
         + (f" without {r['excluded_twins']} with a training twin" if r.get("excluded_twins") is not None else "")
         + f", tta={r['tta']}): "
-        f"accuracy [bold]{r['accuracy']:.4f}[/], macro-F1 {r['macro_f1']:.4f}, macro accuracy {r['macro_accuracy']:.4f}"
+        f"accuracy [bold]{r['accuracy']:.4f}[/], macro-F1 {r['macro_f1']:.4f}, "
+        f"macro accuracy {r['macro_accuracy']:.4f}, ECE {r['ece']:.4f} (temperature {r['temperature']:.3g})"
     )
     names = r["class_names"]
     table = Table("true \\ predicted", *[n[:8] for n in names], "recall")

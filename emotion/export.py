@@ -28,14 +28,14 @@ PARITY_TOL = 1e-4
 
 
 class ProbabilityHead(nn.Module):
-    """Raw pixels → probabilities: the network plus the softmax that inference applies."""
+    """Raw pixels → probabilities: the network plus the (temperature-calibrated) softmax that inference applies."""
 
     def __init__(self, net: EmotionNet) -> None:
         super().__init__()
         self.net = net.eval()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(pixels), dim=1)
+        return self.net.probabilities(self.net(pixels))
 
 
 def _example(net: EmotionNet, n: int = 4) -> torch.Tensor:

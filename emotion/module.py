@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassCalibrationError,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassRecall,
@@ -68,6 +69,7 @@ def eval_metrics(num_classes: int) -> MetricCollection:
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "macro_acc": MulticlassAccuracy(num_classes, average="macro"),
             "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+            "ece": MulticlassCalibrationError(num_classes, n_bins=15, norm="l1"),  # expected calibration error
         }
     )
 
@@ -145,7 +147,7 @@ class EmotionModule(L.LightningModule):
         views = five_crops(x) if tta == "tencrop" else [x]
         if tta in ("flip", "tencrop"):
             views += [torch.flip(v, dims=[3]) for v in views]
-        return torch.stack([torch.softmax(self(v), dim=1) for v in views]).mean(0)
+        return torch.stack([self.net.probabilities(self(v)) for v in views]).mean(0)
 
     # ----------------------------------------------------------------- setup
     def flops_per_sample(self) -> int:

@@ -52,7 +52,7 @@ class _TorchBackend:
     @torch.inference_mode()
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(faces).unsqueeze(1)  # uint8 N×1×S×S: the network normalises it itself
-        return torch.softmax(self.net(x), dim=1).numpy()
+        return self.net.probabilities(self.net(x)).numpy()
 
 
 class _OnnxBackend:

@@ -33,6 +33,7 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
         input_size=spec.get("input_size", 48),
         mean=spec.get("mean", FER2013_MEAN),
         std=spec.get("std", FER2013_STD),
+        temperature=spec.get("temperature", 1.0),
     )
 
 

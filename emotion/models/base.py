@@ -6,6 +6,7 @@ buffers that are saved with its weights, so training, evaluation, export and the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ class EmotionNet(nn.Module):
         input_size: int = 48,
         mean: float = FER2013_MEAN,
         std: float = FER2013_STD,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if not class_names:
@@ -45,6 +47,9 @@ class EmotionNet(nn.Module):
         self.input_size = int(input_size)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+        self.temperature = float(temperature)
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be a finite value > 0, got {temperature}")
         self._arch_kwargs: dict[str, Any] = {}
 
     @property
@@ -64,9 +69,13 @@ class EmotionNet(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits of this network → probabilities, calibrated by its temperature (1 until ``emotion.calibrate``)."""
+        return torch.softmax(logits / self.temperature, dim=1)
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self(x), dim=1)
+        return self.probabilities(self(x))
 
     def spec(self) -> dict[str, Any]:
         """Everything needed to rebuild this network and feed it: saved in every checkpoint and export."""
@@ -77,5 +86,6 @@ class EmotionNet(nn.Module):
             "input_size": self.input_size,
             "mean": float(self.mean),
             "std": float(self.std),
+            "temperature": self.temperature,
             "input": "grayscale, raw pixels uint8 0..255 or float 0..1, shape N x 1 x H x W",
         }

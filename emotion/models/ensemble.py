@@ -42,5 +42,5 @@ class EmotionEnsemble(EmotionNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw pixels → log of the members' mean probabilities (softmax of it gives back that mean)."""
-        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        probs = torch.stack([m.probabilities(m(x)) for m in self.members]).mean(0)
         return probs.clamp_min(1e-12).log()

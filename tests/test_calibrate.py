@@ -1,0 +1,72 @@
+"""Temperature scaling: fitted on one half, reported on the other, carried by the model file to every consumer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emotion.calibrate import calibrate, calibration, fit_temperature
+from emotion.checkpoint import load_net, save_safetensors
+from emotion.export import export
+from emotion.models import EmotionCNN
+from emotion.predictor import Predictor
+from tests.conftest import make_cfg
+
+
+def test_fit_temperature_recovers_the_scale_of_overconfident_logits():
+    g = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 7, generator=g) * 1.5
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=g).flatten()
+    overconfident = true_logits * 3  # what an over-fitted network outputs: the same ranking, 3x too sharp
+    t = fit_temperature(overconfident, labels)
+    assert 2.6 < t < 3.4
+    before, after = calibration(overconfident, labels, 1.0, 15), calibration(overconfident, labels, t, 15)
+    assert after["ece"] < 0.03 < before["ece"] and after["nll"] < before["nll"]
+    assert after["accuracy"] == before["accuracy"]
+
+
+def test_temperature_travels_in_the_file_and_every_consumer_uses_it(tmp_path):
+    torch.manual_seed(0)
+    net = EmotionCNN(temperature=2.5).eval()
+    path = save_safetensors(net, tmp_path / "t.safetensors")
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(faces).unsqueeze(1)) / 2.5, 1).numpy()
+    assert load_net(path).temperature == 2.5
+    assert np.allclose(Predictor(str(path)).classify(faces), expected, atol=1e-6)
+    onnx_path, diff = export(str(path), "onnx", str(tmp_path / "t.onnx"))
+    assert diff < 1e-4 and np.allclose(Predictor(str(onnx_path)).classify(faces), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="temperature must be a finite value > 0"):
+        EmotionCNN(temperature=0)
+
+
+def test_calibrate_cli_fits_on_one_half_reports_on_the_other_and_writes_the_model(folder_data, tmp_path):
+    torch.manual_seed(0)
+    path = save_safetensors(EmotionCNN().eval(), tmp_path / "net.safetensors")
+    cfg = make_cfg(
+        tmp_path,
+        [f"ckpt_path={path}", f"data.root={folder_data}", "data.cache_dir=null", "split=train"],
+        config_name="calibrate",
+    )
+    result = calibrate(cfg)
+    assert result["fit_faces"] == result["report_faces"] == 28  # 8 per class, 7 classes, halved
+    calibrated = load_net(result["calibrated_model"])
+    assert calibrated.temperature == pytest.approx(result["temperature"]) and result["temperature"] > 0
+    assert result["after"]["accuracy"] == result["before"]["accuracy"]
+    saved = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert [row["threshold"] for row in saved["thresholds_after"]] == [0.3, 0.4, 0.5, 0.6, 0.7]
+    assert (tmp_path / "run" / "reliability.png").stat().st_size > 1000
+
+
+def test_cam_labels_low_confidence_faces_uncertain():
+    from emotion.draw import draw_faces, face_text
+    from emotion.labels import FER2013_CLASSES
+    from emotion.predictor import Face
+
+    sure = Face((10, 10, 60, 60), np.array([0.05, 0, 0, 0.8, 0.1, 0, 0.05]), FER2013_CLASSES)
+    unsure = Face((100, 10, 60, 60), np.array([0.2, 0.1, 0.1, 0.1, 0.3, 0.1, 0.1]), FER2013_CLASSES)
+    assert face_text(sure, 0.4) == "happy 80%"
+    assert face_text(unsure, 0.4) == "uncertain (sad? 30%)" and face_text(unsure, 0.0) == "sad 30%"
+    frame = draw_faces(np.zeros((120, 200, 3), np.uint8), [sure, unsure], uncertain_below=0.4)
+    assert tuple(frame[40, 10]) == (80, 200, 60) and tuple(frame[40, 100]) == (160, 160, 160)  # box sides
