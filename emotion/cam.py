@@ -9,6 +9,7 @@ the last seconds, ``q``/Esc quit.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -241,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.detect_every < 1:
         p.error("--detect-every must be >= 1")
+    if not args.headless and sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        print(
+            "error: no display to show the video in (DISPLAY is not set); run with --headless --output out.mp4 "
+            "(or a folder for PNG frames), or from a desktop session",
+            file=sys.stderr,
+        )
+        return 2
 
     from emotion.errors import ModelFileError
     from emotion.predict import load_predictor

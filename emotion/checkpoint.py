@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save and Lightning write zip archives
+        raise ModelFileError(
+            f"{path} is not a PyTorch checkpoint (not the zip archive that Lightning / torch.save write); is the file "
+            "complete? Model files are .ckpt (from python -m emotion.train), .safetensors or .onnx"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # PyTorch's own text suggests weights_only=False: advice that must not reach a user holding an untrusted file.
+        reason = next((line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
         raise ModelFileError(
             f"refused to load {path}: it contains pickled Python objects that are not plain weights and could run "
-            f"code when loaded ({str(exc).splitlines()[0]}). Only load model files from sources you trust, and "
-            "re-export them with `python -m emotion.export`."
+            f"code when loaded{f' ({reason.strip()})' if reason else ''}. Do not load it; get the model as "
+            ".safetensors or re-export it from a trusted checkpoint with `python -m emotion.export`."
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not a readable PyTorch checkpoint ({exc}); is the file complete?") from None

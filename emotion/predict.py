@@ -34,11 +34,20 @@ def iter_images(paths: list[str]) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """A colour or grayscale image as uint8; ValueError with the reason for a missing, empty or undecodable file."""
     if not path.exists():
         raise ValueError("no such file")
-    img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    if not path.is_file():
+        raise ValueError("not a file")
+    data = path.read_bytes()
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
     if img is None:
-        raise ValueError("not a readable image")
+        raise ValueError("not a readable image (damaged, or not an image format OpenCV reads)")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
@@ -135,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = predict_files(predictor, iter_images(args.paths), not args.no_detect, args.annotate)
+    files = iter_images(args.paths)
+    if not files:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        print(f"error: no image files in {', '.join(args.paths)} (looked for {exts}, recursively)", file=sys.stderr)
+        return 1
+    rows = predict_files(predictor, files, not args.no_detect, args.annotate)
     if args.json:
         print(json.dumps(rows, indent=1))
     elif args.csv:

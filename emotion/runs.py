@@ -65,9 +65,37 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
 
 
+#: Trainer settings that must be whole numbers (or null): checked before anything is built or read.
+TRAINER_INTS = ("max_epochs", "min_epochs", "max_steps", "check_val_every_n_epoch", "log_every_n_steps")
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    for key in TRAINER_INTS:
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"trainer.{key} must be a whole number, got {value!r}; e.g. trainer.{key}=30")
+    if (trainer_cfg.get("max_epochs") or 0) < -1:
+        raise UserError(f"trainer.max_epochs must be >= 1 (or -1: no limit), got {trainer_cfg.max_epochs}")
+
+
+def check_optimizer(model: L.LightningModule) -> None:
+    """Build the configured optimizer on a dummy parameter: a bad lr or weight decay fails now, not after the data."""
+    factory = getattr(model, "optimizer_factory", None)
+    if factory is None:
+        return
+    import torch
+
+    try:
+        factory(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"model.optimizer: {exc}; fix the value in model.optimizer (e.g. model.optimizer.lr=1e-3)") from None
+
+
 def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:
+    check_trainer(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
+    check_optimizer(model)
     return datamodule, model, instantiate_list(cfg.get("callbacks")), instantiate_list(cfg.get("logger"))
 
 

@@ -99,6 +99,7 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
     cv2.imwrite(str(folder / "astronaut.png"), astronaut)
     cv2.imwrite(str(folder / "wall.png"), np.full((200, 200), 128, np.uint8))  # no face
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    (folder / "zero.jpg").write_bytes(b"")  # a zero-byte file must not take the good rows down with it
     code = predict_main(
         [
             str(folder),
@@ -116,8 +117,20 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
     assert by_file["astronaut.png"]["label"] in Predictor(str(weights)).class_names
     assert "no face" in by_file["wall.png"]["error"]
     assert "not a readable image" in by_file["broken.jpg"]["error"]
+    assert by_file["zero.jpg"]["error"] == "empty file (0 bytes)"
     assert "no such file" in by_file["missing.png"]["error"]
     assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()
+
+
+def test_predict_and_songs_on_empty_input_say_so(weights, tmp_path, capsys):
+    from emotion.songs.__main__ import main as songs_main
+
+    (tmp_path / "empty").mkdir()
+    assert predict_main([str(tmp_path / "empty"), "--model", str(weights)]) == 1
+    assert "error: no image files in" in capsys.readouterr().err
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    assert songs_main(["--from-image", str(tmp_path / "zero.jpg"), "--model", str(weights)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'zero.jpg'}: empty file (0 bytes)"
 
 
 def test_predict_cli_no_detect_and_success_exit_code(weights, tmp_path, capsys):
@@ -239,3 +252,14 @@ def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, 
     onnx_faces = Predictor(str(onnx_path)).predict(astronaut)
     assert len(torch_faces) == len(onnx_faces) == 1
     assert np.allclose(torch_faces[0].probs, onnx_faces[0].probs, atol=1e-4)
+
+
+def test_cam_without_a_display_is_a_one_line_error_not_a_qt_abort(weights, monkeypatch, capsys):
+    from emotion.cam import main as cam_main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert cam_main(["--model", str(weights), "--source", "nowhere.mp4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no display") and "--headless --output" in err and "\n" not in err

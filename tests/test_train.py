@@ -1,6 +1,8 @@
 """End-to-end: Hydra composition → Lightning fit/validate/test → metrics.json, on generated faces."""
 
 import json
+import shutil
+import re
 import subprocess
 import sys
 
@@ -194,3 +196,32 @@ def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
     with pytest.raises(UserError, match="ckpt_path=last.*run_name"):
         train(cfg)
     assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-acc0.1429.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole number, got 'abc'"),
+        ("trainer.max_epochs=-5", "trainer.max_epochs must be >= 1"),
+        ("model.optimizer.lr=-1", "model.optimizer: Invalid learning rate: -1"),
+        ("model.optimizer.weight_decay=-0.1", "model.optimizer: Invalid weight_decay value: -0.1"),
+    ],
+)
+def test_bad_trainer_and_optimizer_values_are_user_errors_raised_before_any_data(tmp_path, override, message):
+    """User errors (fail_cleanly prints them as one line, as the CLI test above shows), raised before the data is
+    generated or read."""
+    from emotion.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        train(make_cfg(tmp_path, [*TINY, override]))
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_unknown_class_folder_is_a_user_error_naming_the_folder(folder_data, tmp_path):
+    from emotion.errors import UserError
+
+    shutil.copytree(folder_data / "train" / "happy", folder_data / "train" / "contempt")
+    tiny = [o for o in TINY if not o.startswith(("data.synth", "experiment="))]  # the default data=fer2013
+    cfg = make_cfg(tmp_path, [*tiny, f"data.root={folder_data}", "data.cache_dir=null"])
+    with pytest.raises(UserError, match=r"train/contempt: unknown emotion class 'contempt'.*Rename or remove"):
+        train(cfg)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.errors import DatasetError
-from emotion.labels import FER2013_CLASSES, canonical_name
+from emotion.labels import FER2013_CLASSES, UnknownClassError, canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,13 @@ def find_csv(root: Path) -> Path | None:
 
 def _class_dirs(parent: Path) -> list[tuple[Path, int]]:
     dirs = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return [(d, FER2013_CLASSES.index(canonical_name(d.name))) for d in dirs]
+    out = []
+    for d in dirs:
+        try:
+            out.append((d, FER2013_CLASSES.index(canonical_name(d.name))))
+        except UnknownClassError as exc:
+            raise DatasetError(f"{d}: {exc}") from None
+    return out
 
 
 def list_image_files(root: Path, report: DecodeReport) -> list[ImageFile]:
@@ -196,8 +202,12 @@ def read_csv(path: Path, size: int = 48) -> RawData:
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         header = [h.strip().lower() for h in next(reader, [])]
-        if "emotion" not in header or "pixels" not in header:
-            raise DatasetError(f"{path}: header {header} lacks 'emotion' and 'pixels'; expected emotion,pixels,Usage")
+        missing = [c for c in ("emotion", "pixels") if c not in header]
+        if missing:
+            raise DatasetError(
+                f"{path}: the header {header} lacks {' and '.join(repr(c) for c in missing)}; "
+                "the first line must name the columns emotion,pixels[,Usage] (the Kaggle fer2013.csv)"
+            )
         i_emo, i_pix = header.index("emotion"), header.index("pixels")
         i_use = header.index("usage") if "usage" in header else None
         for row in reader:

@@ -16,8 +16,12 @@ from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, pr
 def mood_from_image(path: str, model: str | None) -> tuple[np.ndarray, tuple[str, ...]]:
     from emotion.predict import load_predictor, read_image
 
+    try:
+        image = read_image(Path(path))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     predictor = load_predictor(model, True)
-    faces = predictor.predict(read_image(Path(path)))
+    faces = predictor.predict(image)
     if not faces:
         raise ValueError(f"no face detected in {path}")
     return faces[0].probs, predictor.class_names
