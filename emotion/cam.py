@@ -242,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.detect_every < 1:
         p.error("--detect-every must be >= 1")
-    if not args.headless and sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if (
+        not args.headless
+        and sys.platform.startswith("linux")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     ):
         print(
             "error: no display to show the video in (DISPLAY is not set); run with --headless --output out.mp4 "

@@ -88,7 +88,7 @@ def check_optimizer(model: L.LightningModule) -> None:
     try:
         factory(params=[torch.nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as exc:
-        raise UserError(f"model.optimizer: {exc}; fix the value in model.optimizer (e.g. model.optimizer.lr=1e-3)") from None
+        raise UserError(f"model.optimizer: {exc}; fix it in model.optimizer (e.g. model.optimizer.lr=1e-3)") from None
 
 
 def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:

@@ -1,8 +1,8 @@
 """End-to-end: Hydra composition → Lightning fit/validate/test → metrics.json, on generated faces."""
 
 import json
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 
