@@ -121,6 +121,8 @@ def reliability_figure(before: dict[str, Any], after: dict[str, Any], title: str
 
 def calibrate(cfg: DictConfig) -> dict[str, Any]:
     path = model_path(cfg)
+    if path.endswith(".onnx"):
+        raise UserError(f"{path}: calibrate the .ckpt or .safetensors it was exported from, then export it again")
     net = load_net(path)
     if cfg.split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {cfg.split!r}")

@@ -91,7 +91,14 @@ def load_safetensors_net(path: str | Path) -> EmotionNet:
 
 
 def load_net(path: str | Path) -> EmotionNet:
-    """A network in eval mode from a Lightning checkpoint (``.ckpt``/``.pt``) or a ``.safetensors`` file."""
+    """A network in eval mode from a Lightning checkpoint (``.ckpt``/``.pt``), a ``.safetensors`` file or an ``.onnx``
+    export (run by ONNX Runtime; for evaluation)."""
+    if str(path).endswith(".onnx"):
+        if not Path(path).is_file():
+            raise ModelFileError(f"model file not found: {path}")
+        from emotion.models.onnx_net import OnnxNet
+
+        return OnnxNet(path).eval()
     if str(path).endswith(".safetensors"):
         return load_safetensors_net(path)
     return load_checkpoint_net(path)

@@ -36,7 +36,7 @@ def model_path(cfg: DictConfig) -> str:
         except (FileNotFoundError, ValueError) as exc:
             raise UserError(str(exc)) from None
     if cfg.get("ckpt_path") in (None, "", "???"):
-        raise UserError("give a model: ckpt_path=PATH (.ckpt or .safetensors) or pretrained=true")
+        raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")
     return str(cfg.ckpt_path)
 
 

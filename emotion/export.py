@@ -113,6 +113,8 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
     if fmt == "onnx-int8" and not calib:
         raise ValueError("format=onnx-int8 needs calib=DIR: a FER2013 root whose training faces calibrate int8")
     paths = [p for p in ckpt_path.split(",") if p] or [ckpt_path]  # "" → load_net's "model file not found"
+    if any(p.endswith(".onnx") for p in paths):
+        raise ValueError("export reads .ckpt or .safetensors files; an .onnx file is already an export")
     net = load_net(paths[0]) if len(paths) == 1 else EmotionEnsemble.of([load_net(p) for p in paths])
     out_path = Path(out) if out else Path(paths[0]).with_suffix(suffix[fmt])
     if fmt == "onnx-int8":

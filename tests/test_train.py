@@ -210,7 +210,6 @@ def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
 def test_bad_trainer_and_optimizer_values_are_user_errors_raised_before_any_data(tmp_path, override, message):
     """User errors (fail_cleanly prints them as one line, as the CLI test above shows), raised before the data is
     generated or read."""
-    from emotion.errors import UserError
 
     with pytest.raises(UserError, match=re.escape(message)):
         train(make_cfg(tmp_path, [*TINY, override]))

@@ -49,3 +49,18 @@ def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path)
     cfg = make_cfg(tmp_path / "c", [f"ckpt_path={net_file}", f"data.root={only_test}", "exclude=twins"], "eval")
     with pytest.raises(DatasetError, match="exclude=twins needs the training faces"):
         evaluate(cfg)
+
+
+def test_evaluate_scores_an_onnx_export_like_its_source_and_refuses_garbage(folder_data, net_file, tmp_path):
+    from emotion.errors import ModelFileError
+    from emotion.export import export
+
+    onnx_path, _ = export(str(net_file), "onnx", str(tmp_path / "net.onnx"))
+    base = [f"data.root={folder_data}", "data.cache_dir=null", "tta=flip"]
+    torch_result = evaluate(make_cfg(tmp_path / "a", [f"ckpt_path={net_file}", *base], config_name="eval"))
+    onnx_result = evaluate(make_cfg(tmp_path / "b", [f"ckpt_path={onnx_path}", *base], config_name="eval"))
+    assert onnx_result["confusion_matrix"] == torch_result["confusion_matrix"]
+    assert onnx_result["ece"] == pytest.approx(torch_result["ece"], abs=1e-4)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError, match="junk.onnx is not a loadable ONNX model"):
+        evaluate(make_cfg(tmp_path / "c", ["ckpt_path=" + str(tmp_path / "junk.onnx"), *base], config_name="eval"))
