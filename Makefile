@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FER2013_ROOT ?= $(if $(wildcard ../shared/data/fer2013),../shared/data/fer2013,data/fer2013)
 export FER2013_ROOT
 
-.PHONY: install demo train bench test test-slow lint format tensorboard clean
+.PHONY: install demo train bench test test-slow lint format tensorboard modal-lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ format: $(STAMP)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs
+
+# The Modal training image installs exactly these versions (the ones the test suite ran with); regenerate after
+# changing dependencies. Dev-only tools and Modal's own client are left out.
+MODAL_LOCK_EXCLUDE := ^(pytest|pytest-timeout|iniconfig|pluggy|ruff|modal|synchronicity|grpclib|scikit-image|imageio|tifffile|lazy-loader)==
+modal-lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -viE '$(MODAL_LOCK_EXCLUDE)' > .ci/modal-requirements.txt
 
 clean:
 	rm -rf logs .cache .pytest_cache .ruff_cache

@@ -1,11 +1,14 @@
-"""modal_app without the cloud: import offline, inspect the functions, run the bodies locally on temp 'Volumes'."""
+"""modal_app without the cloud: import offline, inspect the functions, run the container body locally on temp
+'Volumes', and check that nothing invalid ever reaches ``.remote()``."""
 
 import json
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
+import torch
 
 from tests.conftest import ROOT, TINY
 
@@ -13,35 +16,44 @@ modal = pytest.importorskip("modal")
 import modal_app  # noqa: E402
 
 
-class FakeVolume:
-    def __init__(self):
-        self.commits = 0
+class RecordingVolume:
+    """Records, at every commit, the epoch of the run's last.ckpt as it is on disk at that moment."""
+
+    def __init__(self, last_ckpt=None):
+        self.last_ckpt = last_ckpt
+        self.epochs: list[int | None] = []
 
     def commit(self):
-        self.commits += 1
+        if self.last_ckpt is not None and self.last_ckpt.is_file():
+            self.epochs.append(torch.load(self.last_ckpt, map_location="cpu", weights_only=True)["epoch"])
+        else:
+            self.epochs.append(None)
 
 
-def test_import_makes_no_network_call():
+def test_import_makes_no_network_call_and_loads_no_training_stack():
     code = (
-        "import socket\n"
+        "import socket, sys\n"
         "def refuse(*a, **k): raise AssertionError('network call at import')\n"
         "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
-        "import modal_app\nprint('ok')"
+        "import modal_app\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'emotion') if m in sys.modules))"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr[-2000:]
     assert socket.socket.connect is not None
 
 
-def test_train_function_is_configured_for_a_gpu_with_volumes_retries_and_timeout():
+def test_functions_are_configured_without_retries_and_tensorboard_has_its_own_small_image():
     spec = modal_app.train._spec_
     assert spec.gpus == "A100"
     assert set(spec.volumes) == {"/data", "/runs"}
     opts = modal_app.FUNCTION_OPTIONS
-    assert opts["timeout"] >= 6 * 3600
-    assert opts["retries"].max_retries >= 1
-    assert opts["single_use_containers"] is True
+    assert opts["timeout"] >= 6 * 3600 and opts["single_use_containers"] is True
+    assert "retries" not in opts  # a deterministic error must not be paid four times
     assert modal_app.tensorboard._spec_.volumes.keys() == {"/runs"}
+    assert modal_app.tensorboard_image is not modal_app.train_image
+    lock = (ROOT / ".ci" / "modal-requirements.txt").read_text().splitlines()
+    assert "torch==2.14.1" in lock and any(line.startswith("lightning==") for line in lock)
 
 
 def test_run_names_are_stable_so_reruns_resume():
@@ -51,26 +63,106 @@ def test_run_names_are_stable_so_reruns_resume():
     assert modal_app.run_name_for(["run_name=mine", "experiment=demo"]) == "mine"
 
 
-def test_train_job_writes_checkpoints_commits_and_resumes(tmp_path):
-    volume = FakeVolume()
-    # no LR schedule: a one-cycle schedule cannot be stretched to more epochs on resume
+def test_gpus_option_asks_for_n_gpus_and_ddp():
+    assert modal_app.split_gpus(["experiment=sota"]) == (1, ["experiment=sota"])
+    n, overrides = modal_app.split_gpus(["gpus=4", "experiment=sota"])
+    assert n == 4 and overrides == ["trainer=ddp", "experiment=sota", "trainer.devices=4"]
+    assert modal_app.gpu_spec(4) == "A100:4"
+    with pytest.raises(SystemExit, match="gpus=four"):
+        modal_app.split_gpus(["gpus=four"])
+
+
+class FakeFunction:
+    def __init__(self):
+        self.calls = []
+
+    def remote(self, overrides):
+        self.calls.append(overrides)
+        return {"metrics": {"val/acc": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ("data.bach_size=8", "bach_size"),
+        ("experiment=recipy", "recipy"),
+        ("model.optimizer.lr=-1", "Invalid learning rate"),
+        ("trainer.max_epochs=abc", "whole number"),
+        ("model.distill_teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
+    ],
+)
+def test_a_bad_override_fails_locally_and_never_reaches_remote(monkeypatch, override, reason):
+    fake = FakeFunction()
+    monkeypatch.setattr(modal_app, "train", fake)
+    with pytest.raises(SystemExit, match=reason):
+        modal_app._train_and_wait(["experiment=recipe", override])
+    assert fake.calls == []
+
+
+def test_a_valid_command_passes_preflight_and_is_sent_once(monkeypatch, capsys):
+    fake = FakeFunction()
+    monkeypatch.setattr(modal_app, "train", fake)
+    modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", "model.distill_teacher=null"])
+    assert len(fake.calls) == 1 and fake.calls[0][-1].startswith("run_name=recipe-")
+    assert "modal volume get" in capsys.readouterr().out
+
+
+def test_the_volume_is_committed_after_each_checkpoint_and_the_run_resumes(tmp_path):
+    """The container body, run here: ``python -m emotion.train`` as a subprocess; every commit while it runs sees
+    the newest epoch's last.ckpt; a second call with more epochs continues the same run."""
     tiny = [*TINY, f"paths.root_dir={tmp_path}", "run_name=resume-me", "logger=csv", "model.scheduler=null"]
     runs = tmp_path / "runs"
-    first = modal_app.train_job(tiny, runs_dir=str(runs), data_dir=str(tmp_path), volume=volume, default_overrides=())
-    assert (runs / "train" / "runs" / "resume-me" / "checkpoints" / "last.ckpt").is_file()
-    assert volume.commits >= 2  # after the epoch, at fit end (and once more at the very end)
-    assert [h["epoch"] for h in first["history"]] == [1]
+    last = runs / "train" / "runs" / "resume-me" / "checkpoints" / "last.ckpt"
+    volume = RecordingVolume(last)
+    job = dict(runs_dir=str(runs), data_dir=str(tmp_path), volume=volume, default_overrides=(), poll_s=0.05, cwd=ROOT)
+    first = modal_app.train_job([*tiny, "trainer.max_epochs=2"], **job)
+    assert [h["epoch"] for h in first["history"]] == [1, 2]
+    assert volume.epochs[:2] == [0, 1]  # one commit per epoch, each seeing that epoch's last.ckpt
+    assert volume.epochs[-1] == 1  # and the final commit
 
-    second = modal_app.train_job(
-        [*tiny, "trainer.max_epochs=2"],
-        runs_dir=str(runs),
-        data_dir=str(tmp_path),
-        volume=volume,
-        default_overrides=(),
-    )
-    assert [h["epoch"] for h in second["history"]] == [1, 2]  # continued, not restarted
-    assert second["history"][0] == first["history"][0]
-    assert second["global_step"] == 2 * first["global_step"]
+    volume.epochs.clear()
+    second = modal_app.train_job([*tiny, "trainer.max_epochs=3"], **job)
+    assert [h["epoch"] for h in second["history"]] == [1, 2, 3]  # continued, not restarted
+    assert second["history"][:2] == first["history"]
+    assert volume.epochs[0] == 2  # the resumed run's old checkpoint is not committed again as news
+
+
+def test_a_failing_training_commits_what_it_wrote_and_raises(tmp_path):
+    volume = RecordingVolume()
+    with pytest.raises(RuntimeError, match="exited with status 1"):
+        modal_app.train_job(
+            [*TINY, f"paths.root_dir={tmp_path}", "model.optimizer.lr=-1"],
+            runs_dir=str(tmp_path / "runs"),
+            volume=volume,
+            default_overrides=(),
+            poll_s=0.05,
+            cwd=ROOT,
+        )
+    assert volume.epochs == [None]
+
+
+@pytest.mark.slow  # two processes (gloo) training the demo, then resuming: ~1 min
+def test_ddp_launches_two_ranks_from_the_container_body_and_resumes(tmp_path, capfd):
+    """Lightning's launcher re-runs `python -m emotion.train` for rank 1: only possible because the body runs the
+    training as that module in a subprocess (inside a Modal container `__main__` is Modal's entrypoint)."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    tiny = [*TINY, *ddp, f"paths.root_dir={tmp_path}", "run_name=ddp", "logger=csv", "model.scheduler=null"]
+    job = dict(runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path), default_overrides=(), poll_s=0.2, cwd=ROOT)
+    first = modal_app.train_job(tiny, **job)
+    out = capfd.readouterr()
+    assert "MEMBER: 2/2" in out.out + out.err  # Lightning's "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2"
+    second = modal_app.train_job([*tiny, "trainer.max_epochs=2"], **job)
+    assert [h["epoch"] for h in second["history"]] == [1, 2] and second["history"][0] == first["history"][0]
+
+
+def test_sweep_grid_uses_hydras_own_parser():
+    jobs = modal_app.expand_grid(["experiment=demo", "model.x=[1,2]", "a=1,2", "b=range(1,3)", "c=choice(p,q)"])
+    assert len(jobs) == 8 and all("model.x=[1,2]" in job for job in jobs)  # a list is one value, not two jobs
+    assert jobs[0] == ["experiment=demo", "model.x=[1,2]", "a=1", "b=1", "c=p"]
+    with pytest.raises(SystemExit, match="interval"):
+        modal_app.expand_grid(["a=interval(0,1)"])
+    with pytest.raises(SystemExit, match="cannot parse"):
+        modal_app.expand_grid(["a=[1,2"])
 
 
 def test_sweep_fans_out_and_ranks_best_first(tmp_path):
@@ -95,24 +187,51 @@ def test_sweep_fans_out_and_ranks_best_first(tmp_path):
     assert table.splitlines()[2].startswith("| 1 | experiment=demo model.optimizer.lr=0.003 | 0.3000 | ok |")
 
 
-@pytest.mark.slow  # the fan-out logic is covered above; this adds two real (tiny) trainings
-def test_sweep_runs_real_local_trainings(tmp_path):
-    base = [*TINY, f"paths.root_dir={tmp_path}", "logger=csv", "callbacks=none"]
-    base = [o for o in base if not o.startswith("~")]
+def test_tensorboard_reloads_the_volume_at_most_every_30_s_and_survives_open_files():
+    class Volume:
+        def __init__(self):
+            self.reloads, self.fail_next = 0, True
 
-    def local_launch(args):
-        return [
-            modal_app.train_job(
-                [*base, *o], runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path), default_overrides=()
-            )
-            for (o,) in args
-        ]
+        def reload(self):
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("there are open files")
+            self.reloads += 1
 
-    results = modal_app.run_sweep(["model.optimizer.lr=1e-3,3e-3"], local_launch)
-    assert len({r["run_dir"] for r in results}) == 2  # each run in its own directory
-    assert all(r["status"] == "ok" and 0 <= r["metric"] <= 1 for r in results)
-    assert results[0]["metric"] >= results[1]["metric"]
-    assert json.loads((tmp_path / "runs" / "train" / "runs").iterdir().__next__().joinpath("metrics.json").read_text())
+    now = [1000.0]
+    volume = Volume()
+    reloader = modal_app.VolumeReloader(volume, every_s=30, clock=lambda: now[0])
+    assert reloader.maybe_reload() is False  # open files: retried at the next request
+    assert reloader.maybe_reload() is True and volume.reloads == 1
+    now[0] += 10
+    assert reloader.maybe_reload() is False and volume.reloads == 1
+    now[0] += 25
+    assert reloader.maybe_reload() is True and volume.reloads == 2
+
+
+def test_upload_checks_the_path_first_and_copies_a_folder(tmp_path):
+    class Batch:
+        def __init__(self):
+            self.puts = []
+
+        def put_directory(self, src, dest):
+            self.puts.append((src, dest))
+
+    class Volume:
+        def __init__(self):
+            self.batch = Batch()
+
+        @contextmanager
+        def batch_upload(self, force=False):
+            yield self.batch
+
+    volume = Volume()
+    with pytest.raises(SystemExit, match="nowhere does not exist"):
+        modal_app.upload([str(tmp_path / "nowhere")], volume=volume)
+    assert volume.batch.puts == []
+    (tmp_path / "fer").mkdir()
+    message = modal_app.upload([str(tmp_path / "fer")], volume=volume)
+    assert volume.batch.puts == [(str(tmp_path / "fer"), "/fer2013")] and "data.root=/data/fer2013" in message
 
 
 def test_modal_run_offline_fails_with_modals_own_message(tmp_path):
@@ -123,3 +242,9 @@ def test_modal_run_offline_fails_with_modals_own_message(tmp_path):
     out = res.stdout + res.stderr
     assert "Token missing" in out and "Could not authenticate client" in out  # Modal's own message, unmasked
     assert "multiple possible entrypoints" not in out  # `modal run modal_app.py` needs no ::function
+
+
+def test_plain_python_run_explains_itself():
+    res = subprocess.run([sys.executable, "modal_app.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0 and "usage: python modal_app.py upload DIR" in res.stderr
+    assert json.dumps(modal_app.COMMANDS_HELP)  # one line listing the sub-commands

@@ -1,0 +1,72 @@
+"""Measure a trained model the way every shipped model is recorded, and print its emotion/weights/models.json entry.
+
+    python experiments/tools/measure_model.py CHECKPOINT_OR_FILE OUT.safetensors [--data ../shared/data/fer2013]
+
+1. exports the checkpoint to safetensors (parity-checked) and calibrates its temperature on one seeded half of
+   PublicTest (``python -m emotion.calibrate``; ECE before/after on the other half) — OUT is the calibrated file;
+2. evaluates OUT on PublicTest with no TTA and flip TTA, each on the full split and without the faces that have a
+   near-identical Training twin (``exclude=twins``);
+3. prints the numbers and the JSON fields for models.json. Run it with the machine otherwise idle for stable timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def cli(*args: str) -> None:
+    if subprocess.run([sys.executable, "-m", *args]).returncode != 0:
+        raise SystemExit(f"stopped: `python -m {' '.join(args)}` failed (its error is above)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help=".ckpt or .safetensors")
+    p.add_argument("out", type=Path, help="the calibrated .safetensors to write")
+    p.add_argument("--data", default="../shared/data/fer2013")
+    args = p.parse_args()
+    logs = Path("logs")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "plain.safetensors"
+        cli("emotion.export", f"ckpt_path={args.model}", "format=safetensors", f"out={plain}")
+        run = f"measure-{args.out.stem}"
+        cli("emotion.calibrate", f"ckpt_path={plain}", f"data.root={args.data}", f"out={args.out}", f"run_name={run}")
+    calibration = json.loads((logs / "calibrate" / "runs" / run / "calibration.json").read_text())
+    results = {}
+    for tta in ("none", "flip"):
+        for exclude in ("null", "twins"):
+            name = f"{run}-{tta}-{exclude}"
+            cli(
+                "emotion.evaluate",
+                f"ckpt_path={args.out}",
+                f"data.root={args.data}",
+                f"tta={tta}",
+                f"exclude={exclude}",
+                f"run_name={name}",
+            )
+            results[(tta, exclude)] = json.loads((logs / "eval" / "runs" / name / "eval.json").read_text())
+    flip = results[("flip", "null")]
+    entry = {
+        "publictest_accuracy": round(results[("none", "null")]["accuracy"], 4),
+        "publictest_accuracy_flip_tta": round(flip["accuracy"], 4),
+        "publictest_macro_f1_flip_tta": round(flip["macro_f1"], 4),
+        "publictest_without_twins_accuracy": round(results[("none", "twins")]["accuracy"], 4),
+        "publictest_without_twins_accuracy_flip_tta": round(results[("flip", "twins")]["accuracy"], 4),
+        "publictest_twins_excluded": results[("flip", "twins")]["excluded_twins"],
+        "temperature": round(calibration["temperature"], 4),
+        "ece_report_half_uncalibrated": round(calibration["before"]["ece"], 4),
+        "ece_report_half_calibrated": round(calibration["after"]["ece"], 4),
+    }
+    print(json.dumps(entry, indent=1))
+    print("per-class recall (flip TTA):", {k: round(v, 3) for k, v in flip["recall"].items()})
+    print("confusion (flip TTA):", flip["confusion_matrix"])
+    print("thresholds (calibrated, report half):", json.dumps(calibration["thresholds_after"]))
+
+
+if __name__ == "__main__":
+    main()
