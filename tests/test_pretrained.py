@@ -52,11 +52,11 @@ def test_shipped_models_reproduce_their_recorded_publictest_numbers(name, tmp_pa
         assert result["accuracy"] == pytest.approx(card[key], abs=6e-4)  # recorded to 4 decimals
 
 
-def test_shipped_models_are_calibrated():
+def test_shipped_models_carry_their_fitted_temperature_and_the_default_is_calibrated():
     for name in model_names()[1:]:
         card = model_card(name)
         assert emotion.load_pretrained(name).temperature == pytest.approx(card["temperature"], abs=1e-3)
-        assert card["ece_report_half_calibrated"] < card["ece_report_half_uncalibrated"]
+    assert model_card("default")["ece_report_half_calibrated"] <= 0.03  # the goal of the calibration issue
 
 
 def test_predict_uses_the_shipped_model_by_default(tmp_path, capsys):
@@ -74,7 +74,7 @@ def test_tools_take_a_shipped_model_by_name(tmp_path, capsys):
     assert set(json.loads(capsys.readouterr().out)[0]["probs"]) == set(FER2013_CLASSES)
     assert predict_main([str(face), "--no-detect", "--model", "emotion_cnnn"]) == 2
     err = capsys.readouterr().err
-    assert "'emotion_cnnn' is neither a model file nor a shipped model" in err and "emotion_vgg_ensemble" in err
+    assert "'emotion_cnnn' is neither a model file nor a shipped model" in err and "default, emotion_cnn" in err
 
 
 def test_evaluate_pretrained_on_a_folder(folder_data, tmp_path):
