@@ -8,6 +8,7 @@ matrix, and writes them to ``eval.json`` (plus a confusion-matrix PNG) in the ru
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def print_result(r: dict[str, Any]) -> None:
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # never cut the table off a terminal
     console.print(
         f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images"
         + (f" without {r['excluded_twins']} with a training twin" if r.get("excluded_twins") is not None else "")

@@ -100,7 +100,7 @@ def print_table(rows: list[dict]) -> None:
             f"{ranked[1][0]} {ranked[1][1]:.1%}",
             ",".join(map(str, r["box"])),
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # full rows in files and pipes
 
 
 def write_csv(rows: list[dict], class_names: tuple[str, ...]) -> None:
