@@ -44,7 +44,6 @@ MAX_CONTAINERS = int(os.environ.get("EMOTION_MAX_CONTAINERS", "4"))
 DATA_DIR, RUNS_DIR = "/data", "/runs"
 REMOTE_ROOT = "/root/project"
 LOCK_FILE = HERE / ".ci" / "modal-requirements.txt"  # the tested versions: `make modal-lock` regenerates it
-COMMANDS_HELP = "commands: [train] OVERRIDES… | launch OVERRIDES… | sweep OVERRIDES… | upload DIR (python modal_app.py)"
 
 
 def gpu_spec(n_gpus: int = 1) -> str | list[str]:
@@ -355,11 +354,15 @@ def upload(args: Sequence[str], volume: Any = None) -> str:
     if not src.exists():
         raise SystemExit(f"error: {src} does not exist; pass the Kaggle-layout folder or fer2013.csv")
     volume = volume if volume is not None else data_volume
-    with volume.batch_upload(force=True) as batch:
-        if src.is_dir():
-            batch.put_directory(str(src), f"/{dest}")
-        else:
-            batch.put_file(str(src), f"/{dest}/{src.name}")
+    try:
+        with volume.batch_upload(force=True) as batch:
+            if src.is_dir():
+                batch.put_directory(str(src), f"/{dest}")
+            else:
+                batch.put_file(str(src), f"/{dest}/{src.name}")
+    except Exception as exc:  # Modal's client raises its own types (AuthError, ConnectionError, …)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"error: could not upload to Modal ({first}); authenticate with `modal setup` first") from None
     return f"uploaded {src} to volume '{DATA_VOLUME}' at /{dest}; training reads data.root={DATA_DIR}/{dest}"
 
 
@@ -381,9 +384,19 @@ def main(*args: str) -> None:
         _train_and_wait(args)
 
 
-if __name__ == "__main__":  # python modal_app.py upload DIR [DEST]
-    if len(sys.argv) < 2 or sys.argv[1] != "upload":
-        raise SystemExit(
-            f"usage: python modal_app.py upload DIR [DEST]\n(training: modal run modal_app.py …; {COMMANDS_HELP})"
-        )
-    print(upload(sys.argv[2:]))
+USAGE = f"""usage:
+  modal run modal_app.py [train] OVERRIDES…     run and wait (Hydra overrides of python -m emotion.train; gpus=N: DDP)
+  modal run --detach modal_app.py launch OVERRIDES…   spawn and return
+  modal run modal_app.py sweep OVERRIDES…       a GPU job per grid point (Hydra syntax), ≤ {MAX_CONTAINERS} at once
+  python modal_app.py upload DIR [DEST]         copy FER2013 into the '{DATA_VOLUME}' Volume (no image build)
+  modal deploy modal_app.py                     TensorBoard over the '{RUNS_VOLUME}' Volume
+(`modal run modal_app.py --help` cannot list these: Modal shows no help for an entrypoint taking *args)"""
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "upload":
+        print(upload(sys.argv[2:]))
+    elif len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help", "help"):
+        print(USAGE)
+    else:
+        raise SystemExit(USAGE)

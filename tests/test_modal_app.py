@@ -1,7 +1,6 @@
 """modal_app without the cloud: import offline, inspect the functions, run the container body locally on temp
 'Volumes', and check that nothing invalid ever reaches ``.remote()``."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -244,7 +243,27 @@ def test_modal_run_offline_fails_with_modals_own_message(tmp_path):
     assert "multiple possible entrypoints" not in out  # `modal run modal_app.py` needs no ::function
 
 
-def test_plain_python_run_explains_itself():
+def test_plain_python_lists_the_sub_commands():
+    res = subprocess.run(
+        [sys.executable, "modal_app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0
+    for command in ("[train] OVERRIDES", "launch OVERRIDES", "sweep OVERRIDES", "upload DIR", "modal deploy"):
+        assert command in res.stdout
     res = subprocess.run([sys.executable, "modal_app.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert res.returncode != 0 and "usage: python modal_app.py upload DIR" in res.stderr
-    assert json.dumps(modal_app.COMMANDS_HELP)  # one line listing the sub-commands
+    assert res.returncode != 0 and "python modal_app.py upload DIR" in res.stderr
+
+
+def test_upload_offline_is_one_clear_line(tmp_path):
+    (tmp_path / "fer").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MODAL_TOKEN_ID": "", "MODAL_TOKEN_SECRET": ""}
+    res = subprocess.run(
+        [sys.executable, "modal_app.py", "upload", str(tmp_path / "fer")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().startswith("error: could not upload to Modal") and "modal setup" in res.stderr
