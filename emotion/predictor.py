@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from emotion.data.sources import to_gray_square
 from emotion.faces import FaceDetector, crop_faces
@@ -43,16 +42,21 @@ class Face:
 
 
 class _TorchBackend:
+    """A .ckpt or .safetensors model in PyTorch (imported here only: an .onnx model never loads torch)."""
+
     def __init__(self, path: str | Path) -> None:
+        import torch
+
         from emotion.checkpoint import load_net
 
+        self.torch = torch
         self.net = load_net(path)
         self.spec = self.net.spec()
 
-    @torch.inference_mode()
     def __call__(self, faces: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(faces).unsqueeze(1)  # uint8 N×1×S×S: the network normalises it itself
-        return self.net.probabilities(self.net(x)).numpy()
+        with self.torch.inference_mode():
+            x = self.torch.from_numpy(faces).unsqueeze(1)  # uint8 N×1×S×S: the network normalises it itself
+            return self.net.probabilities(self.net(x)).numpy()
 
 
 class _OnnxBackend:

@@ -1,6 +1,8 @@
 """Export, Predictor, predict CLI, webcam demo (headless, on a generated video of a real face) and songs."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,7 @@ from emotion.faces import FaceDetector, crop_faces
 from emotion.models import EmotionCNN
 from emotion.predict import main as predict_main
 from emotion.predictor import Face, Predictor
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +266,20 @@ def test_cam_without_a_display_is_a_one_line_error_not_a_qt_abort(weights, monke
     assert cam_main(["--model", str(weights), "--source", "nowhere.mp4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no display") and "--headless --output" in err and "\n" not in err
+
+
+def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tmp_path):
+    onnx_path, _ = export(str(weights), "onnx", str(tmp_path / "m.onnx"))
+    code = (
+        "import sys\nimport numpy as np\n"
+        "import emotion.predict, emotion.cam, emotion.songs.__main__\n"
+        "from emotion.predictor import Predictor\n"
+        "heavy = ('torch', 'lightning', 'torchmetrics', 'hydra', 'matplotlib', 'tensorboard')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        f"p = Predictor({str(onnx_path)!r}, detector=None)\n"
+        "probs = p.classify(np.zeros((2, 48, 48), np.uint8))\n"
+        "print(probs.shape, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines() == ["[]", "(2, 7) []"]
