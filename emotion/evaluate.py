@@ -57,7 +57,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False, enable_model_summary=False)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=[], logger=False, enable_model_summary=False, enable_checkpointing=False
+    )
     trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)
     ev = module.last_eval["test"]
     result = {

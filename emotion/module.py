@@ -115,6 +115,8 @@ class EmotionModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.tta = tta
         self.register_buffer("class_weights", torch.ones(net.num_classes), persistent=False)
+        # Lets the model summary measure real FLOPs and tensor sizes (one forward pass of two faces).
+        self.example_input_array = torch.zeros(2, 1, net.input_size, net.input_size, dtype=torch.uint8)
         k = net.num_classes
         self.train_acc = MulticlassAccuracy(k, average="micro")
         self.val_metrics = eval_metrics(k).clone(prefix="val/")

@@ -26,6 +26,30 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
 
 
+#: Library messages that are noise for a user of this project (each is handled or irrelevant here): Lightning's
+#: product tips, the note that our own model-summary callback replaces its default one, its own deprecation of
+#: LeafSpec, and the non-empty checkpoint folder on resume (a fresh start there is refused before Lightning sees it).
+NOISE_MESSAGES = ("💡 Tip:", "Trainer already configured with model summary callbacks")
+NOISE_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r"Checkpoint directory .* exists and is not empty")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(NOISE_MESSAGES)
+
+
+def quiet_libraries() -> None:
+    """Drop the library messages in :data:`NOISE_MESSAGES` / :data:`NOISE_WARNINGS`; every other message stays."""
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+    for pattern in NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def is_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -40,6 +64,7 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
     In a multirun (sweep) a failed job — bad values, divergence, any error — is logged and recorded as
     ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
     """
+    quiet_libraries()
     try:
         yield
     except Exception as exc:

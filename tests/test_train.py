@@ -147,8 +147,21 @@ def test_two_job_multirun(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(tmp_path.glob("logs/train/multiruns/*/[0-9]"))
     assert len(runs) == 2
-    lrs = {json.loads((r / "metrics.json").read_text())["overrides"][-1] for r in runs}
-    assert lrs == {"model.optimizer.lr=0.001", "model.optimizer.lr=0.003"}
+    reports = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert {r["overrides"][-1] for r in reports} == {"model.optimizer.lr=0.001", "model.optimizer.lr=0.003"}
+    # the README's sweep example: the learning rate must move the run (experiment=demo is one-cycle)
+    assert reports[0]["metrics"]["val/loss"] != reports[1]["metrics"]["val/loss"]
+
+
+def test_a_training_run_prints_no_library_noise(tmp_path):
+    """No product tips, no library deprecation notes, and a model summary with the real FLOPs."""
+    tiny = [o for o in TINY if o != "~callbacks.model_summary"]
+    res = run_cli("-m", "emotion.train", *tiny, f"paths.root_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    for noise in ("Tip:", "LeafSpec", "already configured with model summary", "Total FLOPs: 0"):
+        assert noise not in out
+    assert "Total FLOPs: 446 M" in out  # two 48x48 faces through EmotionCNN, forward
 
 
 @pytest.mark.parametrize(
