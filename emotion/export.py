@@ -1,4 +1,4 @@
-"""Export a trained model: ``python -m emotion.export ckpt_path=… format=onnx|onnx-int8|torchscript|safetensors``.
+"""Export a trained model: ``python -m emotion.export ckpt_path=… format=onnx|onnx-int8|pt2|safetensors``.
 
 ``ckpt_path=A,B,…`` (several model files) exports their ensemble (:mod:`emotion.models.ensemble`): one model that
 averages their probabilities. ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
@@ -69,11 +69,15 @@ def export_onnx(net: EmotionNet, out: str | Path, opset: int = 18) -> Path:
     return out
 
 
-def export_torchscript(net: EmotionNet, out: str | Path) -> Path:
+def export_pt2(net: EmotionNet, out: str | Path) -> Path:
+    """A ``torch.export`` program (``.pt2``, dynamic batch): PyTorch's successor of TorchScript, which torch 2.14
+    deprecates. Load it with ``torch.export.load(path).module()``; the spec travels in its extra files."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scripted = torch.jit.trace(ProbabilityHead(net).eval(), _example(net))
-    torch.jit.save(scripted, str(out), _extra_files={"emotion_spec.json": json.dumps(net.spec())})
+    program = torch.export.export(
+        ProbabilityHead(net).eval(), (_example(net, 2),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, str(out), extra_files={"emotion_spec.json": json.dumps(net.spec())})
     return out
 
 
@@ -91,8 +95,8 @@ def parity(net: EmotionNet, path: Path, fmt: str) -> float:
             got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixels": x.numpy()})[
                 0
             ]
-        elif fmt == "torchscript":
-            got = torch.jit.load(str(path))(x).detach().numpy()
+        elif fmt == "pt2":
+            got = torch.export.load(str(path)).module()(x).detach().numpy()
         else:
             got = ProbabilityHead(load_net(path))(x).detach().numpy()
         worst = max(worst, float(np.abs(got - ref).max()))
@@ -105,9 +109,11 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
     suffix = {
         "onnx": ".onnx",
         "onnx-int8": ".int8.onnx",
-        "torchscript": ".torchscript.pt",
+        "pt2": ".pt2",
         "safetensors": ".safetensors",
     }
+    if fmt == "torchscript":
+        raise ValueError("format=torchscript was replaced by format=pt2 (torch.export; TorchScript is deprecated)")
     if fmt not in suffix:
         raise ValueError(f"format must be one of {', '.join(suffix)}, got {fmt!r}")
     if fmt == "onnx-int8" and not calib:
@@ -121,8 +127,8 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
         return export_int8(net, out_path, calib)
     if fmt == "onnx":
         export_onnx(net, out_path)
-    elif fmt == "torchscript":
-        export_torchscript(net, out_path)
+    elif fmt == "pt2":
+        export_pt2(net, out_path)
     else:
         save_safetensors(net, out_path)
     diff = parity(net, out_path, fmt)
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if ("ckpt_path" in args) == ("pretrained" in args) or unknown:
         print(
             "usage: python -m emotion.export ckpt_path=PATH[,PATH…]|pretrained=true|NAME "
-            "[format=onnx|onnx-int8|torchscript|safetensors] [out=PATH] [calib=FER2013_ROOT (onnx-int8)]"
+            "[format=onnx|onnx-int8|pt2|safetensors] [out=PATH] [calib=FER2013_ROOT (onnx-int8)]"
             + (f"\nunknown arguments: {', '.join(sorted(unknown))}" if unknown else ""),
             file=sys.stderr,
         )

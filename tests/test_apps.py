@@ -63,7 +63,7 @@ def test_crops_are_48x48_gray_even_at_the_border(astronaut):
     assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+@pytest.mark.parametrize("fmt", ["onnx", "pt2", "safetensors"])
 def test_export_parity_and_metadata(weights, tmp_path, fmt):
     out, diff = export(str(weights), fmt, str(tmp_path / f"m.{fmt}"))
     assert diff < 1e-4
@@ -283,3 +283,8 @@ def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tm
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.splitlines() == ["[]", "(2, 7) []"]
+
+
+def test_torchscript_format_points_to_pt2(weights, tmp_path, capsys):
+    assert export_main([f"ckpt_path={weights}", "format=torchscript", f"out={tmp_path}/m.pt"]) == 1
+    assert "format=torchscript was replaced by format=pt2" in capsys.readouterr().err

@@ -16,7 +16,7 @@ ROWS = [
     "cached load (s)",
     "peak RSS of a full-data training process (MB)",
     "inference onnxruntime, batch 1 (ms/face)",
-    "inference torchscript, batch 32 (ms/face)",
+    "inference pt2, batch 32 (ms/face)",
     "inference eager, batch 1 (ms/face)",
     "inference onnxruntime_int8, batch 1 (ms/face)",
     "onnxruntime_int8 accuracy on the",

@@ -196,14 +196,14 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
     import onnxruntime as ort
 
     from emotion import load_pretrained, quantize
-    from emotion.export import ProbabilityHead, export_onnx, export_torchscript
+    from emotion.export import ProbabilityHead, export_onnx, export_pt2
     from emotion.predictor import Predictor
 
     net = load_pretrained(model).eval()
     head = ProbabilityHead(net).eval()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ts = torch.jit.load(str(export_torchscript(net, Path(tmp) / "m.pt"))).eval()
+        pt2 = torch.export.load(str(export_pt2(net, Path(tmp) / "m.pt2"))).module()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         fp32 = export_onnx(net, Path(tmp) / "m.onnx")
@@ -219,7 +219,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
             xf = x.float().div(255)
             runners = {
                 "eager": lambda xf=xf: head(xf),
-                "torchscript": lambda xf=xf: ts(xf),
+                "pt2": lambda xf=xf: pt2(xf),
                 **{name: lambda xn=xf.numpy(), s=sess: s.run(None, {"pixels": xn}) for name, sess in sessions.items()},
             }
             for name, fn in runners.items():
