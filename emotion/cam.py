@@ -181,6 +181,8 @@ def run(
         instant = 1.0 / max(now - last, 1e-6)
         fps, last = (0.9 * fps + 0.1 * instant if fps else instant), now
         stats.seconds = now - t0
+        if headless and stats.frames % 250 == 0:  # no window to watch: a line of progress now and then
+            print(f"{stats.frames} frames, {stats.fps:.1f} FPS, {stats.faces} faces", file=sys.stderr, flush=True)
         if draw or not headless:
             annotated = draw_faces(frame, faces, fps, uncertain_below)
             if headless and output is not None:

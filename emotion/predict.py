@@ -64,11 +64,22 @@ def load_predictor(model: str | None, detect: bool, **detector_kwargs: Any) -> P
     return Predictor.from_pretrained("default", detector=detector)
 
 
+def progress(done: int, total: int, every: int = 100) -> None:
+    """``files 300/1200`` on stderr every ``every`` files and at the end (in place on a terminal)."""
+    if total < 2 or (done % every and done != total):
+        return
+    tty = sys.stderr.isatty()  # carriage returns only on a terminal, never into a log file
+    end = "\n" if done == total or not tty else ""
+    start = "\r" if tty else ""
+    print(f"{start}{done}/{total} files", end=end, file=sys.stderr, flush=True)
+
+
 def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotate: Path | None) -> list[dict]:
     from emotion.draw import draw_faces
 
     rows: list[dict] = []
-    for path in files:
+    for done, path in enumerate(files, 1):
+        progress(done, len(files))
         try:
             img = read_image(path)
         except ValueError as exc:

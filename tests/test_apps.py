@@ -114,8 +114,10 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
             str(tmp_path / "ann"),
         ]
     )
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
     assert code == 1  # some files failed
+    assert "5/5 files" in captured.err and "\r" not in captured.err  # progress, plain lines off a terminal
     by_file = {Path(r["file"]).name: r for r in rows}
     assert by_file["astronaut.png"]["label"] in Predictor(str(weights)).class_names
     assert "no face" in by_file["wall.png"]["error"]
