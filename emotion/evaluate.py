@@ -28,17 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def model_path(cfg: DictConfig) -> str:
-    pretrained = cfg.get("pretrained")
-    if pretrained:
-        from emotion.pretrained import weights_path
+    """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
+    from emotion.pretrained import model_file
 
-        try:
-            return str(weights_path(pretrained))
-        except (FileNotFoundError, ValueError) as exc:
-            raise UserError(str(exc)) from None
-    if cfg.get("ckpt_path") in (None, "", "???"):
+    name = cfg.get("pretrained") or cfg.get("ckpt_path")
+    if name in (None, "", "???"):
         raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")
-    return str(cfg.ckpt_path)
+    try:
+        return str(model_file(str(name)))
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -175,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if "pretrained" in args:
-        from emotion.pretrained import weights_path
+        from emotion.pretrained import model_file
 
         try:
-            args["ckpt_path"] = str(weights_path(args["pretrained"]))
-        except (FileNotFoundError, ValueError) as exc:
+            args["ckpt_path"] = str(model_file(args["pretrained"]))
+        except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if "out" not in args:

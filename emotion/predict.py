@@ -57,11 +57,8 @@ def read_image(path: Path) -> np.ndarray:
 
 def load_predictor(model: str | None, detect: bool, **detector_kwargs: Any) -> Predictor:
     detector = FaceDetector(**detector_kwargs) if detect else None
-    if model:  # a model file, or the name of a shipped model (emotion/weights/models.json)
-        from emotion.pretrained import model_file
-
-        return Predictor(str(model_file(model)), detector=detector)
-    return Predictor.from_pretrained("default", detector=detector)
+    # a model file, or the name of a shipped model (emotion/weights/models.json); none: the default one
+    return Predictor.from_pretrained(model or "default", detector=detector)
 
 
 def progress(done: int, total: int, every: int = 100) -> None:

@@ -96,9 +96,9 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name: str = "default", **kwargs: Any) -> Predictor:
-        from emotion.pretrained import weights_path
+        from emotion.pretrained import model_file
 
-        return cls(str(weights_path(name)), **kwargs)
+        return cls(str(model_file(name)), **kwargs)
 
     def classify(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``N×S×S`` uint8 grayscale faces → ``N×K`` probabilities (batched calls of at most ``batch_size``)."""

@@ -42,7 +42,8 @@ def weights_path(name: str | bool = "default") -> Path:
 
 
 def model_file(name_or_path: str) -> Path:
-    """A shipped model's name (``default``, ``emotion_cnn``, …) or a model file's path → the file."""
+    """The one resolver of every tool's model argument: a model file's path, or a shipped model's name
+    (``default``/``true``, ``emotion_cnn``, …) → the file. FileNotFoundError says which names exist."""
     if Path(name_or_path).is_file():
         return Path(name_or_path)
     if name_or_path in model_names() or name_or_path.lower() == "true":

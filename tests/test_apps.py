@@ -79,7 +79,7 @@ def test_export_cli_errors_are_clear(tmp_path, capsys):
     assert export_main(["format=onnx"]) == 2
     assert export_main([f"ckpt_path={tmp_path}/a.ckpt", "pretrained=true"]) == 2  # one model, not two
     assert export_main(["pretrained=nonexistent", f"out={tmp_path}/m.onnx"]) == 1
-    assert "unknown pretrained model 'nonexistent'" in capsys.readouterr().err
+    assert "'nonexistent' is neither a model file nor a shipped model (default, emotion_cnn" in capsys.readouterr().err
     assert export_main(["pretrained=true", "format=onnx"]) == 2
     assert "give out=PATH" in capsys.readouterr().err
 
