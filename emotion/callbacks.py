@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from emotion.data.datamodule import batch_seed
 from emotion.reports import confusion_matrix_figure, misclassified_figure
 
 
@@ -42,8 +43,7 @@ class BatchSeed(L.Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        seed = (self.seed * 1_000_003 + trainer.current_epoch * 100_003 + batch_idx) % 2**32
-        L.seed_everything(seed, workers=True, verbose=False)
+        L.seed_everything(batch_seed(self.seed, trainer.current_epoch, batch_idx), workers=True, verbose=False)
 
 
 class EvalFigures(L.Callback):

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 KAGGLE_DATASET = "msambare/fer2013"
 
 
+def batch_seed(seed: int, epoch: int, batch: int) -> int:
+    """The one seed of a training batch: its augmentation and (``BatchSeed``) its dropout masks derive from it."""
+    return (seed * 1_000_003 + epoch * 100_003 + batch) % 2**32
+
+
 class EpochBatchSampler(Sampler[torch.Tensor]):
     """Yields index tensors of whole batches; the order is a pure function of (seed, epoch)."""
 
@@ -45,7 +50,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
             idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 return
-            yield idx, self.seed * 1_000_003 + self.epoch * 10_007 + b
+            yield idx, batch_seed(self.seed, self.epoch, b)
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
