@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from emotion.atomic import atomic_write_text
 from emotion.data.datamodule import batch_seed
 from emotion.reports import confusion_matrix_figure, misclassified_figure
 
@@ -97,11 +98,8 @@ class MetricsHistory(L.Callback):
                 row[key] = float(value)
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
         if trainer.is_global_zero and not trainer.sanity_checking:  # live progress for runs in the background
-            path = Path(trainer.default_root_dir) / "history.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.history, indent=1))
-            tmp.replace(path)  # readers never see a half-written file
+            # readers never see a half-written file
+            atomic_write_text(Path(trainer.default_root_dir) / "history.json", json.dumps(self.history, indent=1))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "elapsed": self.elapsed()}

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from emotion.atomic import atomic_write_text
+
 
 def confusion_matrix_figure(cm: list[list[int]], class_names: tuple[str, ...] | list[str], title: str = ""):
     cm_arr = np.asarray(cm, dtype=float)
@@ -110,7 +112,4 @@ def _cpu_name() -> str:
 
 
 def write_json(data: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float))
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, default=float))

@@ -33,3 +33,18 @@ def test_files_replaced_in_place_are_decoded_again(folder_data, tmp_path):
     assert not cached
     inverted = 255 - first.images[i].astype(int)
     assert np.abs(raw.images[i].astype(int) - inverted).mean() < 3  # the new pixels (up to JPEG noise)
+
+
+def test_atomic_writes_leave_the_old_file_when_the_writer_fails(tmp_path):
+    from emotion.atomic import atomic_open, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "history.json", "old")
+    try:
+        with atomic_open(target, "w") as fh:
+            fh.write("half of the new")
+            raise RuntimeError("crash while writing")
+    except RuntimeError:
+        pass
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["history.json"]
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"

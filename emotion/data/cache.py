@@ -6,12 +6,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from emotion.atomic import atomic_open
 from emotion.data.sources import DecodeReport, RawData, find_csv, read_csv, read_folders
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,9 @@ def load_raw(root: str | Path, size: int = 48, cache_dir: str | Path | None = No
     t0 = time.perf_counter()
     raw = _read(root, size)
     log.info("decoded %d images from %s in %.1fs", len(raw.labels), root, time.perf_counter() - t0)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp.npz", delete=False) as tmp:
+    with atomic_open(cache_file, "wb") as fh:  # a crash never leaves a half-written cache behind
         np.savez(
-            tmp,
+            fh,
             images=raw.images,
             labels=raw.labels,
             origin=raw.origin,
@@ -72,5 +71,4 @@ def load_raw(root: str | Path, size: int = 48, cache_dir: str | Path | None = No
             sources=raw.sources,
             report=np.array(json.dumps(raw.report.to_dict())),
         )
-    os.replace(tmp.name, cache_file)  # atomic: a crash never leaves a half-written cache behind
     return raw, False
