@@ -18,7 +18,21 @@ from safetensors.torch import save_file
 
 from emotion.errors import ModelFileError
 from emotion.models import EmotionNet, build_from_spec
-from emotion.module import CHECKPOINT_SPEC_KEY
+
+#: The entry of a Lightning checkpoint that holds the network's spec (class names, preprocessing, architecture).
+CHECKPOINT_SPEC_KEY = "emotion_model"
+
+
+def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
+    """Refuse, naming the mismatch, to load weights of another architecture or class list."""
+    if saved is None:
+        raise ModelFileError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
+    for key in ("arch", "class_names"):  # dropout rates may differ between runs; shapes may not
+        if saved.get(key) != current.get(key):
+            raise ModelFileError(
+                f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
+                "configured model; choose the matching model config (model=...) or another checkpoint"
+            )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -19,12 +19,12 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from emotion.errors import ModelFileError, UserError
+from emotion.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
+from emotion.errors import UserError
 from emotion.models import EmotionNet
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SPEC_KEY = "emotion_model"
 TTA_MODES = ("none", "flip", "tencrop")
 #: tencrop: side of the five crops as a share of the image side (44 of 48 px, ~0.84 of the area: within the
 #: random-resized-crop range of the training augmentation), each resized back to the input size.
@@ -314,15 +314,3 @@ class EmotionModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_compatible(checkpoint.get(CHECKPOINT_SPEC_KEY), self.net.spec(), "checkpoint")
-
-
-def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
-    """Refuse, naming the mismatch, to load weights of another architecture or class list."""
-    if saved is None:
-        raise ModelFileError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
-    for key in ("arch", "class_names"):  # dropout rates may differ between runs; shapes may not
-        if saved.get(key) != current.get(key):
-            raise ModelFileError(
-                f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
-                "configured model; choose the matching model config (model=...) or another checkpoint"
-            )
