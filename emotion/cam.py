@@ -239,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         help="show 'uncertain' when the top (calibrated) probability is below this (0 = never; see README)",
     )
     p.add_argument("--max-frames", type=int)
+    p.add_argument(
+        "--mood-out",
+        type=Path,
+        metavar="FILE",
+        help="at the end, write the mood of the last seconds (class names + mean probabilities) as JSON",
+    )
     p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
     p.add_argument("--strategy", default="match", choices=["match", "lift"])
     args = p.parse_args(argv)
@@ -286,9 +292,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats.frames} frames, {stats.frames_with_faces} with faces, {stats.faces} faces, {stats.fps:.1f} FPS"
         + (f"; labels: {top}" if top else "")
     )
+    if args.mood_out is not None:
+        write_mood(args.mood_out, predictor.class_names, mood)
     if args.songs and mood is not None:
         songs(mood)
     return 0
+
+
+def write_mood(path: Path, class_names: tuple[str, ...], mood: np.ndarray | None) -> None:
+    """The hand-over to ``emotion.songs --from-cam`` (which runs this app rather than importing it)."""
+    import json
+
+    from emotion.atomic import atomic_write_text
+
+    probs = None if mood is None else [round(float(p), 6) for p in mood]
+    atomic_write_text(path, json.dumps({"class_names": list(class_names), "probs": probs}))
 
 
 if __name__ == "__main__":

@@ -290,3 +290,23 @@ def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tm
 def test_torchscript_format_points_to_pt2(weights, tmp_path, capsys):
     assert export_main([f"ckpt_path={weights}", "format=torchscript", f"out={tmp_path}/m.pt"]) == 1
     assert "format=torchscript was replaced by format=pt2" in capsys.readouterr().err
+
+
+def test_songs_from_cam_reads_the_mood_the_cam_hands_over(weights, face_video, tmp_path, capsys):
+    """songs runs the cam (`--mood-out`) instead of importing it: neither package imports the other."""
+    from emotion.songs.__main__ import main as songs_main
+
+    assert songs_main(["--from-cam", str(face_video), "--model", str(weights), "--frames", "10", "-n", "3"]) == 0
+    out = capsys.readouterr().out
+    assert any(name in out for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    assert songs_main(["--from-cam", str(tmp_path / "nope.mp4"), "--model", str(weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the webcam app failed:") and "nope.mp4" in err and "\n" not in err
+    res = subprocess.run(
+        [sys.executable, "-c", "import sys, emotion.songs.__main__; print('emotion.cam' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.stdout.strip() == "False"

@@ -28,14 +28,23 @@ def mood_from_image(path: str, model: str | None) -> tuple[np.ndarray, tuple[str
 
 
 def mood_from_cam(source: str, model: str | None, frames: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    from emotion.cam import run
-    from emotion.predict import load_predictor
+    """Run ``python -m emotion.cam --headless`` on the source and read the mood file it hands over."""
+    import json
+    import subprocess
+    import tempfile
 
-    predictor = load_predictor(model, True)
-    _, mood = run(predictor, source, headless=True, max_frames=frames, draw=False)
-    if mood is None:
+    with tempfile.TemporaryDirectory() as tmp:
+        mood_file = Path(tmp) / "mood.json"
+        cmd = [sys.executable, "-m", "emotion.cam", "--source", source, "--headless", "--max-frames", str(frames)]
+        cmd += ["--mood-out", str(mood_file), *(["--model", model] if model else [])]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+            raise ValueError(f"the webcam app failed: {last.removeprefix('error: ')}")
+        mood = json.loads(mood_file.read_text())
+    if mood["probs"] is None:
         raise ValueError(f"no face seen in the first {frames} frames of source {source}")
-    return mood, predictor.class_names
+    return np.array(mood["probs"]), tuple(mood["class_names"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--open", type=int, metavar="K", help="open song K's Spotify search in the browser")
     args = p.parse_args(argv)
 
-    from emotion.cam import SourceError
     from emotion.errors import ModelFileError
 
     try:
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             mood, label = probs, f"{names[int(np.argmax(probs))]} ({float(np.max(probs)):.0%})"
         songs = recommend(mood, names, n=args.n, strategy=args.strategy, catalog=catalog, seed=args.seed)
-    except (CatalogError, ValueError, SourceError, ModelFileError, FileNotFoundError) as exc:
+    except (CatalogError, ValueError, ModelFileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_recommendations(songs, f"{label} [{args.strategy}]")
