@@ -97,6 +97,10 @@ class MetricsHistory(L.Callback):
             if value is not None:
                 row[key] = float(value)
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+        hp = {f"hp/{k}": row[k] for k in ("val/acc", "val/macro_f1") if k in row}  # the HPARAMS tab, live
+        for lg in trainer.loggers:
+            if isinstance(lg, TensorBoardLogger) and hp:
+                lg.log_metrics(hp, step=trainer.global_step)
         if trainer.is_global_zero and not trainer.sanity_checking:  # live progress for runs in the background
             # readers never see a half-written file
             atomic_write_text(Path(trainer.default_root_dir) / "history.json", json.dumps(self.history, indent=1))

@@ -168,11 +168,38 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+#: What a run's hyperparameters are: the data and model groups, and these few trainer settings and top-level keys.
+HPARAM_KEYS = ("seed", "trainer.max_epochs", "trainer.precision", "trainer.gradient_clip_val", "trainer.devices")
+#: Keys of those groups that are plumbing (folders, bookkeeping), not hyperparameters.
+NOT_HPARAMS = ("root", "cache_dir", "download", "max_bad_fraction", "pin_memory", "eval_batch_size", "_partial_")
+#: Metrics shown in TensorBoard's HPARAMS tab: filled in every epoch (val) and at the end (all).
+HP_METRICS = ("val/acc", "val/macro_f1", "test/acc", "test/macro_f1")
+
+
+def run_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's resolved hyperparameters, flat (``model.optimizer.lr``…): no folders, no class paths — a
+    ``_target_`` becomes ``…class`` with the class name alone (``model.optimizer.class: AdamW``)."""
+    out: dict[str, Any] = {}
+    for key, value in flat_config(cfg).items():
+        if not (key.startswith(("data.", "model.")) or key in HPARAM_KEYS):
+            continue
+        if key.split(".")[-1] in NOT_HPARAMS:
+            continue
+        if key.endswith("._target_"):
+            key, value = key[: -len("_target_")] + "class", str(value).rsplit(".", 1)[-1]
+        out[key] = value
+    return out
+
+
 def log_hyperparameters(cfg: DictConfig, trainer: L.Trainer) -> None:
-    """Save the composed config next to the run (Hydra does too) so every logger has it."""
+    """Log the hyperparameters at fit start, so every run — finished, running or crashed — is in TensorBoard's
+    HPARAMS tab; its metrics (``hp/…``) are filled in every epoch and at the end."""
+    params = run_hparams(cfg)
     for lg in trainer.loggers:
-        if not isinstance(lg, TensorBoardLogger):  # TensorBoard gets them with the final metrics (hparams tab)
-            lg.log_hyperparams(flat_config(cfg))
+        if isinstance(lg, TensorBoardLogger):
+            lg.log_hyperparams(params, metrics={f"hp/{k}": float("nan") for k in HP_METRICS})
+        else:
+            lg.log_hyperparams(params)
 
 
 def overrides() -> list[str]:
@@ -235,7 +262,7 @@ def write_run_report(
     write_json(report, out_dir / "metrics.json")
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(flat_config(cfg), metrics={f"hp/{k}": v for k, v in metrics.items()})
+            lg.log_metrics({f"hp/{k}": metrics[k] for k in HP_METRICS if k in metrics}, step=trainer.global_step)
     log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
     log.info("run directory: %s", out_dir)
     return report

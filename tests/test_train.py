@@ -237,3 +237,22 @@ def test_an_unknown_class_folder_is_a_user_error_naming_the_folder(folder_data, 
     cfg = make_cfg(tmp_path, [*tiny, f"data.root={folder_data}", "data.cache_dir=null"])
     with pytest.raises(UserError, match=r"train/contempt: unknown emotion class 'contempt'.*Rename or remove"):
         train(cfg)
+
+
+def test_hyperparameters_are_logged_at_fit_start_without_plumbing(demo_run):
+    """Every run is in TensorBoard's HPARAMS tab from its start (hparams.yaml + hp/ metrics filled per epoch)."""
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tmp, _, _ = demo_run
+    hparams = yaml.safe_load(next((tmp / "run" / "tensorboard").rglob("hparams.yaml")).read_text())
+    assert hparams["model.optimizer.lr"] == 3e-3 and hparams["model.scheduler.class"] == "OneCycleLR"
+    assert not any("_target_" in k or k.startswith(("paths.", "hydra.")) for k in hparams)
+    assert not any(isinstance(v, str) and "/" in v for v in hparams.values())  # no folders
+    events = sorted((tmp / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    tags = set()
+    for f in events:
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        tags |= {t for t in acc.Tags()["scalars"] if t.startswith("hp/")}
+    assert {"hp/val/acc", "hp/test/acc"} <= tags
