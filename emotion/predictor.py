@@ -7,7 +7,6 @@ of a frame in one batch. Class names come from the model file, never from a list
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,21 +60,9 @@ class _TorchBackend:
 
 class _OnnxBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from emotion.onnx_session import open_onnx
 
-        from emotion.errors import ModelFileError
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{path} is not a loadable ONNX model ({exc})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if "emotion_spec" not in meta:
-            raise ModelFileError(f"{path} has no 'emotion_spec' metadata: export it with python -m emotion.export")
-        self.spec = json.loads(meta["emotion_spec"])
+        self.session, self.spec = open_onnx(path, threads)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         x = (faces.astype(np.float32) / 255.0)[:, None]

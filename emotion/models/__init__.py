@@ -12,13 +12,10 @@ from emotion.models.ensemble import EmotionEnsemble
 ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG, EmotionEnsemble)}
 
 
-#: Spec keys of the retired sharpness matching (files written before 2026-11-24): a network that blurred its inputs
-#: was trained on the blurred FER2013 copy and is refused; one that did not loads with these keys ignored.
-RETIRED_SPEC_KEYS = ("sharpness", "sharpness_sigmas", "sharpness_round")
-
-
 def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
     """Rebuild a network (untrained) from :meth:`EmotionNet.spec`."""
+    # Retired sharpness matching (files written before 2026-11-24): a network that blurred its inputs was trained on
+    # the blurred FER2013 copy and is refused; one that did not loads, its sharpness_* keys ignored.
     if float(spec.get("sharpness") or 0.0) > 0:
         raise ValueError(
             "it blurs its inputs (sharpness matching, retired): it was trained on the blurred FER2013 copy and "
