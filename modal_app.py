@@ -136,9 +136,10 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
             cfg = compose("train", overrides=argv)
         import hydra
 
-        from emotion.runs import check_optimizer, check_trainer
+        from emotion.cli import check_config
+        from emotion.runs import check_optimizer
 
-        check_trainer(cfg.trainer)
+        check_config(cfg)
         hydra.utils.instantiate(cfg.data)  # validates data options (reads nothing)
         check_optimizer(hydra.utils.instantiate(cfg.model))
     except Exception as exc:  # Hydra, OmegaConf and our validation raise many types: all are the user's to fix

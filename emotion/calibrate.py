@@ -21,11 +21,11 @@ from omegaconf import DictConfig
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from emotion.checkpoint import load_net, save_safetensors
+from emotion.cli import CONF_DIR, fail_cleanly
 from emotion.errors import UserError
 from emotion.evaluate import model_path
 from emotion.models import EmotionNet
 from emotion.reports import save_figure, write_json
-from emotion.runs import CONF_DIR, fail_cleanly
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)

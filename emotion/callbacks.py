@@ -111,3 +111,39 @@ class MetricsHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.elapsed_before = float(state_dict.get("elapsed", 0.0))
+
+
+class OptunaPruning(L.Callback):
+    """Reports each epoch's ``monitor`` to trial ``trial`` of an Optuna study (see :mod:`emotion.study`) and ends
+    the run early, marking the trial pruned, when ``pruner`` says so. Works across processes: the job and the
+    sweeper share only the storage. Does nothing outside a study (``trial`` null) or without a storage or pruner."""
+
+    def __init__(
+        self, storage: str | None, study_name: str, trial: int | None, monitor: str = "val/acc", pruner: Any = None
+    ) -> None:
+        self.storage, self.study_name, self.trial_number = storage, study_name, trial
+        self.monitor, self.pruner = monitor, pruner
+        self.pruned_at: int | None = None
+
+    def _trial(self) -> Any:
+        import optuna
+
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=self.pruner)
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
+        return study, optuna.trial.Trial(study, trial_id)  # Optuna's own objects; no public lookup by number
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or None in (self.trial_number, self.storage, self.pruner):
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or self.pruned_at is not None:
+            return
+        study, trial = self._trial()
+        trial.report(float(value), step=trainer.current_epoch)
+        if trial.should_prune():
+            import optuna
+
+            study.tell(self.trial_number, state=optuna.trial.TrialState.PRUNED)
+            self.pruned_at = trainer.current_epoch
+            trainer.should_stop = True
+            print(f"optuna: trial {self.trial_number} pruned after epoch {trainer.current_epoch}", file=sys.stderr)

@@ -1,9 +1,10 @@
 """Live emotion demo: ``python -m emotion.cam [--source 0|VIDEO|FOLDER] [--headless --output OUT]``.
 
-Faces are detected on a downscaled frame every ``--detect-every`` frames (boxes are carried between detections),
-each tracked face's probabilities are smoothed with an exponential moving average so labels do not flicker, and
-all faces of a frame are classified in one batch. Keys in the window: ``s`` songs for the dominant emotion of
-the last seconds, ``q``/Esc quit.
+Faces are found by :class:`emotion.faces.VideoFaceDetector`: a full-resolution search of the whole frame every
+``--scan-every`` frames (faces from ``--min-face`` px to the frame height), and between those a cheap re-search in a
+small window around each known face. Each tracked face's probabilities are smoothed with an exponential moving
+average so labels do not flicker, and all faces of a frame are classified in one batch. Keys in the window: ``s``
+songs for the dominant emotion of the last seconds, ``q``/Esc quit.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.faces import FaceDetector, VideoFaceDetector, iou
 from emotion.predictor import Face, Predictor
 
-# Detector settings for live video: faces below 48 px are too small to read at 48×48 anyway, and a coarser
-# scale step (1.2 instead of 1.1) halves the detection scales; together ~40% less detection time per frame.
-WEBCAM_MIN_FACE = 48
-WEBCAM_SCALE_FACTOR = 1.2
 #: Below this calibrated top probability a face is shown as "uncertain": the shipped models are right on 36-38% of
 #: the PublicTest faces below it and on 71-72% of the others (report half; experiments/best/, experiments/recipe/).
 UNCERTAIN_BELOW = 0.4
@@ -69,15 +67,6 @@ def open_source(source: str) -> Iterator[np.ndarray]:
             cap.release()
 
     return frames()
-
-
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
 @dataclass
@@ -150,27 +139,32 @@ def run(
     source: str = "0",
     headless: bool = False,
     output: Path | None = None,
-    detect_every: int = 2,
+    detector: VideoFaceDetector | None = None,
     max_frames: int | None = None,
     draw: bool = True,
     on_songs=None,
     uncertain_below: float = 0.0,
+    on_frame=None,
 ) -> tuple[CamStats, np.ndarray | None]:
-    """Process a source; returns statistics and the mean probabilities of the last seconds."""
+    """Process a source; returns statistics and the mean probabilities of the last seconds.
+
+    ``on_frame(index, faces)`` (optional) sees every frame's faces, e.g. to score detection in a benchmark.
+    """
     from emotion.draw import draw_faces
 
     frames = open_source(source)
     tracker, mood, stats = FaceTracker(), MoodWindow(), CamStats()
+    detector = detector or VideoFaceDetector()
+    detector.reset()
     writer = None
-    boxes = np.zeros((0, 4), np.int32)
     t0 = last = time.perf_counter()
     fps = 0.0
     for i, frame in enumerate(frames):
         if max_frames is not None and i >= max_frames:
             break
-        if i % detect_every == 0:
-            boxes = predictor.detector(frame)
-        faces = tracker.update(predictor.predict(frame, boxes))
+        faces = tracker.update(predictor.predict(frame, detector(frame)))
+        if on_frame is not None:
+            on_frame(i, faces)
         now = time.perf_counter()
         stats.frames += 1
         stats.faces += len(faces)
@@ -221,16 +215,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--headless", action="store_true", help="no window; write annotated output instead")
     p.add_argument("--output", type=Path, help="with --headless: OUT.mp4/OUT.avi, or a folder for PNG frames")
-    p.add_argument("--detect-every", type=int, default=2, help="run the face detector every N frames")
-    p.add_argument("--detect-width", type=int, default=320, help="downscale frames to this width for detection")
+    defaults = VideoFaceDetector()
+    scanner = defaults.scanner
+    p.add_argument(
+        "--scan-every",
+        type=int,
+        default=defaults.scan_every,
+        help=f"search the whole frame for new faces every N frames (default {defaults.scan_every})",
+    )
+    p.add_argument(
+        "--track-every",
+        type=int,
+        default=defaults.track_every,
+        help=f"re-find known faces near their last box every N frames (default {defaults.track_every})",
+    )
+    p.add_argument(
+        "--detect-width",
+        type=int,
+        default=scanner.detect_width,
+        help="downscale frames to this width for the whole-frame search (0 = full resolution, the default)",
+    )
     p.add_argument(
         "--min-face",
         type=int,
-        default=WEBCAM_MIN_FACE,
-        help="smallest face to detect, in frame pixels (smaller = slower)",
+        default=scanner.min_face,
+        help=f"smallest face to find, in frame pixels (default {scanner.min_face}; smaller = slower)",
     )
     p.add_argument(
-        "--scale-factor", type=float, default=WEBCAM_SCALE_FACTOR, help="detector scale step (smaller = slower)"
+        "--scale-factor",
+        type=float,
+        default=scanner.scale_factor,
+        help=f"scale step of the whole-frame search (default {scanner.scale_factor}; smaller = slower)",
     )
     p.add_argument(
         "--uncertain-below",
@@ -248,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
     p.add_argument("--strategy", default="match", choices=["match", "lift"])
     args = p.parse_args(argv)
-    if args.detect_every < 1:
-        p.error("--detect-every must be >= 1")
+    if args.scan_every < 1 or args.track_every < 1:
+        p.error("--scan-every and --track-every must be >= 1")
+    if args.scale_factor <= 1 or args.min_face < 1 or args.detect_width < 0:
+        p.error("--scale-factor must be > 1, --min-face >= 1 and --detect-width >= 0 (0 = full resolution)")
     if (
         not args.headless
         and sys.platform.startswith("linux")
@@ -270,15 +287,18 @@ def main(argv: list[str] | None = None) -> int:
         print_recommendations(recommend(probs, predictor.class_names, n=args.songs or 5, strategy=args.strategy))
 
     try:
-        predictor = load_predictor(
-            args.model, True, detect_width=args.detect_width, min_face=args.min_face, scale_factor=args.scale_factor
+        predictor = load_predictor(args.model, False)
+        detector = VideoFaceDetector(
+            FaceDetector(scale_factor=args.scale_factor, detect_width=args.detect_width, min_face=args.min_face),
+            scan_every=args.scan_every,
+            track_every=args.track_every,
         )
         stats, mood = run(
             predictor,
             args.source,
             args.headless,
             args.output,
-            args.detect_every,
+            detector,
             args.max_frames,
             draw=not args.headless or args.output is not None,
             on_songs=songs,

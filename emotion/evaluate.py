@@ -13,16 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
-from rich.console import Console
-from rich.table import Table
 
-from emotion.checkpoint import load_net
+from emotion.cli import CONF_DIR, check_config, fail_cleanly
 from emotion.errors import UserError
-from emotion.module import EmotionModule
-from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
-from emotion.runs import CONF_DIR, fail_cleanly, overrides
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +35,29 @@ def model_path(cfg: DictConfig) -> str:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    split, exclude = cfg.get("split", "test"), cfg.get("exclude")
+    if split not in ("train", "val", "test"):
+        raise UserError(f"split must be train, val or test, got {split!r}")
+    if exclude not in (None, "twins"):
+        raise UserError(f"exclude must be null or twins, got {exclude!r}")
+    check_config(cfg)
+    path = model_path(cfg)  # all of the above before torch and Lightning are imported
+    import lightning as L
+
+    from emotion.checkpoint import load_net
+    from emotion.module import EmotionModule
+    from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
+    from emotion.runs import overrides
+
     L.seed_everything(cfg.seed, workers=True)
-    path = model_path(cfg)
     net = load_net(path)
     module = EmotionModule(net, tta=cfg.tta)
     datamodule = hydra.utils.instantiate(cfg.data, augment=None)
     datamodule.setup("test")
-    split = cfg.get("split", "test")
-    if split not in ("train", "val", "test"):
-        raise UserError(f"split must be train, val or test, got {split!r}")
-    exclude = cfg.get("exclude")
-    if exclude not in (None, "twins"):
-        raise UserError(f"exclude must be null or twins, got {exclude!r}")
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
-    trainer: L.Trainer = hydra.utils.instantiate(
+    trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=[], logger=False, enable_model_summary=False, enable_checkpointing=False
     )
     trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)
@@ -90,6 +91,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def print_result(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(width=None if sys.stdout.isatty() else 160)  # never cut the table off a terminal
     console.print(
         f"[bold]{r['model']}[/] on {r['data_root']} ({r['split']}, {r['n_images']} images"

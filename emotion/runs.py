@@ -1,106 +1,31 @@
-"""The plumbing of a run that ``train.py`` and ``evaluate.py`` share: instantiation, resume, reports, errors."""
+"""The plumbing of a training run: instantiation, resume, hyperparameters, the run report (the light part that
+every entry point needs before any heavy import is :mod:`emotion.cli`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from emotion.cli import check_config
 from emotion.errors import UserError
 from emotion.reports import confusion_matrix_figure, curves_figure, hardware, save_figure, write_json
 
 log = logging.getLogger(__name__)
 
-# Absolute, so the entry points find it however they are invoked (python -m, imported, on Modal).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 PUBLISHED_SEED_ACC = 0.632  # the Keras original of EmotionCNN after 50 epochs
-
-
-#: Library messages that are noise for a user of this project (each is handled or irrelevant here): Lightning's
-#: product tips, the note that our own model-summary callback replaces its default one, its own deprecation of
-#: LeafSpec, and the non-empty checkpoint folder on resume (a fresh start there is refused before Lightning sees it).
-NOISE_MESSAGES = ("💡 Tip:", "Trainer already configured with model summary callbacks")
-NOISE_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r"Checkpoint directory .* exists and is not empty")
-
-
-class _DropNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(NOISE_MESSAGES)
-
-
-def quiet_libraries() -> None:
-    """Drop the library messages in :data:`NOISE_MESSAGES` / :data:`NOISE_WARNINGS`; every other message stays."""
-    import warnings
-
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropNoise) for f in logger.filters):
-            logger.addFilter(_DropNoise())
-    for pattern in NOISE_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
-
-
-def is_multirun() -> bool:
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-@contextlib.contextmanager
-def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
-    """Turn configuration and data errors into one readable message and exit status 1, not a traceback.
-
-    In a multirun (sweep) a failed job — bad values, divergence, any error — is logged and recorded as
-    ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
-    """
-    quiet_libraries()
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, InstantiationException):
-            message = f"invalid configuration: {exc.__cause__ or exc}"
-        elif isinstance(exc, UserError):
-            message = str(exc)
-        elif is_multirun():
-            message = f"{type(exc).__name__}: {exc}"
-        else:
-            raise
-        log.error("%s", message)
-        if is_multirun():
-            if out_dir is not None:
-                write_json({"status": "failed", "error": message}, Path(out_dir) / "failed.json")
-            return
-        raise SystemExit(f"error: {message}") from None
 
 
 def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     if not cfg:
         return []
     return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
-
-
-#: Trainer settings that must be whole numbers (or null): checked before anything is built or read.
-TRAINER_INTS = ("max_epochs", "min_epochs", "max_steps", "check_val_every_n_epoch", "log_every_n_steps")
-
-
-def check_trainer(trainer_cfg: DictConfig) -> None:
-    for key in TRAINER_INTS:
-        value = trainer_cfg.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise UserError(f"trainer.{key} must be a whole number, got {value!r}; e.g. trainer.{key}=30")
-    if (trainer_cfg.get("max_epochs") or 0) < -1:
-        raise UserError(f"trainer.max_epochs must be >= 1 (or -1: no limit), got {trainer_cfg.max_epochs}")
 
 
 def check_optimizer(model: L.LightningModule) -> None:
@@ -117,7 +42,7 @@ def check_optimizer(model: L.LightningModule) -> None:
 
 
 def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:
-    check_trainer(cfg.trainer)
+    check_config(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     check_optimizer(model)

@@ -2,7 +2,9 @@
 
 Reads every job of a Hydra multirun directory (its ``.hydra/overrides.yaml`` and, when it finished,
 ``metrics.json``), and writes ``sweep.md`` and ``sweep.csv`` (best first; failed jobs listed as failed) and
-``sweep.png`` (the metric against each swept parameter) into the directory.
+``sweep.png`` (the metric against each swept parameter) into the directory. For an Optuna study (``optuna.db`` in
+the directory) it adds each trial's state (pruned trials are marked), the parameter importances (PED-ANOVA) and the
+best trial as a ready command.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         if not overrides_file.is_file():
             continue
         overrides = yaml.safe_load(overrides_file.read_text()) or []
-        params = dict(o.split("=", 1) for o in overrides if "=" in o)
+        params = {k: v for k, v in (o.split("=", 1) for o in overrides if "=" in o) if not k.startswith(BOOKKEEPING)}
         metrics_file = job / "metrics.json"
         row: dict[str, Any] = {"run": job.name, "params": params}
         if metrics_file.is_file():
@@ -36,6 +38,73 @@ def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
             row.update(status="failed", metrics={}, minutes=None)
         rows.append(row)
     return rows
+
+
+#: Overrides that tie a job to its sweep rather than describe the run.
+BOOKKEEPING = ("optuna.", "hparams_search", "run_name", "hydra.", "paths.")
+
+
+def optuna_study(sweep_dir: Path) -> Any:
+    """The Optuna study stored in ``sweep_dir/optuna.db`` (the newest, if several), or None."""
+    db = sweep_dir / "optuna.db"
+    if not db.is_file():
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{db}"
+    names = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=names[-1], storage=storage) if names else None
+
+
+def mark_trial_states(rows: list[dict[str, Any]], study: Any) -> None:
+    """A job's status from its trial: pruned trials ran shorter and are not comparable with complete ones."""
+    states = {str(t.number): t.state.name.lower() for t in study.trials}
+    for r in rows:
+        if states.get(r["run"]) == "pruned":
+            r["status"] = "pruned"
+
+
+def importances(study: Any) -> dict[str, float]:
+    """PED-ANOVA importance of each parameter (Optuna's own; no scikit-learn). Needs two or more complete trials."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+
+
+def best_command(sweep_dir: Path, study: Any) -> str:
+    """The best trial's job as a plain training command (the sweep's bookkeeping overrides left out)."""
+    overrides = yaml.safe_load((sweep_dir / str(study.best_trial.number) / ".hydra" / "overrides.yaml").read_text())
+    kept = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(BOOKKEEPING)]
+    return " ".join(["python -m emotion.train", *kept, f"run_name={study.study_name}-best"])
+
+
+def optuna_section(sweep_dir: Path, study: Any, metric: str) -> str:
+    counts = {}
+    for t in study.trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    lines = [
+        f"Optuna study `{study.study_name}`: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+        "",
+    ]
+    imp = importances(study)
+    if imp:
+        lines += ["| parameter | importance (PED-ANOVA) |", "|---|---|"]
+        lines += [f"| {name} | {value:.2f} |" for name, value in imp.items()]
+        lines.append("")
+    if any(t.state.name == "COMPLETE" for t in study.trials):
+        lines += [
+            f"Best trial {study.best_trial.number}: {metric} {study.best_value:.4f}. Again, as a plain run:",
+            "",
+            "```",
+            best_command(sweep_dir, study),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def rank(rows: list[dict[str, Any]], metric: str, mode: str = "max") -> list[dict[str, Any]]:
@@ -124,7 +193,10 @@ def report(sweep_dir: str | Path, metric: str = "val/acc", mode: str = "max") ->
     rows = rank(read_runs(sweep_dir), metric, mode)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml)")
-    md = markdown(rows, metric)
+    study = optuna_study(sweep_dir)
+    if study is not None:
+        mark_trial_states(rows, study)
+    md = markdown(rows, metric) + ("\n" + optuna_section(sweep_dir, study, metric) if study is not None else "")
     (sweep_dir / "sweep.md").write_text(md)
     write_csv(rows, sweep_dir / "sweep.csv")
     plot(rows, metric, sweep_dir / "sweep.png")
@@ -143,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     print(md)
-    failed = sum(r["status"] != "ok" for r in rows)
+    failed = sum(r["status"] == "failed" for r in rows)
     print(f"{len(rows)} runs, {failed} failed; wrote sweep.md, sweep.csv, sweep.png in {args.sweep_dir}")
     return 0
 

@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
-from emotion.callbacks import MetricsHistory
+from emotion.cli import CONF_DIR, check_config, fail_cleanly
 from emotion.errors import UserError
-from emotion.runs import (
-    CONF_DIR,
-    fail_cleanly,
-    instantiate_all,
-    log_hyperparameters,
-    resolve_ckpt_path,
-    write_run_report,
-)
 
 log = logging.getLogger(__name__)
+# Our Hydra plugins (the Optuna sweeper) join Hydra's hydra_plugins namespace from here.
+sys.path.append(str(Path(__file__).resolve().parent / "_plugins"))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, then validate and test the best checkpoint; write metrics.json and figures into the run directory."""
     t0 = time.perf_counter()
+    check_config(cfg)  # before torch and Lightning are imported: a bad value answers in about a second
+    import lightning as L
+
+    from emotion.callbacks import MetricsHistory
+    from emotion.runs import instantiate_all, log_hyperparameters, resolve_ckpt_path, write_run_report
+
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir) if cfg.get("train") else None
     datamodule, model, callbacks, loggers = instantiate_all(cfg)  # validates every value before any training
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_hyperparameters(cfg, trainer)
 
     if cfg.get("train"):

@@ -20,7 +20,11 @@ ROWS = [
     "inference eager, batch 1 (ms/face)",
     "inference onnxruntime_int8, batch 1 (ms/face)",
     "onnxruntime_int8 accuracy on the",
-    "webcam 640x480, detect every frame (FPS)",
+    "webcam 640x480, 60-px face: FPS / face found, ours vs seed",
+    "webcam 640x480, 240-px face: FPS / face found, ours vs seed",
+    "webcam, ours: lowest FPS / lowest share found over the sizes",
+    "start-up: python -m train --help (s)",
+    "start-up: python -m evaluate --help (s)",
 ]
 
 
@@ -57,7 +61,10 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
     assert res["memory"]["training_peak_rss_mb"] > 100
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
-    assert res["webcam"]["detect_every_1_frames_with_face"] > 0.5  # the face is found
+    sizes = res["webcam"]["face_sizes"]
+    assert set(sizes) == {"60", "80", "100", "130", "160", "240", "360", "440"}
+    assert all(r["ours_found"] > 0.5 and r["seed_found"] > 0.5 for r in sizes.values())  # the true face, by IoU
+    assert all(0 < s < 60 for s in res["startup"].values())
 
 
 def test_benchmark_inference_rows_can_measure_another_shipped_model(tmp_path):

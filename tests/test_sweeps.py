@@ -2,7 +2,7 @@
 
 import json
 
-import pytest
+import optuna
 import yaml
 
 from emotion.sweep_report import main as report_main
@@ -38,21 +38,25 @@ def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
     assert (sweep / "sweep.png").stat().st_size > 1000
 
 
-def test_optuna_tpe_sweep_runs_trials_and_reports_the_best(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    res = run_cli(
-        "-m",
-        "emotion.train",
-        "hparams_search=optuna",
-        *QUIET,
-        f"paths.root_dir={tmp_path}",
-        "run_name=tpe",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.sampler.n_startup_trials=2",
-    )
+def test_optuna_study_runs_trials_continues_after_a_stop_and_reports_the_best(tmp_path):
+    args = ["-m", "emotion.train", "hparams_search=optuna", *QUIET, f"paths.root_dir={tmp_path}", "run_name=tpe"]
+    res = run_cli(*args, "hydra.sweeper.n_trials=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli(*args, "hydra.sweeper.n_trials=3")  # the same study, one more trial
     assert res.returncode == 0, res.stderr[-3000:]
     sweep = tmp_path / "logs" / "train" / "multiruns" / "tpe"
+    study = optuna.load_study(study_name="tpe", storage=f"sqlite:///{sweep}/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert sorted(d.name for d in sweep.iterdir() if (d / "metrics.json").is_file()) == ["0", "1", "2"]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert results["name"] == "optuna" and 0 <= results["best_value"] <= 1
-    assert set(results["best_params"]) >= {"model.optimizer.lr", "model.label_smoothing"}
-    assert len([d for d in sweep.iterdir() if (d / "metrics.json").is_file()]) == 3
+    assert results["best_value"] == study.best_value and results["best_trial"] == study.best_trial.number
+    assert set(results["best_params"]) >= {"model.optimizer.lr", "model.label_smoothing", "data.augment.translate"}
+
+    assert report_main([str(sweep)]) == 0  # the report adds the study: states, importances, the best as a command
+    md = (sweep / "sweep.md").read_text()
+    assert "Optuna study `tpe`: 3 complete" in md and "| model.optimizer.lr |" in md
+    command = md.split("```\n")[1]
+    assert command.startswith("python -m emotion.train ") and "experiment=demo" in command
+    assert "optuna." not in command and "hparams_search" not in command and "run_name=tpe-best" in command
+    lr = study.best_params["model.optimizer.lr"]
+    assert f"model.optimizer.lr={lr}" in command

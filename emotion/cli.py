@@ -1,0 +1,131 @@
+"""What every Hydra entry point needs before its first heavy import (torch, Lightning): the config folder, quiet
+libraries, one clean error path, and the checks of config values that need no library. ``--help`` and a bad value
+answer in about a second because nothing here imports torch."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import numbers
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from emotion.atomic import atomic_write_text
+from emotion.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Absolute, so the entry points find it however they are invoked (python -m, imported, on Modal).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+#: Library messages that are noise for a user of this project (each is handled or irrelevant here): Lightning's
+#: product tips, the note that our own model-summary callback replaces its default one, its own deprecation of
+#: LeafSpec, and the non-empty checkpoint folder on resume (a fresh start there is refused before Lightning sees it).
+NOISE_MESSAGES = ("💡 Tip:", "Trainer already configured with model summary callbacks")
+NOISE_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)", r"Checkpoint directory .* exists and is not empty")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(NOISE_MESSAGES)
+
+
+def quiet_libraries() -> None:
+    """Drop the library messages in :data:`NOISE_MESSAGES` / :data:`NOISE_WARNINGS`; every other message stays."""
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+    for pattern in NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
+    """Turn configuration and data errors into one readable message and exit status 1, not a traceback.
+
+    In a multirun (sweep) a failed job — bad values, divergence, any error — is logged and recorded as
+    ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
+    """
+    quiet_libraries()
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, InstantiationException):
+            message = f"invalid configuration: {exc.__cause__ or exc}"
+        elif isinstance(exc, UserError):
+            message = str(exc)
+        elif is_multirun():
+            message = f"{type(exc).__name__}: {exc}"
+        else:
+            raise
+        log.error("%s", message)
+        if is_multirun():
+            if out_dir is not None:
+                atomic_write_text(Path(out_dir) / "failed.json", json.dumps({"status": "failed", "error": message}))
+            return
+        raise SystemExit(f"error: {message}") from None
+
+
+#: Trainer settings that must be whole numbers (or null): checked before anything is built or read.
+TRAINER_INTS = ("max_epochs", "min_epochs", "max_steps", "check_val_every_n_epoch", "log_every_n_steps")
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    for key in TRAINER_INTS:
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"trainer.{key} must be a whole number, got {value!r}; e.g. trainer.{key}=30")
+    if (trainer_cfg.get("max_epochs") or 0) < -1:
+        raise UserError(f"trainer.max_epochs must be >= 1 (or -1: no limit), got {trainer_cfg.max_epochs}")
+
+
+#: Numbers with a valid range, checked before anything is built or read: (key, low, high, low inclusive, example).
+NUMBER_RANGES = (
+    ("model.optimizer.lr", 0.0, None, False, "model.optimizer.lr=1e-3"),
+    ("model.optimizer.weight_decay", 0.0, None, True, "model.optimizer.weight_decay=1e-4"),
+    ("model.label_smoothing", 0.0, 1.0, True, "model.label_smoothing=0.05"),
+    ("model.net.dropout", 0.0, 1.0, True, "model.net.dropout=0.5"),
+    ("model.net.dropout_fc", 0.0, 1.0, True, "model.net.dropout_fc=0.5"),
+    ("model.net.dropout_conv1", 0.0, 1.0, True, "model.net.dropout_conv1=0.25"),
+    ("model.net.dropout_conv2", 0.0, 1.0, True, "model.net.dropout_conv2=0.25"),
+    ("data.batch_size", 1, None, True, "data.batch_size=64"),
+)
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    for key, low, high, inclusive, example in NUMBER_RANGES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if ok and key == "data.batch_size":
+            ok = isinstance(value, int)
+        if ok:
+            ok = (value >= low if inclusive else value > low) and (high is None or value < high)
+        if not ok:
+            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and < {high}" if high is not None else "")
+            raise UserError(f"{key} must be a number {bound}, got {value!r}; e.g. {example}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every check of values that needs no library: wrong types and ranges fail before torch is imported."""
+    if "trainer" in cfg:
+        check_trainer(cfg.trainer)
+    check_numbers(cfg)

@@ -1,0 +1,55 @@
+"""Entry points answer ``--help`` and bad config values before torch or Lightning are imported."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+HEAVY = ("torch", "lightning", "torchmetrics", "matplotlib", "tensorboard")
+PROBE = """
+import json, runpy, sys
+sys.argv = [{module!r}, *{args!r}]
+code = 0
+try:
+    runpy.run_module({module!r}, run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+    if isinstance(code, str):  # what the interpreter would print on its way out
+        print(code, file=sys.stderr)
+        code = 1
+print(json.dumps({{"code": code, "heavy": sorted(m for m in {heavy!r} if m in sys.modules)}}))
+"""
+
+
+def probe(module: str, *args: str) -> tuple[dict, str]:
+    code = PROBE.format(module=module, args=list(args), heavy=HEAVY)
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
+
+
+@pytest.mark.parametrize("module", ["emotion.train", "emotion.evaluate"])
+def test_help_imports_no_training_stack(module):
+    result, _ = probe(module, "--help")
+    assert result == {"code": 0, "heavy": []}
+
+
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        ("emotion.train", ["model.optimizer.lr=-1"], "model.optimizer.lr must be a number > 0.0, got -1"),
+        ("emotion.train", ["trainer.max_epochs=abc"], "trainer.max_epochs must be a whole number"),
+        ("emotion.train", ["data.batch_size=0"], "data.batch_size must be a number >= 1"),
+        ("emotion.train", ["model.label_smoothing=1.5"], "model.label_smoothing must be a number >= 0.0 and < 1.0"),
+        ("emotion.evaluate", ["pretrained=true", "split=bogus"], "split must be train, val or test"),
+        ("emotion.evaluate", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
+    ],
+)
+def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):
+    result, stderr = probe(module, *args, f"paths.root_dir={tmp_path}")
+    assert result == {"code": 1, "heavy": []}
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], stderr[-2000:]
+    assert "Traceback" not in stderr
