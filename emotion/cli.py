@@ -96,16 +96,12 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         raise UserError(f"trainer.max_epochs must be >= 1 (or -1: no limit), got {trainer_cfg.max_epochs}")
 
 
-#: Numbers with a valid range, checked before anything is built or read: (key, low, high, low inclusive, example).
+#: The optimizer's numbers, checked here because torch checks them only when the optimizer is built (the other
+#: values are checked by the classes that take them, when the config is instantiated, still before any data is
+#: read): (key, low, high, low inclusive, example).
 NUMBER_RANGES = (
-    ("model.optimizer.lr", 0.0, None, False, "model.optimizer.lr=1e-3"),
+    ("model.optimizer.lr", 0.0, None, True, "model.optimizer.lr=1e-3"),
     ("model.optimizer.weight_decay", 0.0, None, True, "model.optimizer.weight_decay=1e-4"),
-    ("model.label_smoothing", 0.0, 1.0, True, "model.label_smoothing=0.05"),
-    ("model.net.dropout", 0.0, 1.0, True, "model.net.dropout=0.5"),
-    ("model.net.dropout_fc", 0.0, 1.0, True, "model.net.dropout_fc=0.5"),
-    ("model.net.dropout_conv1", 0.0, 1.0, True, "model.net.dropout_conv1=0.25"),
-    ("model.net.dropout_conv2", 0.0, 1.0, True, "model.net.dropout_conv2=0.25"),
-    ("data.batch_size", 1, None, True, "data.batch_size=64"),
 )
 
 
@@ -115,13 +111,11 @@ def check_numbers(cfg: DictConfig) -> None:
         if value is None:
             continue
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if ok and key == "data.batch_size":
-            ok = isinstance(value, int)
         if ok:
             ok = (value >= low if inclusive else value > low) and (high is None or value < high)
         if not ok:
             bound = f"{'>=' if inclusive else '>'} {low}" + (f" and < {high}" if high is not None else "")
-            raise UserError(f"{key} must be a number {bound}, got {value!r}; e.g. {example}")
+            raise UserError(f"{key} must be {bound}, got {value!r}; e.g. {example}")
 
 
 def check_config(cfg: DictConfig) -> None:

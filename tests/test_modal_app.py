@@ -85,7 +85,8 @@ class FakeFunction:
     [
         ("data.bach_size=8", "bach_size"),
         ("experiment=recipy", "recipy"),
-        ("model.optimizer.lr=-1", "Invalid learning rate"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr must be >= 0.0"),
+        ("+model.optimizer.betas=[2,0.9]", "Invalid beta parameter"),  # checked by building the optimizer
         ("trainer.max_epochs=abc", "whole number"),
         ("model.distill_teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
     ],

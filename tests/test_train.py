@@ -216,8 +216,9 @@ def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
     [
         ("trainer.max_epochs=abc", "trainer.max_epochs must be a whole number, got 'abc'"),
         ("trainer.max_epochs=-5", "trainer.max_epochs must be >= 1"),
-        ("model.optimizer.lr=-1", "model.optimizer: Invalid learning rate: -1"),
-        ("model.optimizer.weight_decay=-0.1", "model.optimizer: Invalid weight_decay value: -0.1"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr must be >= 0.0, got -1; e.g. model.optimizer.lr=1e-3"),
+        ("model.optimizer.weight_decay=-0.1", "model.optimizer.weight_decay must be >= 0.0, got -0.1"),
+        ("+model.optimizer.betas=[2,0.9]", "model.optimizer: Invalid beta parameter"),  # torch's check, still early
     ],
 )
 def test_bad_trainer_and_optimizer_values_are_user_errors_raised_before_any_data(tmp_path, override, message):
