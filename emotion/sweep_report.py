@@ -18,8 +18,6 @@ from typing import Any
 
 import yaml
 
-from emotion.reports import save_figure
-
 
 def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
@@ -167,6 +165,8 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
+
+    from emotion.reports import save_figure
 
     params = swept_params(rows)
     ok = [r for r in rows if r["metrics"].get(metric) is not None]

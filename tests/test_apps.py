@@ -13,8 +13,8 @@ import torch
 
 from emotion.cam import FaceTracker, SourceError, open_source, run
 from emotion.checkpoint import save_safetensors
-from emotion.export import export
 from emotion.export import main as export_main
+from emotion.exporters import export
 from emotion.faces import FaceDetector, crop_faces
 from emotion.models import EmotionCNN
 from emotion.predict import main as predict_main

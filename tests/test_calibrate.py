@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from emotion.calibrate import calibrate, calibration, fit_temperature
+from emotion.calibration import calibrate, calibration, fit_temperature
 from emotion.checkpoint import load_net, save_safetensors
-from emotion.export import export
+from emotion.exporters import export
 from emotion.models import EmotionCNN
 from emotion.predictor import Predictor
 from tests.conftest import make_cfg

@@ -30,7 +30,20 @@ def probe(module: str, *args: str) -> tuple[dict, str]:
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
 
 
-@pytest.mark.parametrize("module", ["emotion.train", "emotion.evaluate"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "emotion.train",
+        "emotion.evaluate",
+        "emotion.calibrate",
+        "emotion.export",
+        "emotion.predict",
+        "emotion.cam",
+        "emotion.songs",
+        "emotion.audit",
+        "emotion.sweep_report",
+    ],
+)
 def test_help_imports_no_training_stack(module):
     result, _ = probe(module, "--help")
     assert result == {"code": 0, "heavy": []}

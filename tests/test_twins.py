@@ -53,7 +53,7 @@ def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path)
 
 def test_evaluate_scores_an_onnx_export_like_its_source_and_refuses_garbage(folder_data, net_file, tmp_path):
     from emotion.errors import ModelFileError
-    from emotion.export import export
+    from emotion.exporters import export
 
     onnx_path, _ = export(str(net_file), "onnx", str(tmp_path / "net.onnx"))
     base = [f"data.root={folder_data}", "data.cache_dir=null", "tta=flip"]

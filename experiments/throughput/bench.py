@@ -196,7 +196,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
     import onnxruntime as ort
 
     from emotion import load_pretrained, quantize
-    from emotion.export import ProbabilityHead, export_onnx, export_pt2
+    from emotion.exporters import ProbabilityHead, export_onnx, export_pt2
     from emotion.predictor import Predictor
 
     net = load_pretrained(model).eval()
@@ -247,8 +247,13 @@ STARTUP_COMMANDS = {
     "train --help": ["emotion.train", "--help"],
     "train model.optimizer.lr=-1 (error)": ["emotion.train", "model.optimizer.lr=-1"],
     "evaluate --help": ["emotion.evaluate", "--help"],
+    "calibrate --help": ["emotion.calibrate", "--help"],
+    "export --help": ["emotion.export", "--help"],
     "predict --help": ["emotion.predict", "--help"],
     "cam --help": ["emotion.cam", "--help"],
+    "songs --help": ["emotion.songs", "--help"],
+    "audit --help": ["emotion.audit", "--help"],
+    "sweep_report --help": ["emotion.sweep_report", "--help"],
 }
 
 
@@ -265,7 +270,16 @@ def startup_seconds(reps: int) -> dict[str, float]:
     return out
 
 
-FACE_SIZES = (60, 80, 100, 130, 160, 240, 360, 440)  # face widths in a 640×480 frame: ~3 m from a laptop camera to ~25 cm
+FACE_SIZES = (
+    60,
+    80,
+    100,
+    130,
+    160,
+    240,
+    360,
+    440,
+)  # face widths in a 640×480 frame: ~3 m from a laptop camera to ~25 cm
 
 
 def face_video(path: Path, frames: int, face_width: int) -> np.ndarray:
