@@ -118,8 +118,20 @@ def check_numbers(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be {bound}, got {value!r}; e.g. {example}")
 
 
+def check_data(cfg: DictConfig) -> None:
+    """A missing data set that nothing can download fails now (generated data sets are made later)."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or data.get("synthesize") is not None or not data.get("root"):
+        return
+    from emotion.data.locate import check_root
+
+    check_root(data.root, bool(data.get("download", False)))
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Every check of values that needs no library: wrong types and ranges fail before torch is imported."""
+    """Every check that needs no heavy library: wrong types and ranges and a missing data set fail before torch is
+    imported."""
     if "trainer" in cfg:
         check_trainer(cfg.trainer)
     check_numbers(cfg)
+    check_data(cfg)

@@ -40,8 +40,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"split must be train, val or test, got {split!r}")
     if exclude not in (None, "twins"):
         raise UserError(f"exclude must be null or twins, got {exclude!r}")
-    check_config(cfg)
-    path = model_path(cfg)  # all of the above before torch and Lightning are imported
+    path = model_path(cfg)
+    check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
 
     from emotion.checkpoint import load_net

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emotion.data.augment import BatchAugment
 from emotion.data.cache import load_raw
+from emotion.data.locate import locate
 from emotion.data.sources import RawData
 from emotion.errors import DatasetError
 from emotion.data.splits import Splits, assign_splits
@@ -23,7 +24,6 @@ from emotion.labels import FER2013_CLASSES
 
 log = logging.getLogger(__name__)
 
-KAGGLE_DATASET = "msambare/fer2013"
 
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
@@ -72,23 +72,6 @@ class InMemoryFaces(Dataset):
         if self.augment:
             return self.x[idx], self.y[idx], torch.tensor(batch_seed)
         return self.x[idx], self.y[idx]
-
-
-def _kaggle_credentials() -> bool:
-    return bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or (
-        Path.home() / ".kaggle" / "kaggle.json"
-    ).is_file()
-
-
-def missing_dataset_error(root: Path, tried: list[str]) -> DatasetError:
-    return DatasetError(
-        f"FER2013 not found. Tried: {', '.join(tried)}.\n"
-        f"  Expected the Kaggle layout ROOT/train/<class>/*.jpg and ROOT/test/<class>/*.jpg "
-        f"(https://www.kaggle.com/datasets/{KAGGLE_DATASET}) or ROOT/fer2013.csv.\n"
-        f"  Fix: download it and pass data.root=DIR (or set FER2013_ROOT=DIR); or install kagglehub and set "
-        f"KAGGLE_USERNAME/KAGGLE_KEY to download it automatically; or try the pipeline without data: "
-        f"python -m emotion.train experiment=demo"
-    )
 
 
 class FER2013DataModule(L.LightningDataModule):
@@ -141,25 +124,7 @@ class FER2013DataModule(L.LightningDataModule):
         """The data root, generating the synthetic set or downloading from Kaggle when configured and missing."""
         if self.synthesize is not None:
             return ensure_dataset(self.root, **self.synthesize)
-        if self.root.exists():
-            return self.root
-        tried = [str(self.root)]
-        if self.download:
-            try:
-                import kagglehub
-            except ImportError:
-                tried.append("kagglehub (not installed: pip install kagglehub)")
-            else:
-                if not _kaggle_credentials():
-                    tried.append("kagglehub (no Kaggle credentials: KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json)")
-                else:
-                    try:
-                        path = Path(kagglehub.dataset_download(KAGGLE_DATASET))
-                        log.info("downloaded %s to %s", KAGGLE_DATASET, path)
-                        return path
-                    except Exception as exc:  # network errors come in many types; report, don't crash
-                        tried.append(f"kagglehub download of {KAGGLE_DATASET} ({type(exc).__name__}: {exc})")
-        raise missing_dataset_error(self.root, tried)
+        return locate(self.root, self.download)
 
     def prepare_data(self) -> None:
         self.resolve_root()
