@@ -137,7 +137,7 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
         import hydra
 
         from emotion.cli import check_config
-        from emotion.runs import check_optimizer
+        from emotion.training.runs import check_optimizer
 
         check_config(cfg)
         hydra.utils.instantiate(cfg.data)  # validates data options (reads nothing)

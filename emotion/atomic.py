@@ -4,11 +4,12 @@ atomic on POSIX). A reader — or a Modal Volume commit — never sees half a fi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -32,3 +33,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path, "w") as fh:
         fh.write(text)
     return Path(path)
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=float))
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """A matplotlib figure as an image file (written atomically), then closed."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path

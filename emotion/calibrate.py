@@ -18,7 +18,7 @@ from emotion.cli import CONF_DIR, fail_cleanly
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
 def main(cfg: DictConfig) -> None:
     with fail_cleanly():
-        from emotion.calibration import calibrate  # torch only after Hydra has parsed the command line
+        from emotion.training.calibration import calibrate  # torch only after Hydra has parsed the command line
 
         calibrate(cfg)
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def model_path(cfg: DictConfig) -> str:
     """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
-    from emotion.pretrained import model_file
+    from emotion.models.pretrained import model_file
 
     name = cfg.get("pretrained") or cfg.get("ckpt_path")
     if name in (None, "", "???"):
@@ -44,10 +44,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
 
-    from emotion.checkpoint import load_net
-    from emotion.module import EmotionModule
-    from emotion.reports import confusion_matrix_figure, hardware, save_figure, write_json
-    from emotion.runs import overrides
+    from emotion.atomic import save_figure, write_json
+    from emotion.models.checkpoint import load_net
+    from emotion.models.module import EmotionModule
+    from emotion.training.reports import confusion_matrix_figure, hardware
+    from emotion.training.runs import overrides
 
     L.seed_everything(cfg.seed, workers=True)
     net = load_net(path)

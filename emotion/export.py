@@ -2,7 +2,7 @@
 
 ``ckpt_path=A,B,…`` (several model files) exports their ensemble (:mod:`emotion.models.ensemble`): one model that
 averages their probabilities. ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
-calibrate the quantization, see :mod:`emotion.quantize`); ``out=PATH`` sets the file name.
+calibrate the quantization, see :mod:`emotion.serve.quantize`); ``out=PATH`` sets the file name.
 
 The exported graph takes raw pixels (float32 in [0, 1], ``N×1×48×48``, dynamic batch) and outputs softmax
 probabilities; class names and preprocessing travel in the ONNX metadata (``emotion_spec``). A parity check
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if "pretrained" in args:
-        from emotion.pretrained import model_file
+        from emotion.models.pretrained import model_file
 
         try:
             args["ckpt_path"] = str(model_file(args["pretrained"]))
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    from emotion.exporters import export  # torch only after the arguments are checked
+    from emotion.serve.exporters import export  # torch only after the arguments are checked
 
     try:
         path, diff = export(args["ckpt_path"], args.get("format", "onnx"), args.get("out"), args.get("calib"))

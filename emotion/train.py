@@ -26,8 +26,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)  # before torch and Lightning are imported: a bad value answers in about a second
     import lightning as L
 
-    from emotion.callbacks import MetricsHistory
-    from emotion.runs import instantiate_all, log_hyperparameters, resolve_ckpt_path, write_run_report
+    from emotion.training.callbacks import MetricsHistory
+    from emotion.training.runs import instantiate_all, log_hyperparameters, resolve_ckpt_path, write_run_report
 
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)

@@ -11,14 +11,14 @@ import onnx
 import pytest
 import torch
 
-from emotion.cam import FaceTracker, SourceError, open_source, run
-from emotion.checkpoint import save_safetensors
 from emotion.export import main as export_main
-from emotion.exporters import export
-from emotion.faces import FaceDetector, crop_faces
 from emotion.models import EmotionCNN
-from emotion.predict import main as predict_main
-from emotion.predictor import Face, Predictor
+from emotion.models.checkpoint import save_safetensors
+from emotion.serve.cam import FaceTracker, SourceError, open_source, run
+from emotion.serve.exporters import export
+from emotion.serve.faces import FaceDetector, crop_faces
+from emotion.serve.predict import main as predict_main
+from emotion.serve.predictor import Face, Predictor
 from tests.conftest import ROOT
 
 
@@ -195,7 +195,7 @@ def test_one_pixel_image_is_reported_or_classified(weights, tmp_path, capsys):
 
 
 def test_min_face_skips_smaller_faces(astronaut):
-    from emotion.faces import FaceDetector
+    from emotion.serve.faces import FaceDetector
 
     found = FaceDetector()(astronaut)
     assert len(found) >= 1
@@ -230,7 +230,7 @@ def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
     assert "needs calib=DIR" in capsys.readouterr().err
     assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={tmp_path}/nowhere"]) == 1
     assert "nowhere" in capsys.readouterr().err
-    monkeypatch.setattr("emotion.quantize.MIN_AGREEMENT", 1.01)  # no model can pass: the guard must refuse
+    monkeypatch.setattr("emotion.serve.quantize.MIN_AGREEMENT", 1.01)  # no model can pass: the guard must refuse
     assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={folder_data}"]) == 1
     assert "agrees with the float model on only" in capsys.readouterr().err
     assert not out.exists()
@@ -239,8 +239,8 @@ def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
 def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, tmp_path, astronaut):
     """``ckpt_path=A,B`` exports one model whose probabilities are the mean of A's and B's, each member with its own
     preprocessing (here: EmotionCNN with its own normalisation + EmotionVGG on 24-px pooled inputs)."""
-    from emotion.checkpoint import load_net
     from emotion.models import EmotionVGG
+    from emotion.models.checkpoint import load_net
 
     torch.manual_seed(2)
     vgg = save_safetensors(EmotionVGG(widths=(8, 16), fc=16, stem_pool=2).eval(), tmp_path / "vgg.safetensors")
@@ -260,7 +260,7 @@ def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, 
 
 
 def test_cam_without_a_display_is_a_one_line_error_not_a_qt_abort(weights, monkeypatch, capsys):
-    from emotion.cam import main as cam_main
+    from emotion.serve.cam import main as cam_main
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -274,8 +274,8 @@ def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tm
     onnx_path, _ = export(str(weights), "onnx", str(tmp_path / "m.onnx"))
     code = (
         "import sys\nimport numpy as np\n"
-        "import emotion.predict, emotion.cam, emotion.songs.__main__\n"
-        "from emotion.predictor import Predictor\n"
+        "import emotion.serve.predict, emotion.serve.cam, emotion.songs.__main__\n"
+        "from emotion.serve.predictor import Predictor\n"
         "heavy = ('torch', 'lightning', 'torchmetrics', 'hydra', 'matplotlib', 'tensorboard')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
         f"p = Predictor({str(onnx_path)!r}, detector=None)\n"
@@ -303,7 +303,7 @@ def test_songs_from_cam_reads_the_mood_the_cam_hands_over(weights, face_video, t
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the webcam app failed:") and "nope.mp4" in err and "\n" not in err
     res = subprocess.run(
-        [sys.executable, "-c", "import sys, emotion.songs.__main__; print('emotion.cam' in sys.modules)"],
+        [sys.executable, "-c", "import sys, emotion.songs.__main__; print('emotion.serve.cam' in sys.modules)"],
         cwd=ROOT,
         capture_output=True,
         text=True,

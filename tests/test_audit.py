@@ -4,8 +4,8 @@ import shutil
 import cv2
 import numpy as np
 
-from emotion.audit import main as audit_main
 from emotion.data import FER2013DataModule
+from emotion.data.audit import main as audit_main
 
 
 def test_audit_finds_duplicates_conflicts_blanks_and_feeds_exclusion(folder_data, tmp_path, capsys):

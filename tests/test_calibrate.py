@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from emotion.calibration import calibrate, calibration, fit_temperature
-from emotion.checkpoint import load_net, save_safetensors
-from emotion.exporters import export
 from emotion.models import EmotionCNN
-from emotion.predictor import Predictor
+from emotion.models.checkpoint import load_net, save_safetensors
+from emotion.serve.exporters import export
+from emotion.serve.predictor import Predictor
+from emotion.training.calibration import calibrate, calibration, fit_temperature
 from tests.conftest import make_cfg
 
 
@@ -60,9 +60,9 @@ def test_calibrate_cli_fits_on_one_half_reports_on_the_other_and_writes_the_mode
 
 
 def test_cam_labels_low_confidence_faces_uncertain():
-    from emotion.draw import draw_faces, face_text
     from emotion.labels import FER2013_CLASSES
-    from emotion.predictor import Face
+    from emotion.serve.draw import draw_faces, face_text
+    from emotion.serve.predictor import Face
 
     sure = Face((10, 10, 60, 60), np.array([0.05, 0, 0, 0.8, 0.1, 0, 0.05]), FER2013_CLASSES)
     unsure = Face((100, 10, 60, 60), np.array([0.2, 0.1, 0.1, 0.1, 0.3, 0.1, 0.1]), FER2013_CLASSES)

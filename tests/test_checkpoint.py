@@ -7,9 +7,9 @@ import lightning as L
 import pytest
 import torch
 
-from emotion.checkpoint import CHECKPOINT_SPEC_KEY, load_net, read_checkpoint, save_safetensors
 from emotion.errors import ModelFileError
 from emotion.models import EmotionCNN
+from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, load_net, read_checkpoint, save_safetensors
 from emotion.train import train
 from tests.conftest import TINY, make_cfg
 

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.cam import main as cam_main
-from emotion.faces import FaceDetector, VideoFaceDetector, iou
+from emotion.serve.cam import main as cam_main
+from emotion.serve.faces import FaceDetector, VideoFaceDetector, iou
 
 
 @pytest.fixture(scope="module")

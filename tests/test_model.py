@@ -137,7 +137,7 @@ def test_emotion_vgg_stem_pool_halves_the_input_and_travels_in_the_spec():
 
 
 def test_tta_views_average_and_tencrop_crops_within_the_face():
-    from emotion.module import EmotionModule, five_crops
+    from emotion.models.module import EmotionModule, five_crops
 
     torch.manual_seed(0)
     module = EmotionModule(EmotionCNN().eval()).eval()
@@ -160,7 +160,7 @@ def test_tta_views_average_and_tencrop_crops_within_the_face():
 
 
 def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
-    from emotion.module import distillation_loss
+    from emotion.models.module import distillation_loss
 
     torch.manual_seed(0)
     student, teacher = torch.randn(5, 7), torch.randn(5, 7) * 3
@@ -177,7 +177,7 @@ def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
 
 
 def test_distillation_settings_out_of_range_are_refused():
-    from emotion.module import EmotionModule
+    from emotion.models.module import EmotionModule
 
     with pytest.raises(ValueError, match=r"model.distill_alpha must be in \[0, 1\]"):
         EmotionModule(EmotionCNN(), distill_alpha=2)

@@ -9,8 +9,8 @@ import pytest
 import emotion
 from emotion.evaluate import evaluate
 from emotion.labels import FER2013_CLASSES
-from emotion.predict import main as predict_main
-from emotion.pretrained import model_card, model_names, weights_path
+from emotion.models.pretrained import model_card, model_names, weights_path
+from emotion.serve.predict import main as predict_main
 from tests.conftest import ROOT, make_cfg
 
 SHARED_FER = ROOT.parent / "shared" / "data" / "fer2013"
@@ -55,7 +55,7 @@ def test_shipped_models_reproduce_their_recorded_publictest_numbers(name, tmp_pa
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
 def test_the_default_models_calibration_record_is_what_calibrate_measures(tmp_path, shared_cache):
     """models.json's temperature and report-half ECEs are reproduced by python -m emotion.calibrate on the file."""
-    from emotion.calibration import calibrate
+    from emotion.training.calibration import calibrate
 
     card = model_card("default")
     assert emotion.load_pretrained().temperature == pytest.approx(card["temperature"], abs=1e-3)

@@ -69,7 +69,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """A crash while writing leaves the previous last.ckpt intact and no temporary file behind."""
-    from emotion.checkpoint_io import AtomicCheckpointIO
+    from emotion.training.checkpoint_io import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     target = tmp_path / "checkpoints" / "last.ckpt"
@@ -97,11 +97,11 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def test_every_trainer_config_saves_atomically(tmp_path, trainer):
     import hydra
 
-    from emotion.checkpoint_io import AtomicCheckpointIO
+    from emotion.training.checkpoint_io import AtomicCheckpointIO
     from tests.conftest import make_cfg
 
     cpu = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true"]
     cfg = make_cfg(tmp_path, [f"trainer={trainer}", *cpu])
-    assert cfg.trainer.plugins[0]["_target_"] == "emotion.checkpoint_io.AtomicCheckpointIO"
+    assert cfg.trainer.plugins[0]["_target_"] == "emotion.training.checkpoint_io.AtomicCheckpointIO"
     built = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert isinstance(built.strategy.checkpoint_io, AtomicCheckpointIO)

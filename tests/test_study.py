@@ -7,9 +7,9 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from emotion.callbacks import OptunaPruning
 from emotion.errors import UserError
-from emotion.study import INTERRUPTED, run_study, search_space
+from emotion.training.callbacks import OptunaPruning
+from emotion.training.study import INTERRUPTED, run_study, search_space
 
 PARAMS = {"model.optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "data.batch_size": "choice(32, 64)"}
 State = optuna.trial.TrialState

@@ -5,7 +5,7 @@ import json
 import optuna
 import yaml
 
-from emotion.sweep_report import main as report_main
+from emotion.training.sweep_report import main as report_main
 from tests.conftest import TINY
 from tests.test_train import run_cli
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from emotion.checkpoint import save_safetensors
 from emotion.errors import DatasetError
 from emotion.evaluate import evaluate
 from emotion.models import EmotionCNN
+from emotion.models.checkpoint import save_safetensors
 from tests.conftest import make_cfg
 
 
@@ -53,7 +53,7 @@ def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path)
 
 def test_evaluate_scores_an_onnx_export_like_its_source_and_refuses_garbage(folder_data, net_file, tmp_path):
     from emotion.errors import ModelFileError
-    from emotion.exporters import export
+    from emotion.serve.exporters import export
 
     onnx_path, _ = export(str(net_file), "onnx", str(tmp_path / "net.onnx"))
     base = [f"data.root={folder_data}", "data.cache_dir=null", "tta=flip"]

@@ -1,37 +1,28 @@
-"""Network architectures, looked up by name so checkpoints never need to name arbitrary Python objects."""
+"""Network architectures (EmotionCNN, EmotionVGG, ensembles), model files and the LightningModule.
+
+The names below are imported on first use, so ``emotion.models.pretrained`` (resolving a shipped name) and the
+other light modules of this folder load without torch.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from emotion.models.base import FER2013_MEAN, FER2013_STD, EmotionNet
-from emotion.models.emotion_cnn import EmotionCNN
-from emotion.models.emotion_vgg import EmotionVGG
-from emotion.models.ensemble import EmotionEnsemble
-
-ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG, EmotionEnsemble)}
-
-
-def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
-    """Rebuild a network (untrained) from :meth:`EmotionNet.spec`."""
-    # Retired sharpness matching (files written before 2026-11-24): a network that blurred its inputs was trained on
-    # the blurred FER2013 copy and is refused; one that did not loads, its sharpness_* keys ignored.
-    if float(spec.get("sharpness") or 0.0) > 0:
-        raise ValueError(
-            "it blurs its inputs (sharpness matching, retired): it was trained on the blurred FER2013 copy and "
-            "misreads sharp faces; use a shipped model or retrain with `python -m emotion.train`"
-        )
-    arch = spec.get("arch")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r} in model file; known: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[arch](
-        **spec.get("arch_kwargs", {}),
-        class_names=spec["class_names"],
-        input_size=spec.get("input_size", 48),
-        mean=spec.get("mean", FER2013_MEAN),
-        std=spec.get("std", FER2013_STD),
-        temperature=spec.get("temperature", 1.0),
-    )
+_HOMES = {
+    "EmotionNet": "base",
+    "FER2013_MEAN": "base",
+    "FER2013_STD": "base",
+    "EmotionCNN": "emotion_cnn",
+    "EmotionVGG": "emotion_vgg",
+    "EmotionEnsemble": "ensemble",
+    "ARCHITECTURES": "registry",
+    "build_from_spec": "registry",
+}
+__all__ = sorted(_HOMES)
 
 
-__all__ = ["ARCHITECTURES", "EmotionCNN", "EmotionEnsemble", "EmotionNet", "EmotionVGG", "build_from_spec"]
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"emotion.models.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'emotion.models' has no attribute {name!r}")

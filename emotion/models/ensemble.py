@@ -8,8 +8,6 @@ trained files with ``python -m emotion.export ckpt_path=A.ckpt,B.ckpt format=saf
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -19,11 +17,10 @@ from emotion.models.base import EmotionNet
 class EmotionEnsemble(EmotionNet):
     arch = "ensemble"
 
-    def __init__(self, members: list[dict[str, Any]] | list[EmotionNet], **base_kwargs) -> None:
-        from emotion.models import build_from_spec
-
+    def __init__(self, members: list[EmotionNet], **base_kwargs) -> None:
+        """``members``: trained networks (a spec's member specs are built by :func:`emotion.models.build_from_spec`)."""
         super().__init__(**base_kwargs)
-        nets = [m if isinstance(m, EmotionNet) else build_from_spec(m) for m in members]
+        nets = list(members)
         if len(nets) < 2:
             raise ValueError(f"an ensemble needs at least two member networks, got {len(nets)}")
         for i, net in enumerate(nets):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from emotion.models.base import EmotionNet
-from emotion.onnx_session import open_onnx
+from emotion.models.onnx_session import open_onnx
 
 
 class OnnxNet(EmotionNet):

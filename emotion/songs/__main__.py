@@ -14,7 +14,7 @@ from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, pr
 
 
 def mood_from_image(path: str, model: str | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    from emotion.predict import load_predictor, read_image
+    from emotion.serve.predict import load_predictor, read_image
 
     try:
         image = read_image(Path(path))

@@ -35,7 +35,7 @@ from emotion.data.augment import BatchAugment  # noqa: E402
 from emotion.data.cache import load_raw  # noqa: E402
 from emotion.data.synthetic import ensure_dataset  # noqa: E402
 from emotion.models import EmotionCNN  # noqa: E402
-from emotion.module import EmotionModule  # noqa: E402
+from emotion.models.module import EmotionModule  # noqa: E402
 
 BATCH = 64
 BENCH_MODEL = "emotion_cnn"  # the seed network, shipped always: the figures do not move when the default model does
@@ -195,9 +195,10 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
     the float and int8 ONNX models. int8 is calibrated on training faces of ``root``."""
     import onnxruntime as ort
 
-    from emotion import load_pretrained, quantize
-    from emotion.exporters import ProbabilityHead, export_onnx, export_pt2
-    from emotion.predictor import Predictor
+    from emotion import load_pretrained
+    from emotion.serve import quantize
+    from emotion.serve.exporters import ProbabilityHead, export_onnx, export_pt2
+    from emotion.serve.predictor import Predictor
 
     net = load_pretrained(model).eval()
     head = ProbabilityHead(net).eval()
@@ -288,7 +289,7 @@ def face_video(path: Path, frames: int, face_width: int) -> np.ndarray:
     import cv2
     from skimage import data as skdata
 
-    from emotion.faces import FaceDetector
+    from emotion.serve.faces import FaceDetector
 
     photo = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
     x, y, w, h = FaceDetector(detect_width=0)(photo)[0]
@@ -314,7 +315,7 @@ class SeedDetector:
     """The seed project's pipeline: Haar (scale 1.1, 5 neighbours, 30 px minimum) on every full frame."""
 
     def __init__(self) -> None:
-        from emotion.faces import FaceDetector
+        from emotion.serve.faces import FaceDetector
 
         self.detect = FaceDetector(scale_factor=1.1, min_neighbors=5, min_size=30, detect_width=0)
 
@@ -326,11 +327,11 @@ class SeedDetector:
 
 
 def webcam_fps(frames: int, model: str) -> dict[str, Any]:
-    """The cam pipeline (decode + detect + crop + classify + draw, no display) with ``emotion.cam``'s default
+    """The cam pipeline (decode + detect + crop + classify + draw, no display) with ``emotion.serve.cam``'s default
     detector and with the seed's, per face size: frames/s and the share of frames whose true face was found."""
-    from emotion.cam import run
-    from emotion.faces import VideoFaceDetector, iou
-    from emotion.predictor import Predictor
+    from emotion.serve.cam import run
+    from emotion.serve.faces import VideoFaceDetector, iou
+    from emotion.serve.predictor import Predictor
 
     predictor = Predictor.from_pretrained(model, detector=None)
     out: dict[str, Any] = {"face_sizes": {}}

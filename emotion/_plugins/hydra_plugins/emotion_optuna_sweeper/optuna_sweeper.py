@@ -1,4 +1,4 @@
-"""The ``hydra/sweeper=optuna`` plugin: a Hydra multirun driven by a current Optuna (see :mod:`emotion.study`).
+"""The ``hydra/sweeper=optuna`` plugin: a Hydra multirun driven by a current Optuna (see :mod:`emotion.training.study`).
 
 Hydra imports every plugin module at start-up, so this one imports neither Optuna nor the training stack.
 """
@@ -23,6 +23,6 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from emotion.study import run_study
+        from emotion.training.study import run_study
 
         run_study(self.launcher, self.config, arguments, **self.settings)

@@ -19,9 +19,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from emotion.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
 from emotion.errors import UserError
-from emotion.models import EmotionNet
+from emotion.models.base import EmotionNet
+from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 
 def teacher_file(name_or_path: str) -> str:
-    from emotion.pretrained import model_file
+    from emotion.models.pretrained import model_file
 
     try:
         return str(model_file(str(name_or_path)))
@@ -156,7 +156,7 @@ class EmotionModule(L.LightningModule):
         """Training FLOPs (forward + backward) of one image, counted on the meta device (no compute)."""
         from lightning.fabric.utilities.throughput import measure_flops
 
-        from emotion.models import build_from_spec
+        from emotion.models.registry import build_from_spec
 
         with torch.device("meta"):
             net = build_from_spec(self.net.spec())
@@ -186,7 +186,7 @@ class EmotionModule(L.LightningModule):
 
         It applies its own preprocessing (normalisation, input pooling) to the same raw augmented batch.
         """
-        from emotion.checkpoint import load_net
+        from emotion.models.checkpoint import load_net
 
         teacher = load_net(teacher_file(name_or_path))
         if teacher.class_names != self.class_names:

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from emotion.atomic import atomic_write_text
 from emotion.data.datamodule import batch_seed
-from emotion.reports import confusion_matrix_figure, misclassified_figure
+from emotion.training.reports import confusion_matrix_figure, misclassified_figure
 
 
 def progress_bar(refresh_rate: int = 1, log_refresh_rate: int = 50) -> L.Callback:
@@ -114,9 +114,9 @@ class MetricsHistory(L.Callback):
 
 
 class OptunaPruning(L.Callback):
-    """Reports each epoch's ``monitor`` to trial ``trial`` of an Optuna study (see :mod:`emotion.study`) and ends
-    the run early, marking the trial pruned, when ``pruner`` says so. Works across processes: the job and the
-    sweeper share only the storage. Does nothing outside a study (``trial`` null) or without a storage or pruner."""
+    """Reports each epoch's ``monitor`` to trial ``trial`` of an Optuna study (see :mod:`emotion.training.study`)
+    and ends the run early, marking the trial pruned, when ``pruner`` says so. Works across processes: the job and
+    the sweeper share only the storage. Does nothing outside a study (``trial`` null) or without a storage or pruner."""
 
     def __init__(
         self, storage: str | None, study_name: str, trial: int | None, monitor: str = "val/acc", pruner: Any = None

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from emotion.checkpoint import load_net, save_safetensors
+from emotion.atomic import save_figure, write_json
 from emotion.errors import UserError
 from emotion.evaluate import model_path
-from emotion.models import EmotionNet
-from emotion.reports import save_figure, write_json
+from emotion.models.base import EmotionNet
+from emotion.models.checkpoint import load_net, save_safetensors
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from emotion.checkpoint import load_net, save_safetensors
-from emotion.models import EmotionEnsemble, EmotionNet
+from emotion.models.base import EmotionNet
+from emotion.models.checkpoint import load_net, save_safetensors
+from emotion.models.ensemble import EmotionEnsemble
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4
@@ -131,7 +132,7 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
 def export_int8(net: EmotionNet, out: Path, calib: str | Path) -> tuple[Path, float]:
     import tempfile
 
-    from emotion import quantize
+    from emotion.serve import quantize
 
     faces = quantize.training_faces(calib, quantize.CALIBRATION_FACES + quantize.CHECK_FACES)
     n_cal = min(quantize.CALIBRATION_FACES, len(faces) // 2)  # small data sets: half calibrates, half checks

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from emotion.atomic import atomic_write_text
 
 
 def confusion_matrix_figure(cm: list[list[int]], class_names: tuple[str, ...] | list[str], title: str = ""):
@@ -80,14 +77,6 @@ def curves_figure(history: list[dict[str, float]], target: float | None = None):
     return fig
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -109,7 +98,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def write_json(data: dict[str, Any], path: str | Path) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, default=float))

@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from emotion.errors import ModelFileError
-from emotion.models import EmotionNet, build_from_spec
+from emotion.models.base import EmotionNet
+from emotion.models.registry import build_from_spec
 
 #: The entry of a Lightning checkpoint that holds the network's spec (class names, preprocessing, architecture).
 CHECKPOINT_SPEC_KEY = "emotion_model"

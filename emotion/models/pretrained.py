@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 REGISTRY = WEIGHTS_DIR / "models.json"
 
 
@@ -56,6 +56,6 @@ def model_file(name_or_path: str) -> Path:
 
 def load_pretrained(name: str = "default"):
     """The shipped network, in eval mode, with its class names and preprocessing."""
-    from emotion.checkpoint import load_net
+    from emotion.models.checkpoint import load_net
 
     return load_net(weights_path(name))

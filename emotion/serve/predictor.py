@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from emotion.data.sources import to_gray_square
-from emotion.faces import FaceDetector, crop_faces
+from emotion.serve.faces import FaceDetector, crop_faces
 
 
 @dataclass
@@ -46,7 +46,7 @@ class _TorchBackend:
     def __init__(self, path: str | Path) -> None:
         import torch
 
-        from emotion.checkpoint import load_net
+        from emotion.models.checkpoint import load_net
 
         self.torch = torch
         self.net = load_net(path)
@@ -60,7 +60,7 @@ class _TorchBackend:
 
 class _OnnxBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from emotion.onnx_session import open_onnx
+        from emotion.models.onnx_session import open_onnx
 
         self.session, self.spec = open_onnx(path, threads)
 
@@ -83,7 +83,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name: str = "default", **kwargs: Any) -> Predictor:
-        from emotion.pretrained import model_file
+        from emotion.models.pretrained import model_file
 
         return cls(str(model_file(name)), **kwargs)
 

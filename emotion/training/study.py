@@ -5,9 +5,9 @@ number, so a study's job folders line up with its trials) and tells Optuna the j
 study lives in a storage (SQLite in the sweep directory by default), so it survives a crash: run the same command
 again and it continues up to ``n_trials`` finished trials; a trial that was running when the process died is
 marked failed and queued again with the same parameters. Pruning happens inside the job
-(:class:`emotion.callbacks.OptunaPruning`), which reports each epoch's metric to the same storage. The search space
-uses Hydra's sweep grammar: ``choice(32, 64)``, ``interval(0, 0.2)``, ``tag(log, interval(1e-4, 1e-2))``,
-``range(1, 5)``.
+(:class:`emotion.training.callbacks.OptunaPruning`), which reports each epoch's metric to the same storage. The
+search space uses Hydra's sweep grammar: ``choice(32, 64)``, ``interval(0, 0.2)``,
+``tag(log, interval(1e-4, 1e-2))``, ``range(1, 5)``.
 """
 
 from __future__ import annotations

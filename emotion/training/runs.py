@@ -13,9 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from emotion.atomic import save_figure, write_json
 from emotion.cli import check_config
 from emotion.errors import UserError
-from emotion.reports import confusion_matrix_figure, curves_figure, hardware, save_figure, write_json
+from emotion.training.reports import confusion_matrix_figure, curves_figure, hardware
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ def quantize_onnx(
     nodes = network_nodes(model, weights)
     if not nodes:
         raise ValueError(f"{fp32_path}: no network Conv/Gemm nodes found; was it written by emotion.export?")
-    pixels = (faces.astype(np.float32) / 255.0)[:, None]  # what emotion.predictor feeds an ONNX export
+    pixels = (faces.astype(np.float32) / 255.0)[:, None]  # what emotion.serve.predictor feeds an ONNX export
 
     class Faces(CalibrationDataReader):
         def __init__(self) -> None:
@@ -97,7 +97,7 @@ def quantize_onnx(
 
 def top1_agreement(fp32_path: str | Path, int8_path: str | Path, faces: np.ndarray) -> float:
     """Share of ``faces`` (uint8 ``N×S×S``) on which the two models predict the same class."""
-    from emotion.predictor import Predictor
+    from emotion.serve.predictor import Predictor
 
     fp32, int8 = (Predictor(str(p), detector=None).classify(faces).argmax(1) for p in (fp32_path, int8_path))
     return float((fp32 == int8).mean())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from emotion.predictor import Face
+from emotion.serve.predictor import Face
 
 GREEN, GREY, WHITE, BLACK = (80, 200, 60), (160, 160, 160), (255, 255, 255), (0, 0, 0)
 

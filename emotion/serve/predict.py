@@ -1,0 +1,174 @@
+"""Predict emotions in images and folders: ``python -m emotion.predict PATH… [--model M] [--json|--csv]``.
+
+Every face of every image is reported; unreadable files and images without a face are reported per file, and the
+exit status is 1 when any file failed (0 when all succeeded, 2 for a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.serve.faces import FaceDetector
+from emotion.serve.predictor import Predictor
+
+
+def iter_images(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            files.append(p)  # reported later if missing or unreadable
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A colour or grayscale image as uint8; ValueError with the reason for a missing, empty or undecodable file."""
+    if not path.exists():
+        raise ValueError("no such file")
+    if not path.is_file():
+        raise ValueError("not a file")
+    data = path.read_bytes()
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise ValueError("not a readable image (damaged, or not an image format OpenCV reads)")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def load_predictor(model: str | None, detect: bool, **detector_kwargs: Any) -> Predictor:
+    detector = FaceDetector(**detector_kwargs) if detect else None
+    # a model file, or the name of a shipped model (emotion/weights/models.json); none: the default one
+    return Predictor.from_pretrained(model or "default", detector=detector)
+
+
+def progress(done: int, total: int, every: int = 100) -> None:
+    """``files 300/1200`` on stderr every ``every`` files and at the end (in place on a terminal)."""
+    if total < 2 or (done % every and done != total):
+        return
+    tty = sys.stderr.isatty()  # carriage returns only on a terminal, never into a log file
+    end = "\n" if done == total or not tty else ""
+    start = "\r" if tty else ""
+    print(f"{start}{done}/{total} files", end=end, file=sys.stderr, flush=True)
+
+
+def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotate: Path | None) -> list[dict]:
+    from emotion.serve.draw import draw_faces
+
+    rows: list[dict] = []
+    for done, path in enumerate(files, 1):
+        progress(done, len(files))
+        try:
+            img = read_image(path)
+        except ValueError as exc:
+            rows.append({"file": str(path), "error": str(exc)})
+            continue
+        faces = predictor.predict(img) if detect else predictor.predict_crops([img])
+        if not faces:
+            rows.append({"file": str(path), "error": "no face detected (try --no-detect for pre-cropped faces)"})
+        for i, face in enumerate(faces):
+            rows.append({"file": str(path), "face": i, **face.to_dict()})
+        if annotate is not None and faces:
+            annotate.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(annotate / f"{path.stem}_annotated.png"), draw_faces(img.copy(), faces))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    table = Table("file", "face", "label", "confidence", "runner-up", "box")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["file"], "-", f"[red]{r['error']}[/]", "", "", "")
+            continue
+        ranked = sorted(r["probs"].items(), key=lambda kv: -kv[1])
+        table.add_row(
+            r["file"],
+            str(r["face"]),
+            r["label"],
+            f"{r['confidence']:.1%}",
+            f"{ranked[1][0]} {ranked[1][1]:.1%}",
+            ",".join(map(str, r["box"])),
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # full rows in files and pipes
+
+
+def write_csv(rows: list[dict], class_names: tuple[str, ...]) -> None:
+    w = csv.writer(sys.stdout)
+    w.writerow(["file", "face", "label", "confidence", "x", "y", "w", "h", *class_names, "error"])
+    for r in rows:
+        if "error" in r:
+            w.writerow([r["file"], "", "", "", "", "", "", "", *[""] * len(class_names), r["error"]])
+        else:
+            w.writerow(
+                [
+                    r["file"],
+                    r["face"],
+                    r["label"],
+                    r["confidence"],
+                    *r["box"],
+                    *[r["probs"][c] for c in class_names],
+                    "",
+                ]
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m emotion.predict", description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument(
+        "--model", help=".ckpt, .safetensors, .onnx or a shipped model's name (default: the shipped default)"
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated images into DIR")
+    p.add_argument("--no-detect", action="store_true", help="images are pre-cropped faces (e.g. FER2013 48x48)")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face in detector pixels (default 24)")
+    args = p.parse_args(argv)
+
+    from emotion.errors import ModelFileError
+
+    try:
+        predictor = load_predictor(args.model, not args.no_detect, min_size=args.min_face)
+    except (ModelFileError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    files = iter_images(args.paths)
+    if not files:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        print(f"error: no image files in {', '.join(args.paths)} (looked for {exts}, recursively)", file=sys.stderr)
+        return 1
+    rows = predict_files(predictor, files, not args.no_detect, args.annotate)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif args.csv:
+        write_csv(rows, predictor.class_names)
+    else:
+        print_table(rows)
+    failed = sorted({r["file"] for r in rows if "error" in r})
+    if failed:
+        print(f"{len(failed)} of {len({r['file'] for r in rows})} files failed", file=sys.stderr)
+    return 1 if failed or not rows else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

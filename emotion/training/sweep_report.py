@@ -1,0 +1,224 @@
+"""One table for a sweep: ``python -m emotion.sweep_report logs/train/multiruns/RUN [--metric val/acc]``.
+
+Reads every job of a Hydra multirun directory (its ``.hydra/overrides.yaml`` and, when it finished,
+``metrics.json``), and writes ``sweep.md`` and ``sweep.csv`` (best first; failed jobs listed as failed) and
+``sweep.png`` (the metric against each swept parameter) into the directory. For an Optuna study (``optuna.db`` in
+the directory) it adds each trial's state (pruned trials are marked), the parameter importances (PED-ANOVA) and the
+best trial as a ready command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    for job in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        if not overrides_file.is_file():
+            continue
+        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        params = {k: v for k, v in (o.split("=", 1) for o in overrides if "=" in o) if not k.startswith(BOOKKEEPING)}
+        metrics_file = job / "metrics.json"
+        row: dict[str, Any] = {"run": job.name, "params": params}
+        if metrics_file.is_file():
+            report = json.loads(metrics_file.read_text())
+            row.update(status="ok", metrics=report["metrics"], minutes=round((report.get("wall_time_s") or 0) / 60, 1))
+        else:
+            row.update(status="failed", metrics={}, minutes=None)
+        rows.append(row)
+    return rows
+
+
+#: Overrides that tie a job to its sweep rather than describe the run.
+BOOKKEEPING = ("optuna.", "hparams_search", "run_name", "hydra.", "paths.")
+
+
+def optuna_study(sweep_dir: Path) -> Any:
+    """The Optuna study stored in ``sweep_dir/optuna.db`` (the newest, if several), or None."""
+    db = sweep_dir / "optuna.db"
+    if not db.is_file():
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{db}"
+    names = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=names[-1], storage=storage) if names else None
+
+
+def mark_trial_states(rows: list[dict[str, Any]], study: Any) -> None:
+    """A job's status from its trial: pruned trials ran shorter and are not comparable with complete ones."""
+    states = {str(t.number): t.state.name.lower() for t in study.trials}
+    for r in rows:
+        if states.get(r["run"]) == "pruned":
+            r["status"] = "pruned"
+
+
+def importances(study: Any) -> dict[str, float]:
+    """PED-ANOVA importance of each parameter (Optuna's own; no scikit-learn). Needs two or more complete trials."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+
+
+def best_command(sweep_dir: Path, study: Any) -> str:
+    """The best trial's job as a plain training command (the sweep's bookkeeping overrides left out)."""
+    overrides = yaml.safe_load((sweep_dir / str(study.best_trial.number) / ".hydra" / "overrides.yaml").read_text())
+    kept = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(BOOKKEEPING)]
+    return " ".join(["python -m emotion.train", *kept, f"run_name={study.study_name}-best"])
+
+
+def optuna_section(sweep_dir: Path, study: Any, metric: str) -> str:
+    counts = {}
+    for t in study.trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    lines = [
+        f"Optuna study `{study.study_name}`: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+        "",
+    ]
+    imp = importances(study)
+    if imp:
+        lines += ["| parameter | importance (PED-ANOVA) |", "|---|---|"]
+        lines += [f"| {name} | {value:.2f} |" for name, value in imp.items()]
+        lines.append("")
+    if any(t.state.name == "COMPLETE" for t in study.trials):
+        lines += [
+            f"Best trial {study.best_trial.number}: {metric} {study.best_value:.4f}. Again, as a plain run:",
+            "",
+            "```",
+            best_command(sweep_dir, study),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def rank(rows: list[dict[str, Any]], metric: str, mode: str = "max") -> list[dict[str, Any]]:
+    def key(r: dict[str, Any]) -> float:
+        v = r["metrics"].get(metric)
+        if v is None or not math.isfinite(v):
+            return math.inf
+        return -v if mode == "max" else v
+
+    return sorted(rows, key=key)
+
+
+def swept_params(rows: list[dict[str, Any]]) -> list[str]:
+    names = sorted({k for r in rows for k in r["params"]})
+    return [n for n in names if len({r["params"].get(n) for r in rows}) > 1]
+
+
+def _fmt(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def markdown(rows: list[dict[str, Any]], metric: str) -> str:
+    params = swept_params(rows) or sorted({k for r in rows for k in r["params"]})
+    head = ["rank", "run", *params, metric, "status", "minutes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, r in enumerate(rows, 1):
+        value = r["metrics"].get(metric)
+        cells = [
+            str(i),
+            r["run"],
+            *[_fmt(r["params"].get(p, "")) for p in params],
+            f"{value:.4f}" if value is not None else "—",
+            r["status"],
+            str(r["minutes"] or ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    params = sorted({k for r in rows for k in r["params"]})
+    metrics = sorted({k for r in rows for k in r["metrics"]})
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "status", "minutes", *params, *metrics])
+        for r in rows:
+            w.writerow(
+                [
+                    r["run"],
+                    r["status"],
+                    r["minutes"],
+                    *[r["params"].get(p, "") for p in params],
+                    *[r["metrics"].get(m, "") for m in metrics],
+                ]
+            )
+
+
+def plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    from emotion.atomic import save_figure
+
+    params = swept_params(rows)
+    ok = [r for r in rows if r["metrics"].get(metric) is not None]
+    if not params or not ok:
+        return None
+    fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.4), squeeze=False)
+    for ax, p in zip(axes[0], params):
+        xs = [r["params"].get(p) for r in ok]
+        try:
+            xs = [float(x) for x in xs]
+            log = min(xs) > 0 and max(xs) / min(xs) >= 20
+        except (TypeError, ValueError):
+            log = False
+        ax.scatter(xs, [r["metrics"][metric] for r in ok])
+        if log:
+            ax.set_xscale("log")
+        ax.set(xlabel=p, ylabel=metric)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def report(sweep_dir: str | Path, metric: str = "val/acc", mode: str = "max") -> tuple[str, list[dict[str, Any]]]:
+    sweep_dir = Path(sweep_dir)
+    rows = rank(read_runs(sweep_dir), metric, mode)
+    if not rows:
+        raise FileNotFoundError(f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml)")
+    study = optuna_study(sweep_dir)
+    if study is not None:
+        mark_trial_states(rows, study)
+    md = markdown(rows, metric) + ("\n" + optuna_section(sweep_dir, study, metric) if study is not None else "")
+    (sweep_dir / "sweep.md").write_text(md)
+    write_csv(rows, sweep_dir / "sweep.csv")
+    plot(rows, metric, sweep_dir / "sweep.png")
+    return md, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m emotion.sweep_report", description=__doc__.splitlines()[0])
+    p.add_argument("sweep_dir")
+    p.add_argument("--metric", default="val/acc")
+    p.add_argument("--mode", choices=["max", "min"], default="max")
+    args = p.parse_args(argv)
+    try:
+        md, rows = report(args.sweep_dir, args.metric, args.mode)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(md)
+    failed = sum(r["status"] == "failed" for r in rows)
+    print(f"{len(rows)} runs, {failed} failed; wrote sweep.md, sweep.csv, sweep.png in {args.sweep_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
