@@ -47,6 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from emotion.atomic import save_figure, write_json
     from emotion.models.checkpoint import load_net
     from emotion.models.module import EmotionModule
+    from emotion.training.callbacks import EvalResults
     from emotion.training.reports import confusion_matrix_figure, hardware
     from emotion.training.runs import overrides
 
@@ -58,34 +59,35 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
+    evals = EvalResults(figures=False)
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[], logger=False, enable_model_summary=False, enable_checkpointing=False
+        cfg.trainer, callbacks=[evals], logger=False, enable_model_summary=False, enable_checkpointing=False
     )
-    trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)
-    ev = module.last_eval["test"]
+    metrics = trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)[0]
+    confusion = evals.results["test"]["confusion_matrix"]
     result = {
         "model": path,
         "data_root": str(datamodule.root),
         "split": split,
         "split_protocol": datamodule.info["split_protocol"],
-        "n_images": int(sum(map(sum, ev["confusion_matrix"]))),
+        "n_images": int(sum(map(sum, confusion))),
         "tta": cfg.tta,
         "excluded_twins": n_twins if exclude == "twins" else None,  # faces left out: a near-identical training twin
         "class_names": list(net.class_names),
-        "accuracy": ev["metrics"]["test/acc"],
-        "macro_accuracy": ev["metrics"]["test/macro_acc"],
-        "macro_f1": ev["metrics"]["test/macro_f1"],
-        "ece": ev["metrics"]["test/ece"],  # expected calibration error at the model's temperature
+        "accuracy": metrics["test/acc"],
+        "macro_accuracy": metrics["test/macro_acc"],
+        "macro_f1": metrics["test/macro_f1"],
+        "ece": metrics["test/ece"],  # expected calibration error at the model's temperature
         "temperature": net.temperature,
-        "recall": ev["recall"],
-        "confusion_matrix": ev["confusion_matrix"],
+        "recall": {n: metrics[f"test/recall_{n}"] for n in net.class_names},
+        "confusion_matrix": confusion,
         "overrides": overrides(),
         "hardware": hardware(),
     }
     out_dir = Path(cfg.paths.output_dir)
     write_json(result, out_dir / "eval.json")
     title = f"{split} acc {result['accuracy']:.4f} (tta={cfg.tta})"
-    save_figure(confusion_matrix_figure(ev["confusion_matrix"], net.class_names, title), out_dir / "confusion.png")
+    save_figure(confusion_matrix_figure(confusion, net.class_names, title), out_dir / "confusion.png")
     print_result(result)
     log.info("wrote %s", out_dir / "eval.json")
     return result

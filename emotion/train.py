@@ -26,13 +26,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)  # before torch and Lightning are imported: a bad value answers in about a second
     import lightning as L
 
-    from emotion.training.callbacks import MetricsHistory
+    from emotion.training.callbacks import EvalResults, MetricsHistory
     from emotion.training.runs import instantiate_all, log_hyperparameters, resolve_ckpt_path, write_run_report
 
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir) if cfg.get("train") else None
     datamodule, model, callbacks, loggers = instantiate_all(cfg)  # validates every value before any training
+    evals = next((c for c in callbacks if isinstance(c, EvalResults)), None)
+    if evals is None:  # the run report needs the confusion matrices, even with callbacks=none
+        callbacks.append(evals := EvalResults(figures=False))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_hyperparameters(cfg, trainer)
 
@@ -52,13 +55,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.warning("no best checkpoint found; evaluating the current weights")
     results: dict[str, Any] = {}
     results.update(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
-    evals = {"val": model.last_eval.get("val")}
+    confusion = {"val": evals.results["val"]["confusion_matrix"]}
     if cfg.get("test"):
         results.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
-        evals["test"] = model.last_eval.get("test")
+        confusion["test"] = evals.results["test"]["confusion_matrix"]
     metrics = {k: float(v) for k, v in results.items()}
     write_run_report(
-        cfg, out_dir, trainer, datamodule, model, metrics, evals, best, history, train_time_s, time.perf_counter() - t0
+        cfg,
+        out_dir,
+        trainer,
+        datamodule,
+        model,
+        metrics,
+        confusion,
+        best,
+        history,
+        train_time_s,
+        time.perf_counter() - t0,
     )
     return metrics
 

@@ -96,9 +96,13 @@ def test_too_many_failures_stop_the_study_and_an_empty_space_is_refused(tmp_path
         run_study(FakeLauncher("", []), config, ["a=1"], storage=None, study_name="e")
 
 
-def fake_trainer(value: float, epoch: int):
+def fake_trainer(value: float, epoch: int, fn: str = "fit"):
     return SimpleNamespace(
-        sanity_checking=False, callback_metrics={"val/acc": value}, current_epoch=epoch, should_stop=False
+        sanity_checking=False,
+        callback_metrics={"val/acc": value},
+        current_epoch=epoch,
+        should_stop=False,
+        state=SimpleNamespace(fn=fn),
     )
 
 
@@ -115,7 +119,13 @@ def test_pruning_callback_reports_each_epoch_and_stops_a_bad_trial(tmp_path):
         assert trainer.should_stop is pruned and (frozen.state == State.PRUNED) is pruned
 
 
-def test_pruning_callback_is_inert_outside_a_study():
+def test_pruning_callback_is_inert_outside_a_study_and_after_fitting(tmp_path):
     trainer = fake_trainer(0.1, 0)
     OptunaPruning(None, "x", None, pruner=optuna.pruners.ThresholdPruner(lower=0.5)).on_validation_end(trainer, None)
     assert trainer.should_stop is False
+    storage = f"sqlite:///{tmp_path}/p.db"
+    study = optuna.create_study(study_name="p", storage=storage)
+    trial = study.ask()
+    callback = OptunaPruning(storage, "p", trial.number, pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    callback.on_validation_end(fake_trainer(0.1, 3, fn="validate"), None)  # the best checkpoint's final check
+    assert study.trials[0].intermediate_values == {} and study.trials[0].state == State.RUNNING

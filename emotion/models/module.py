@@ -14,7 +14,6 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassCalibrationError,
-    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassRecall,
 )
@@ -91,7 +90,6 @@ class EmotionModule(L.LightningModule):
         distill_teacher: str | None = None,
         distill_alpha: float = 0.5,
         distill_temperature: float = 4.0,
-        n_misclassified: int = 32,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
@@ -123,15 +121,10 @@ class EmotionModule(L.LightningModule):
         self.test_metrics = eval_metrics(k).clone(prefix="test/")
         self.val_recall = MulticlassRecall(k, average=None)
         self.test_recall = MulticlassRecall(k, average=None)
-        self.val_confmat = MulticlassConfusionMatrix(k)
-        self.test_confmat = MulticlassConfusionMatrix(k)
         self.val_acc_best = MaxMetric()
         # Frozen distillation teacher (fit only); in a list so that it is not a submodule: its weights stay out of
         # checkpoints, parameters() and the optimizer.
         self._teacher: list[EmotionNet] = []
-        # Filled at the end of each val/test epoch for callbacks and reports (figures, metrics.json).
-        self.last_eval: dict[str, dict[str, Any]] = {}
-        self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -227,26 +220,22 @@ class EmotionModule(L.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+        """Logs the loss, updates the metrics and returns the probabilities (callbacks see them as ``outputs``:
+        :class:`emotion.training.callbacks.EvalResults` builds the confusion matrix from them)."""
         x, y = batch
         probs = self.predict_proba(x, tta="none" if stage == "val" else self.tta)
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y)
         getattr(self, f"{stage}_metrics").update(probs, y)
         getattr(self, f"{stage}_recall").update(probs, y)
-        getattr(self, f"{stage}_confmat").update(probs, y)
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
-        pred = probs.argmax(1)
-        wrong = (pred != y).nonzero().flatten()
-        room = self.hparams.n_misclassified - sum(len(m[0]) for m in self._misclassified)
-        if room > 0 and len(wrong):
-            wrong = wrong[:room]
-            self._misclassified.append((x[wrong].detach().cpu(), y[wrong].cpu(), pred[wrong].cpu()))
+        return probs
 
     def _eval_epoch_end(self, stage: str) -> None:
+        """Everything the run reports is logged: ``trainer.validate``/``trainer.test`` return it."""
         metrics = getattr(self, f"{stage}_metrics").compute()
         self.log_dict(metrics, prog_bar=stage == "val")
-        recall = getattr(self, f"{stage}_recall").compute().cpu()
-        confmat = getattr(self, f"{stage}_confmat").compute().cpu()
+        recall = getattr(self, f"{stage}_recall").compute()
         for name, r in zip(self.class_names, recall):
             self.log(f"{stage}/recall_{name}", r)
         if stage == "val":
@@ -254,29 +243,17 @@ class EmotionModule(L.LightningModule):
                 self.val_acc_best(metrics["val/acc"])
             if self.val_acc_best.update_count:  # nothing to report after the sanity check or in validate()
                 self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-        imgs = [torch.cat(t) for t in zip(*self._misclassified)] if self._misclassified else []
-        self.last_eval[stage] = {
-            "metrics": {k: float(v) for k, v in metrics.items()},
-            "recall": dict(zip(self.class_names, recall.tolist())),
-            "confusion_matrix": confmat.tolist(),
-            "misclassified": imgs,
-        }
-        for m in (
-            getattr(self, f"{stage}_metrics"),
-            getattr(self, f"{stage}_recall"),
-            getattr(self, f"{stage}_confmat"),
-        ):
-            m.reset()
-        self._misclassified = []
+        getattr(self, f"{stage}_metrics").reset()
+        getattr(self, f"{stage}_recall").reset()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

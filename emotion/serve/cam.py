@@ -216,37 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--headless", action="store_true", help="no window; write annotated output instead")
     p.add_argument("--output", type=Path, help="with --headless: OUT.mp4/OUT.avi, or a folder for PNG frames")
     defaults = VideoFaceDetector()
-    scanner = defaults.scanner
-    p.add_argument(
-        "--scan-every",
-        type=int,
-        default=defaults.scan_every,
-        help=f"search the whole frame for new faces every N frames (default {defaults.scan_every})",
-    )
-    p.add_argument(
-        "--track-every",
-        type=int,
-        default=defaults.track_every,
-        help=f"re-find known faces near their last box every N frames (default {defaults.track_every})",
-    )
-    p.add_argument(
-        "--detect-width",
-        type=int,
-        default=scanner.detect_width,
-        help="downscale frames to this width for the whole-frame search (0 = full resolution, the default)",
-    )
-    p.add_argument(
-        "--min-face",
-        type=int,
-        default=scanner.min_face,
-        help=f"smallest face to find, in frame pixels (default {scanner.min_face}; smaller = slower)",
-    )
-    p.add_argument(
-        "--scale-factor",
-        type=float,
-        default=scanner.scale_factor,
-        help=f"scale step of the whole-frame search (default {scanner.scale_factor}; smaller = slower)",
-    )
+    for flag, kind, default, text in (
+        ("--scan-every", int, defaults.scan_every, "search the whole frame for new faces every N frames"),
+        ("--track-every", int, defaults.track_every, "re-find known faces near their last box every N frames"),
+        ("--detect-width", int, defaults.scanner.detect_width, "width of the whole-frame search (0 = full frame)"),
+        ("--min-face", int, defaults.scanner.min_face, "smallest face to find, in frame pixels (smaller = slower)"),
+        (
+            "--scale-factor",
+            float,
+            defaults.scanner.scale_factor,
+            "scale step of the whole-frame search (smaller = slower)",
+        ),
+    ):
+        p.add_argument(flag, type=kind, default=default, help=f"{text}; default {default}")
     p.add_argument(
         "--uncertain-below",
         type=float,

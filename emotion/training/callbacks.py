@@ -47,25 +47,73 @@ class BatchSeed(L.Callback):
         L.seed_everything(batch_seed(self.seed, trainer.current_epoch, batch_idx), workers=True, verbose=False)
 
 
-class EvalFigures(L.Callback):
-    """Each validation epoch: a confusion-matrix figure and a grid of misclassified faces in TensorBoard."""
+class EvalResults(L.Callback):
+    """The confusion matrix and a few misclassified faces of every validation and test epoch, built from what the
+    eval steps return (their probabilities); ``results[stage]`` holds the last epoch's, for the run report. With
+    ``figures``, each validation epoch also draws both into TensorBoard."""
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        ev = pl_module.last_eval.get("val")
+    def __init__(self, figures: bool = True, n_misclassified: int = 32) -> None:
+        self.figures, self.n_misclassified = figures, n_misclassified
+        self.results: dict[str, dict[str, Any]] = {}
+        self._confmat: Any = None
+        self._wrong: list[tuple[Any, Any, Any]] = []
+
+    def _start(self, pl_module: L.LightningModule) -> None:
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        self._confmat = MulticlassConfusionMatrix(len(pl_module.class_names)).to(pl_module.device)
+        self._wrong = []
+
+    def _batch(self, outputs: Any, batch: Any) -> None:
+        x, y = batch[0], batch[1]
+        self._confmat.update(outputs, y)
+        room = self.n_misclassified - sum(len(w[0]) for w in self._wrong)
+        if room > 0:
+            pred = outputs.argmax(1)
+            wrong = (pred != y).nonzero().flatten()[:room]
+            if len(wrong):
+                self._wrong.append((x[wrong].detach().cpu(), y[wrong].cpu(), pred[wrong].cpu()))
+
+    def _end(self, stage: str) -> dict[str, Any]:
+        import torch
+
+        images = [torch.cat(t) for t in zip(*self._wrong)] if self._wrong else []
+        self.results[stage] = {"confusion_matrix": self._confmat.compute().cpu().tolist(), "misclassified": images}
+        return self.results[stage]
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch(outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch(outputs, batch)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end("test")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        result = self._end("val")
         tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if ev is None or tb is None:
+        if trainer.sanity_checking or not self.figures or tb is None:
             return
         names = pl_module.class_names
         tb.experiment.add_figure(
             "val/confusion_matrix",
-            confusion_matrix_figure(ev["confusion_matrix"], names),
+            confusion_matrix_figure(result["confusion_matrix"], names),
             global_step=trainer.current_epoch,
         )
-        if ev["misclassified"]:
-            fig = misclassified_figure(*ev["misclassified"], names)
+        if result["misclassified"]:
+            fig = misclassified_figure(*result["misclassified"], names)
             tb.experiment.add_figure("val/misclassified", fig, global_step=trainer.current_epoch)
+
+
+#: What a history row keeps of the logged validation metrics (the per-class recalls stay in metrics.json).
+HISTORY_KEYS = ("val/acc", "val/ece", "val/macro_acc", "val/macro_f1", "val/loss")
 
 
 class MetricsHistory(L.Callback):
@@ -85,11 +133,7 @@ class MetricsHistory(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after this epoch's validation; train/* epoch means are read from the module's own metric state.
         row: dict[str, float] = {"epoch": trainer.current_epoch + 1, "elapsed_s": round(self.elapsed(), 1)}
-        ev = pl_module.last_eval.get("val")
-        if ev is not None:
-            row.update(ev["metrics"])
-        if "val/loss" in trainer.callback_metrics:
-            row["val/loss"] = float(trainer.callback_metrics["val/loss"])
+        row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS if k in trainer.callback_metrics})
         if pl_module.train_acc.update_count:
             row["train/acc"] = float(pl_module.train_acc.compute())
         for key in ("train/loss", "train/distill_loss"):  # epoch means (train/loss is also logged per step)
@@ -133,7 +177,8 @@ class OptunaPruning(L.Callback):
         return study, optuna.trial.Trial(study, trial_id)  # Optuna's own objects; no public lookup by number
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or None in (self.trial_number, self.storage, self.pruner):
+        fitting = getattr(trainer.state, "fn", None) == "fit"  # not the final validate() of the best checkpoint
+        if trainer.sanity_checking or not fitting or None in (self.trial_number, self.storage, self.pruner):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None or self.pruned_at is not None:

@@ -150,7 +150,7 @@ def write_run_report(
     datamodule: Any,
     model: Any,
     metrics: dict[str, float],
-    evals: dict[str, dict | None],
+    confusion: dict[str, list[list[int]]],
     best_ckpt: str,
     history: list[dict[str, float]],
     train_time_s: float | None,
@@ -176,13 +176,11 @@ def write_run_report(
         "wall_time_s": round(wall_time_s, 1),
         "hardware": hardware(),
     }
-    for stage, ev in evals.items():
-        if ev:
-            report[stage] = {"recall": ev["recall"], "confusion_matrix": ev["confusion_matrix"]}
-            title = f"{stage}: acc {ev['metrics'].get(f'{stage}/acc', float('nan')):.4f}"
-            save_figure(
-                confusion_matrix_figure(ev["confusion_matrix"], names, title), out_dir / f"confusion_{stage}.png"
-            )
+    for stage, cm in confusion.items():  # per-class recall as logged, confusion matrix from EvalResults
+        recall = {n: metrics[f"{stage}/recall_{n}"] for n in names if f"{stage}/recall_{n}" in metrics}
+        report[stage] = {"recall": recall, "confusion_matrix": cm}
+        title = f"{stage}: acc {metrics.get(f'{stage}/acc', float('nan')):.4f}"
+        save_figure(confusion_matrix_figure(cm, names, title), out_dir / f"confusion_{stage}.png")
     if history:
         save_figure(curves_figure(history, PUBLISHED_SEED_ACC), out_dir / "curves.png")
     write_json(report, out_dir / "metrics.json")
