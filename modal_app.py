@@ -139,7 +139,7 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
         from emotion.cli import check_config
         from emotion.training.runs import check_optimizer
 
-        check_config(cfg)
+        check_config(cfg, data=False)  # the data set lives in the Volume, not here
         hydra.utils.instantiate(cfg.data)  # validates data options (reads nothing)
         check_optimizer(hydra.utils.instantiate(cfg.model))
     except Exception as exc:  # Hydra, OmegaConf and our validation raise many types: all are the user's to fix
