@@ -49,10 +49,10 @@ class FakeLauncher:
         return returns
 
 
-def study_in(tmp_path, launcher_outcomes, n_trials, **kwargs):
+def study_in(tmp_path, launcher_outcomes, n_trials, composed=None, **kwargs):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     launcher = FakeLauncher(storage, launcher_outcomes)
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, **(composed or {})})
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = run_study(
         launcher,
@@ -129,3 +129,17 @@ def test_pruning_callback_is_inert_outside_a_study_and_after_fitting(tmp_path):
     callback = OptunaPruning(storage, "p", trial.number, pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     callback.on_validation_end(fake_trainer(0.1, 3, fn="validate"), None)  # the best checkpoint's final check
     assert study.trials[0].intermediate_values == {} and study.trials[0].state == State.RUNNING
+
+
+def test_the_composed_configuration_runs_first_even_in_a_continued_study(tmp_path):
+    """The experiment's own values (where the space holds them) run as a trial: the study's baseline."""
+    composed = {"model": {"optimizer": {"lr": 0.001}}, "data": {"batch_size": 48}}  # 48 is not a choice
+    study, _ = study_in(tmp_path, ["ok"], 1, baseline_first=False)  # a study that never ran it
+    study, launcher = study_in(tmp_path, ["ok", "ok"], 3, composed=composed)
+    assert (
+        study.trials[1].params["model.optimizer.lr"] == 0.001 and study.trials[0].params["model.optimizer.lr"] != 0.001
+    )
+    assert study.trials[1].params["data.batch_size"] in (32, 64)  # sampled: the composed value is outside the space
+    assert "model.optimizer.lr=0.001" in launcher.calls[0][1]
+    study, launcher = study_in(tmp_path, ["ok"], 4, composed=composed)  # ran once already: not again
+    assert [t.params["model.optimizer.lr"] for t in study.trials].count(0.001) == 1

@@ -96,6 +96,21 @@ def job_value(ret: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def composed_values(config: DictConfig, space: Mapping[str, Any]) -> dict[str, Any]:
+    """The composed config's values of the searched keys, where the search space contains them."""
+    values = {}
+    for key, dist in space.items():
+        value = OmegaConf.select(config, key, default=None)
+        if value is None:
+            continue
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            if value in dist.choices:
+                values[key] = value
+        elif dist.low <= value <= dist.high:
+            values[key] = value
+    return values
+
+
 def run_study(
     launcher: Any,
     config: DictConfig,
@@ -109,12 +124,20 @@ def run_study(
     max_failure_rate: float = 0.5,
     sampler: Any = None,
     params: Mapping[str, Any] | None = None,
+    baseline_first: bool = True,
 ) -> optuna.Study:
+    """Run (or continue) the study until ``n_trials`` trials have finished. ``baseline_first``: unless a trial already
+    ran them, the next trial takes the composed configuration's values of the searched keys — every study has its
+    baseline."""
     space, fixed = search_space([f"{k}={v}" for k, v in (params or {}).items()] + list(arguments))
     if not space:
         raise UserError("hparams_search: nothing to search; give hydra.sweeper.params or a sweep override")
     study = open_study(storage, study_name, direction, sampler)
     recover_interrupted(study)
+    baseline = composed_values(config, space) if baseline_first else {}
+    if baseline and not any(all(t.params.get(k) == v for k, v in baseline.items()) for t in study.trials):
+        study.enqueue_trial(baseline)  # also when continuing a study that never ran it
+        log.info("next trial: the composed configuration %s (the study's baseline)", baseline)
 
     def link(trial: optuna.Trial) -> tuple[str, ...]:
         """What the job needs to report to this trial (pruning): nothing for an in-memory study."""
