@@ -136,3 +136,16 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
     check_numbers(cfg)
     if data:
         check_data(cfg)
+
+
+def model_path(cfg: DictConfig) -> str:
+    """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
+    from emotion.models.pretrained import model_file
+
+    name = cfg.get("pretrained") or cfg.get("ckpt_path")
+    if name in (None, "", "???"):
+        raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")
+    try:
+        return str(model_file(str(name)))
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None

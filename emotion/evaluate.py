@@ -15,23 +15,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, fail_cleanly
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def model_path(cfg: DictConfig) -> str:
-    """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
-    from emotion.models.pretrained import model_file
-
-    name = cfg.get("pretrained") or cfg.get("ckpt_path")
-    if name in (None, "", "???"):
-        raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")
-    try:
-        return str(model_file(str(name)))
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -77,3 +77,11 @@ def test_cam_refuses_bad_detector_settings(args, capsys):
     with pytest.raises(SystemExit) as exc:
         cam_main(["--headless", *args])
     assert exc.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_a_face_the_whole_frame_search_misses_is_aged_and_dropped_even_when_scanning_every_frame(photo):
+    detector = VideoFaceDetector(scan_every=1, max_missed=2)
+    frame, _ = frame_with_face(photo, 100, 320)
+    assert len(detector(frame)) == 1
+    empty = np.full((480, 640, 3), 90, np.uint8)
+    assert [len(detector(empty)) for _ in range(4)] == [1, 1, 0, 0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,12 @@ from emotion.data.augment import BatchAugment
 from emotion.data.cache import load_raw
 from emotion.data.locate import locate
 from emotion.data.sources import RawData
-from emotion.errors import DatasetError
 from emotion.data.splits import Splits, assign_splits
 from emotion.data.synthetic import ensure_dataset
+from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES
 
 log = logging.getLogger(__name__)
-
 
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
@@ -160,8 +158,11 @@ class FER2013DataModule(L.LightningDataModule):
         for folder in rep.empty_class_folders:
             log.warning("empty class folder: %s", folder)
         if rep.ignored_non_images:
-            log.warning("ignored %d files without an image extension, e.g. %s", len(rep.ignored_non_images),
-                        rep.ignored_non_images[:3])
+            log.warning(
+                "ignored %d files without an image extension, e.g. %s",
+                len(rep.ignored_non_images),
+                rep.ignored_non_images[:3],
+            )
         if rep.converted:
             log.info("converted on load: %s", dict(rep.converted))
         n_bad, n_all = len(rep.skipped), len(rep.skipped) + len(raw.labels)
@@ -229,7 +230,10 @@ class FER2013DataModule(L.LightningDataModule):
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
         ds = InMemoryFaces(images, labels, augment=train and self.augment is not None)
         sampler = EpochBatchSampler(
-            len(ds), self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed,
+            len(ds),
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
             drop_last=train and len(ds) > self.batch_size,
         )
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)

@@ -65,8 +65,13 @@ def draw_face(label: str, rng: np.random.Generator, size: int = 48) -> np.ndarra
 
     if rng.random() < 0.3:  # occluder: a hand, a bar of glasses, hair
         x0, y0 = rng.integers(0, S - 40, 2)
-        cv2.rectangle(img, (int(x0), int(y0)), (int(x0 + rng.integers(20, 60)), int(y0 + rng.integers(15, 40))),
-                      float(rng.uniform(0, 255)), -1)
+        cv2.rectangle(
+            img,
+            (int(x0), int(y0)),
+            (int(x0 + rng.integers(20, 60)), int(y0 + rng.integers(15, 40))),
+            float(rng.uniform(0, 255)),
+            -1,
+        )
     angle, scale = rng.normal(0, 10), rng.uniform(0.85, 1.1)
     m = cv2.getRotationMatrix2D((S / 2, S / 2), angle, scale)
     m[:, 2] += rng.normal(0, 6, 2)
@@ -80,7 +85,8 @@ def draw_face(label: str, rng: np.random.Generator, size: int = 48) -> np.ndarra
 
 
 def write_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, n_test: int = 60, seed: int = 0) -> Path:
-    """Write ``n_*`` images per class as ``train/<class>/Training_*.jpg`` and ``test/<class>/{Public,Private}Test_*``."""
+    """Write ``n_*`` images per class as ``train/<class>/Training_*.jpg`` and
+    ``test/<class>/{Public,Private}Test_*``."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     parts = [("train", "Training", n_train), ("test", "PublicTest", n_val), ("test", "PrivateTest", n_test)]
@@ -92,7 +98,9 @@ def write_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, n_test:
             d.mkdir(parents=True, exist_ok=True)
             for _ in range(n):
                 counter += 1
-                cv2.imwrite(str(d / f"{prefix}_{counter:06d}.jpg"), draw_face(label, rng), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(
+                    str(d / f"{prefix}_{counter:06d}.jpg"), draw_face(label, rng), [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )
     (tmp / MARKER).write_text(json.dumps(params(n_train, n_val, n_test, seed)))
     tmp.rename(root)  # appears complete or not at all
     return root
@@ -111,7 +119,9 @@ def ensure_dataset(root: str | Path, **kwargs: int) -> Path:
     if root.exists():
         marker = root / MARKER
         if not marker.is_file():
-            raise FileExistsError(f"{root} exists but holds no synthetic data set ({MARKER} missing); choose another root")
+            raise FileExistsError(
+                f"{root} exists but holds no synthetic data set ({MARKER} missing); choose another root"
+            )
         if json.loads(marker.read_text()) == params(**kwargs):
             return root
         shutil.rmtree(root)  # ours, generated with other parameters

@@ -87,19 +87,23 @@ class VideoFaceDetector:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         i, self.frame_index = self.frame_index, self.frame_index + 1
         if i % self.scan_every == 0:
-            self._merge(self.scanner(gray))
+            self._merge(gray, self.scanner(gray))
         elif i % self.track_every == 0:
-            for track in self.tracks:
-                box = self._refind(gray, track[:4])
-                track[:] = [*box, 0] if box is not None else [*track[:4], track[4] + 1]
-            self._dedupe()
+            self._follow(gray, self.tracks)
         self.tracks = [t for t in self.tracks if t[4] <= self.max_missed]
         if not self.tracks:
             return np.zeros((0, 4), np.int32)
         boxes = np.array([t[:4] for t in self.tracks], np.int32)
         return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")]
 
-    def _merge(self, found: np.ndarray) -> None:
+    def _follow(self, gray: np.ndarray, tracks: list[list[int]]) -> None:
+        """Re-find each of ``tracks`` in its window; one not found ages by a frame."""
+        for track in tracks:
+            box = self._refind(gray, track[:4])
+            track[:] = [*box, 0] if box is not None else [*track[:4], track[4] + 1]
+        self._dedupe()
+
+    def _merge(self, gray: np.ndarray, found: np.ndarray) -> None:
         """A scan's boxes replace the tracks they overlap; tracks it missed are re-found in their window."""
         matched = [False] * len(self.tracks)
         new = []
@@ -109,6 +113,7 @@ class VideoFaceDetector:
                 self.tracks[j][:], matched[j] = [*map(int, box), 0], True
             else:
                 new.append([*map(int, box), 0])
+        self._follow(gray, [t for t, m in zip(self.tracks, matched) if not m])
         self.tracks += new
         self._dedupe()
 

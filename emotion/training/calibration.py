@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from emotion.atomic import save_figure, write_json
+from emotion.cli import model_path
 from emotion.errors import UserError
-from emotion.evaluate import model_path
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import load_net, save_safetensors
 
