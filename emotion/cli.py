@@ -138,6 +138,30 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
         check_data(cfg)
 
 
+#: Config keys that moved (old → new; None: removed, with the reason), so an old command gets a pointer, not
+#: Hydra's "Key ... is not in struct".
+RENAMED_KEYS: dict[str, str | None] = {
+    "model.label_smoothing": "model.loss.label_smoothing",
+    "model.class_weighting": "model.loss.class_weighting",
+    "model.distill_teacher": "model.distill.teacher",
+    "model.distill_alpha": "model.distill.alpha",
+    "model.distill_temperature": "model.distill.temperature",
+    "model.scheduler_interval": None,
+}
+REMOVED_WHY = {"model.scheduler_interval": "schedulers step once per batch, ReduceLROnPlateau once per epoch"}
+
+
+def check_renamed(overrides: list[str]) -> None:
+    """Refuse overrides of keys in :data:`RENAMED_KEYS` with the new name (before Hydra composes anything)."""
+    for arg in overrides:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in RENAMED_KEYS:
+            new = RENAMED_KEYS[key]
+            value = arg.split("=", 1)[1] if "=" in arg else "VALUE"
+            hint = f"it is now {new}: {new}={value}" if new else f"it was removed ({REMOVED_WHY[key]})"
+            raise SystemExit(f"error: {key} is no longer a setting; {hint}")
+
+
 def model_path(cfg: DictConfig) -> str:
     """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
     from emotion.models.pretrained import model_file

@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, fail_cleanly
+from emotion.cli import CONF_DIR, check_config, check_renamed, fail_cleanly
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -92,4 +92,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_renamed(sys.argv[1:])
     main()

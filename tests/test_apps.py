@@ -11,7 +11,8 @@ import onnx
 import pytest
 import torch
 
-from emotion.export import main as export_main
+from emotion.errors import UserError
+from emotion.export import export_model
 from emotion.models import EmotionCNN
 from emotion.models.checkpoint import save_safetensors
 from emotion.serve.cam import FaceTracker, SourceError, open_source, run
@@ -19,7 +20,12 @@ from emotion.serve.exporters import export
 from emotion.serve.faces import FaceDetector, crop_faces
 from emotion.serve.predict import main as predict_main
 from emotion.serve.predictor import Face, Predictor
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_cfg
+
+
+def export_cli(tmp_path: Path, *overrides: str) -> tuple[Path, float]:
+    """``python -m emotion.export OVERRIDES…`` (composed as Hydra would)."""
+    return export_model(make_cfg(tmp_path, list(overrides), config_name="export"))
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +79,26 @@ def test_export_parity_and_metadata(weights, tmp_path, fmt):
         assert json.loads(meta["emotion_spec"])["input_size"] == 48
 
 
-def test_export_cli_errors_are_clear(tmp_path, capsys):
-    assert export_main([f"ckpt_path={tmp_path}/missing.ckpt"]) == 1
-    assert "model file not found" in capsys.readouterr().err
-    assert export_main(["format=onnx"]) == 2
-    assert export_main([f"ckpt_path={tmp_path}/a.ckpt", "pretrained=true"]) == 2  # one model, not two
-    assert export_main(["pretrained=nonexistent", f"out={tmp_path}/m.onnx"]) == 1
-    assert "'nonexistent' is neither a model file nor a shipped model (default, emotion_cnn" in capsys.readouterr().err
-    assert export_main(["pretrained=true", "format=onnx"]) == 2
-    assert "give out=PATH" in capsys.readouterr().err
+def test_export_cli_errors_are_clear(tmp_path, weights):
+    with pytest.raises(UserError, match="model file not found"):
+        export_cli(tmp_path, f"ckpt_path={tmp_path}/missing.ckpt")
+    with pytest.raises(UserError, match="give one model"):
+        export_cli(tmp_path, "format=onnx")
+    with pytest.raises(UserError, match="give one model"):  # one model, not two
+        export_cli(tmp_path, f"ckpt_path={tmp_path}/a.ckpt", "pretrained=true")
+    with pytest.raises(UserError, match=r"'nonexistent' is neither a model file nor a shipped model \(default"):
+        export_cli(tmp_path, "pretrained=nonexistent", f"out={tmp_path}/m.onnx")
+    with pytest.raises(UserError, match="give out=PATH"):
+        export_cli(tmp_path, "pretrained=true", "format=onnx")
+    with pytest.raises(UserError, match=r"go in a list, ckpt_path=\[A,B\]"):  # the old comma form, quoted
+        export_cli(tmp_path, f"ckpt_path='{weights},{weights}'")
+    with pytest.raises(UserError, match="format must be one of onnx, onnx-int8, pt2, safetensors"):
+        export_cli(tmp_path, f"ckpt_path={weights}", "format=tflite")
+
+
+def test_export_cli_writes_the_file_it_names(tmp_path, weights):
+    out, diff = export_cli(tmp_path, f"ckpt_path={weights}", "format=safetensors", f"out={tmp_path}/copy.safetensors")
+    assert out == tmp_path / "copy.safetensors" and out.is_file() and diff < 1e-4
 
 
 def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astronaut):
@@ -226,25 +243,26 @@ def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
     weights, folder_data, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "m.int8.onnx"
-    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}"]) == 1
-    assert "needs calib=DIR" in capsys.readouterr().err
-    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={tmp_path}/nowhere"]) == 1
-    assert "nowhere" in capsys.readouterr().err
+    int8 = [f"ckpt_path={weights}", "format=onnx-int8", f"out={out}"]
+    with pytest.raises(UserError, match="needs calib=DIR"):
+        export_cli(tmp_path, *int8)
+    with pytest.raises(UserError, match="nowhere"):
+        export_cli(tmp_path, *int8, f"calib={tmp_path}/nowhere")
     monkeypatch.setattr("emotion.serve.quantize.MIN_AGREEMENT", 1.01)  # no model can pass: the guard must refuse
-    assert export_main([f"ckpt_path={weights}", "format=onnx-int8", f"out={out}", f"calib={folder_data}"]) == 1
-    assert "agrees with the float model on only" in capsys.readouterr().err
+    with pytest.raises(UserError, match="agrees with the float model on only"):
+        export_cli(tmp_path, *int8, f"calib={folder_data}")
     assert not out.exists()
 
 
 def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, tmp_path, astronaut):
-    """``ckpt_path=A,B`` exports one model whose probabilities are the mean of A's and B's, each member with its own
+    """``ckpt_path=[A,B]`` exports one model whose probabilities are the mean of A's and B's, each member with its own
     preprocessing (here: EmotionCNN with its own normalisation + EmotionVGG on 24-px pooled inputs)."""
     from emotion.models import EmotionVGG
     from emotion.models.checkpoint import load_net
 
     torch.manual_seed(2)
     vgg = save_safetensors(EmotionVGG(widths=(8, 16), fc=16, stem_pool=2).eval(), tmp_path / "vgg.safetensors")
-    assert export_main([f"ckpt_path={weights},{vgg}", "format=safetensors", f"out={tmp_path}/ens.safetensors"]) == 0
+    export_cli(tmp_path, f"ckpt_path=[{weights},{vgg}]", "format=safetensors", f"out={tmp_path}/ens.safetensors")
     ens = load_net(tmp_path / "ens.safetensors")
     assert [m["arch"] for m in ens.spec()["arch_kwargs"]["members"]] == ["emotion_cnn", "emotion_vgg"]
     faces = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
@@ -287,9 +305,9 @@ def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tm
     assert res.stdout.splitlines() == ["[]", "(2, 7) []"]
 
 
-def test_torchscript_format_points_to_pt2(weights, tmp_path, capsys):
-    assert export_main([f"ckpt_path={weights}", "format=torchscript", f"out={tmp_path}/m.pt"]) == 1
-    assert "format=torchscript was replaced by format=pt2" in capsys.readouterr().err
+def test_torchscript_format_points_to_pt2(weights, tmp_path):
+    with pytest.raises(UserError, match="format=torchscript was replaced by format=pt2"):
+        export_cli(tmp_path, f"ckpt_path={weights}", "format=torchscript", f"out={tmp_path}/m.pt")
 
 
 def test_songs_from_cam_reads_the_mood_the_cam_hands_over(weights, face_video, tmp_path, capsys):

@@ -76,3 +76,48 @@ def test_batch_order_is_a_function_of_seed_and_epoch(folder_data):
 
     assert labels(0) == labels(0)
     assert labels(0) != labels(1)
+
+
+def test_mix_is_seeded_and_labels_follow_the_pixels():
+    from emotion.data import BatchMix
+
+    x, y = batch(7), torch.arange(7)  # distinct labels: the label weights tell the pixel shares
+    xf = x.float() / 255
+    mixup = BatchMix(mixup_alpha=0.4)
+    xm, ym = mixup(x, y, 3, 7)
+    assert torch.equal(xm, mixup(x, y, 3, 7)[0]) and not torch.equal(xm, mixup(x, y, 4, 7)[0])
+    assert ym.shape == (7, 7) and torch.allclose(ym.sum(1), torch.ones(7))
+    lam = float(ym[0, int(y[0])])  # each face is blended with its neighbour in the batch, weight lam
+    assert torch.allclose(xm, lam * xf + (1 - lam) * xf.roll(1, 0), atol=1e-5)
+    xc, yc = BatchMix(cutmix_alpha=1.0)(x, y, 3, 7)
+    own = (xc == xf).float().mean(dim=(1, 2, 3))  # a box of the neighbour pasted in: the rest is the face itself
+    pasted = (xc == xf.roll(1, 0)).float().mean(dim=(1, 2, 3))
+    assert torch.allclose(own + pasted, torch.ones(7), atol=0.02)
+    assert torch.allclose(yc[torch.arange(7), y], own, atol=0.02)  # the label weight is the face's share of pixels
+
+
+def test_mix_off_and_bad_values():
+    from emotion.data import BatchMix
+
+    x, y = batch(4), torch.arange(4)
+    for off in (BatchMix(), BatchMix(mixup_alpha=1.0, p=0.0)):
+        xo, yo = off(x, y, 1, 7)
+        assert xo is x and yo is y
+    mixed = [BatchMix(mixup_alpha=1.0, p=0.5)(x, y, s, 7)[1].ndim == 2 for s in range(40)]
+    assert 8 < sum(mixed) < 32  # about half of the batches
+    for kwargs in ({"mixup_alpha": -1}, {"cutmix_alpha": -0.5}, {"p": 1.5}):
+        with pytest.raises(ValueError, match="data.mix"):
+            BatchMix(**kwargs)
+
+
+def test_datamodule_mixes_training_batches_only(folder_data):
+    from emotion.data import BatchMix
+
+    dm = FER2013DataModule(root=str(folder_data), batch_size=8, cache_dir=None, mix=BatchMix(cutmix_alpha=1.0))
+    dm.setup("fit")
+    dm.trainer = _Trainer(training=True)
+    x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert x.dtype == torch.float32 and y.shape == (8, 7)
+    dm.trainer = _Trainer(training=False)
+    xv, yv = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert xv.dtype == torch.uint8 and yv.ndim == 1

@@ -59,6 +59,8 @@ def test_help_imports_no_training_stack(module):
         ("emotion.evaluate", ["pretrained=true", "data.root=/nowhere/fer2013"], "FER2013 not found"),
         ("emotion.evaluate", ["pretrained=true", "split=bogus"], "split must be train, val or test"),
         ("emotion.evaluate", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
+        ("emotion.export", ["format=onnx"], "give one model: ckpt_path=PATH"),
+        ("emotion.export", ["pretrained=true"], "give out=PATH"),
     ],
 )
 def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):

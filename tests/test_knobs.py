@@ -27,7 +27,7 @@ SMALL = [
     "data.synthesize.n_test=2",
     "data.batch_size=16",
     "model.channels_last=false",
-    "model.distill_teacher=null",
+    "model.distill.teacher=null",
 ]
 
 
@@ -91,3 +91,10 @@ def test_one_cycle_peak_follows_the_optimizer_lr():
         sched = cfg.model.get("scheduler")
         if sched and sched._target_.endswith("OneCycleLR"):
             assert sched.max_lr == 0.0123, experiment
+
+
+def test_mixing_moves_the_weights(tmp_path):
+    """data.mix is off by default; turned on, the batches (and so the weights) change."""
+    plain = weights_after_steps(tmp_path, "recipe", [])
+    assert torch.equal(plain, weights_after_steps(tmp_path, "recipe", ["data.mix.mixup_alpha=0.0"]))
+    assert not torch.equal(plain, weights_after_steps(tmp_path, "recipe", ["data.mix.mixup_alpha=0.4"]))

@@ -88,7 +88,8 @@ class FakeFunction:
         ("model.optimizer.lr=-1", "model.optimizer.lr must be >= 0.0"),
         ("+model.optimizer.betas=[2,0.9]", "Invalid beta parameter"),  # checked by building the optimizer
         ("trainer.max_epochs=abc", "whole number"),
-        ("model.distill_teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
+        ("model.distill.teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
+        ("model.label_smoothing=0.1", "it is now model.loss.label_smoothing: model.loss.label_smoothing=0.1"),
     ],
 )
 def test_a_bad_override_fails_locally_and_never_reaches_remote(monkeypatch, override, reason):
@@ -102,7 +103,7 @@ def test_a_bad_override_fails_locally_and_never_reaches_remote(monkeypatch, over
 def test_a_valid_command_passes_preflight_and_is_sent_once(monkeypatch, capsys):
     fake = FakeFunction()
     monkeypatch.setattr(modal_app, "train", fake)
-    modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", "model.distill_teacher=null"])
+    modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", "model.distill.teacher=null"])
     assert len(fake.calls) == 1 and fake.calls[0][-1].startswith("run_name=recipe-")
     assert "modal volume get" in capsys.readouterr().out
 

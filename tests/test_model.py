@@ -137,7 +137,8 @@ def test_emotion_vgg_stem_pool_halves_the_input_and_travels_in_the_spec():
 
 
 def test_tta_views_average_and_tencrop_crops_within_the_face():
-    from emotion.models.module import EmotionModule, five_crops
+    from emotion.models.module import EmotionModule
+    from emotion.models.tta import five_crops
 
     torch.manual_seed(0)
     module = EmotionModule(EmotionCNN().eval()).eval()
@@ -160,7 +161,7 @@ def test_tta_views_average_and_tencrop_crops_within_the_face():
 
 
 def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
-    from emotion.models.module import distillation_loss
+    from emotion.models.distill import distillation_loss
 
     torch.manual_seed(0)
     student, teacher = torch.randn(5, 7), torch.randn(5, 7) * 3
@@ -176,13 +177,50 @@ def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
     assert distillation_loss(stepped, teacher, 2.0) < distillation_loss(student, teacher, 2.0)
 
 
-def test_distillation_settings_out_of_range_are_refused():
+def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams():
+    from emotion.errors import UserError
+    from emotion.models.distill import Distillation
     from emotion.models.module import EmotionModule
 
-    with pytest.raises(ValueError, match=r"model.distill_alpha must be in \[0, 1\]"):
-        EmotionModule(EmotionCNN(), distill_alpha=2)
-    with pytest.raises(ValueError, match="model.distill_temperature must be > 0"):
-        EmotionModule(EmotionCNN(), distill_temperature=0)
+    with pytest.raises(ValueError, match=r"model.distill.alpha must be in \[0, 1\]"):
+        EmotionModule(EmotionCNN(), distill={"alpha": 2})
+    with pytest.raises(ValueError, match="model.distill.temperature must be > 0"):
+        Distillation(temperature=0)
+    with pytest.raises(UserError, match="model.distill.teacher: '/nowhere.ckpt' is neither"):
+        Distillation(teacher="/nowhere.ckpt")
+    with pytest.raises(ValueError, match=r"model.loss.label_smoothing must be in \[0, 1\)"):
+        EmotionModule(EmotionCNN(), loss={"label_smoothing": 1.0})
+    with pytest.raises(ValueError, match="model.loss.class_weighting must be null, inverse or sqrt_inverse"):
+        EmotionModule(EmotionCNN(), loss={"class_weighting": "balanced"})
+    module = EmotionModule(EmotionCNN(), loss={"label_smoothing": 0.1}, distill={"temperature": 2.0})
+    assert module.loss_config.label_smoothing == 0.1 and module.distill.temperature == 2.0
+    # plain values only: a checkpoint's hyperparameters load with weights_only=True
+    assert module.hparams["loss"] == {"label_smoothing": 0.1, "class_weighting": None}
+    assert module.hparams["distill"] == {"teacher": None, "alpha": 0.5, "temperature": 2.0}
+
+
+def test_class_weights_favour_rare_classes_and_keep_the_total_weight():
+    from emotion.models.loss import LossConfig
+
+    counts = torch.tensor([100.0, 10.0, 50.0])
+    assert LossConfig().class_weights(counts) is None
+    inverse = LossConfig(class_weighting="inverse").class_weights(counts)
+    root = LossConfig(class_weighting="sqrt_inverse").class_weights(counts)
+    for w in (inverse, root):
+        assert float((w * counts).sum()) == pytest.approx(float(counts.sum()))
+    assert float(inverse[1] / inverse[0]) == pytest.approx(10.0)
+    assert float(root[1] / root[0]) == pytest.approx(10.0**0.5)
+
+
+def test_the_loss_takes_class_indices_or_class_probabilities():
+    from emotion.models.loss import LossConfig
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 7), torch.randint(0, 7, (6,))
+    loss = LossConfig(label_smoothing=0.1)
+    one_hot = torch.nn.functional.one_hot(y, 7).float()
+    assert torch.allclose(loss(logits, y), loss(logits, one_hot), atol=1e-6)
+    assert not torch.allclose(loss(logits, y), LossConfig()(logits, y))
 
 
 def test_ensemble_refuses_members_that_do_not_fit_together():

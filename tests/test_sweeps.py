@@ -50,7 +50,7 @@ def test_optuna_study_runs_trials_continues_after_a_stop_and_reports_the_best(tm
     assert sorted(d.name for d in sweep.iterdir() if (d / "metrics.json").is_file()) == ["0", "1", "2"]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == study.best_value and results["best_trial"] == study.best_trial.number
-    assert set(results["best_params"]) >= {"model.optimizer.lr", "model.label_smoothing", "data.augment.translate"}
+    assert set(results["best_params"]) >= {"model.optimizer.lr", "model.loss.label_smoothing", "data.augment.translate"}
 
     assert report_main([str(sweep)]) == 0  # the report adds the study: states, importances, the best as a command
     md = (sweep / "sweep.md").read_text()

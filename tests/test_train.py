@@ -112,7 +112,7 @@ def test_evaluate_on_a_folder_with_only_test(demo_run, tmp_path):
 
 
 def test_distillation_alone_teaches_the_student(demo_run, tmp_path):
-    """With ``distill_alpha=1`` the labels do not enter the loss: a student that beats chance learned it from the
+    """With ``distill.alpha=1`` the labels do not enter the loss: a student that beats chance learned it from the
     teacher (the demo model). The teacher stays out of the student's checkpoint."""
     tmp, _, _ = demo_run
     teacher = json.loads((tmp / "run" / "metrics.json").read_text())["best_checkpoint"]
@@ -123,16 +123,16 @@ def test_distillation_alone_teaches_the_student(demo_run, tmp_path):
             "data.synthesize.n_train=100",
             "trainer.enable_progress_bar=false",
             "~callbacks.progress_bar",
-            f"model.distill_teacher={teacher}",
-            "model.distill_alpha=1.0",
-            "model.label_smoothing=0",
+            f"model.distill.teacher={teacher}",
+            "model.distill.alpha=1.0",
+            "model.loss.label_smoothing=0",
         ],
     )
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.3  # chance: 1/7 (measured here: 0.448)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert all(k.startswith("net.") for k in ckpt["state_dict"])
-    assert ckpt["hyper_parameters"]["distill_teacher"] == teacher
+    assert ckpt["hyper_parameters"]["distill"]["teacher"] == teacher
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert history[-1]["train/distill_loss"] < history[0]["train/distill_loss"]
 
@@ -169,9 +169,10 @@ def test_a_training_run_prints_no_library_noise(tmp_path):
     [
         ("data.batch_size=0", "data.batch_size must be >= 1"),
         ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
-        ("model.label_smoothing=-1", "label_smoothing must be in [0, 1)"),
+        ("model.loss.label_smoothing=-1", "model.loss.label_smoothing must be in [0, 1)"),
+        ("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]"),
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
-        ("model.distill_teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
+        ("model.distill.teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):

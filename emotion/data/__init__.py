@@ -8,7 +8,7 @@ from typing import Any
 
 from emotion.errors import DatasetError
 
-__all__ = ["BatchAugment", "DatasetError", "FER2013DataModule"]
+__all__ = ["BatchAugment", "BatchMix", "DatasetError", "FER2013DataModule"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +16,10 @@ def __getattr__(name: str) -> Any:
         from emotion.data.augment import BatchAugment
 
         return BatchAugment
+    if name == "BatchMix":
+        from emotion.data.mix import BatchMix
+
+        return BatchMix
     if name == "FER2013DataModule":
         from emotion.data.datamodule import FER2013DataModule
 

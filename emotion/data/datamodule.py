@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from emotion.data.augment import BatchAugment
 from emotion.data.cache import load_raw
 from emotion.data.locate import locate
+from emotion.data.mix import BatchMix
 from emotion.data.sources import RawData
 from emotion.data.splits import Splits, assign_splits
 from emotion.data.synthetic import ensure_dataset
@@ -89,6 +90,7 @@ class FER2013DataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = ".cache/emotion",
         augment: BatchAugment | None = None,
+        mix: BatchMix | None = None,
         max_bad_fraction: float = 0.01,
         exclude: str | None = None,
         synthesize: dict[str, int] | None = None,
@@ -107,6 +109,7 @@ class FER2013DataModule(L.LightningDataModule):
         self.image_size, self.val_fraction, self.seed = image_size, val_fraction, seed
         self.cache_dir = cache_dir
         self.augment = augment
+        self.mix = mix
         self.max_bad_fraction = max_bad_fraction
         self.exclude = exclude
         self.synthesize = synthesize
@@ -228,7 +231,7 @@ class FER2013DataModule(L.LightningDataModule):
         images, labels = self._subset(name)
         if len(labels) == 0:
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
-        ds = InMemoryFaces(images, labels, augment=train and self.augment is not None)
+        ds = InMemoryFaces(images, labels, augment=train and (self.augment is not None or self.mix is not None))
         sampler = EpochBatchSampler(
             len(ds),
             self.batch_size if train else self.eval_batch_size,
@@ -254,9 +257,12 @@ class FER2013DataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if len(batch) == 3:  # a training batch: augment on its device, then drop the seed
+        if len(batch) == 3:  # a training batch: augment (and mix) on its device, then drop the seed
             x, y, seed = batch
-            if self.augment is not None and self.trainer is not None and self.trainer.training:
-                x = self.augment(x, int(seed))
+            if self.trainer is not None and self.trainer.training:
+                if self.augment is not None:
+                    x = self.augment(x, int(seed))
+                if self.mix is not None:
+                    x, y = self.mix(x, y, int(seed), len(self.class_names))
             return x, y
         return batch

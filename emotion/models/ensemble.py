@@ -3,7 +3,7 @@
 Each member keeps its own preprocessing (normalisation, input pooling), so members trained
 with different recipes combine safely. The ensemble is an :class:`EmotionNet` like any other: its spec nests the
 members' specs, so it saves, loads, exports (ONNX, safetensors) and serves the apps unchanged. Build one from
-trained files with ``python -m emotion.export ckpt_path=A.ckpt,B.ckpt format=safetensors out=…``.
+trained files with ``python -m emotion.export 'ckpt_path=[A.ckpt,B.ckpt]' format=safetensors out=…``.
 """
 
 from __future__ import annotations

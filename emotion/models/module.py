@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -19,47 +19,11 @@ from torchmetrics.classification import (
 )
 
 from emotion.errors import UserError
+from emotion.models import tta as tta_views
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
-
-log = logging.getLogger(__name__)
-
-TTA_MODES = ("none", "flip", "tencrop")
-#: tencrop: side of the five crops as a share of the image side (44 of 48 px, ~0.84 of the area: within the
-#: random-resized-crop range of the training augmentation), each resized back to the input size.
-TENCROP_SIDE = 0.92
-
-
-def five_crops(x: torch.Tensor, side: float = TENCROP_SIDE) -> list[torch.Tensor]:
-    """The four corner crops and the centre crop of ``N×C×S×S`` images, each resized back to ``S×S`` (bilinear)."""
-    if not x.is_floating_point():
-        x = x.float() / 255.0  # the networks take uint8 or float in [0, 1]
-    size = x.shape[-1]
-    c = round(side * size)
-    m = (size - c) // 2
-    corners = [(0, 0), (0, size - c), (size - c, 0), (size - c, size - c), (m, m)]
-    return [
-        F.interpolate(x[..., i : i + c, j : j + c], size=(size, size), mode="bilinear", align_corners=False)
-        for i, j in corners
-    ]
-
-
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al.'s soft-target loss: KL(teacher ‖ student) of the temperature-softened distributions, × T²
-    (so its gradients keep their scale as T changes)."""
-    t = temperature
-    return F.kl_div(
-        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True, reduction="batchmean"
-    ) * (t * t)
-
-
-def teacher_file(name_or_path: str) -> str:
-    from emotion.models.pretrained import model_file
-
-    try:
-        return str(model_file(str(name_or_path)))
-    except FileNotFoundError as exc:
-        raise UserError(f"model.distill_teacher: {exc}") from None
+from emotion.models.distill import Distillation
+from emotion.models.loss import LossConfig
 
 
 def eval_metrics(num_classes: int) -> MetricCollection:
@@ -74,44 +38,36 @@ def eval_metrics(num_classes: int) -> MetricCollection:
 
 
 class EmotionModule(L.LightningModule):
-    """Trains any :class:`EmotionNet`. ``optimizer``/``scheduler`` are partials (Hydra ``_partial_: true``)."""
+    """Trains any :class:`EmotionNet`.
+
+    ``optimizer``/``scheduler``: partials (Hydra ``_partial_: true``); a scheduler steps once per batch (its
+    ``total_steps``/``T_max`` are filled in with the run's length) except ``ReduceLROnPlateau``, which steps once per
+    epoch on ``val/acc``. ``loss``: :class:`LossConfig` fields; ``distill``: :class:`Distillation` fields;
+    ``tta``: the test-time augmentation of the test metrics (:mod:`emotion.models.tta`).
+    """
 
     def __init__(
         self,
         net: EmotionNet,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
-        scheduler_interval: str = "step",
-        label_smoothing: float = 0.0,
-        class_weighting: str | None = None,
+        loss: Mapping[str, Any] | None = None,
+        distill: Mapping[str, Any] | None = None,
         tta: str = "none",
         channels_last: bool = False,
         compile: bool = False,
-        distill_teacher: str | None = None,
-        distill_alpha: float = 0.5,
-        distill_temperature: float = 4.0,
     ) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        if class_weighting not in (None, "inverse", "sqrt_inverse"):
-            raise ValueError(f"model.class_weighting must be null, inverse or sqrt_inverse, got {class_weighting!r}")
-        if tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"model.scheduler_interval must be step or epoch, got {scheduler_interval!r}")
-        if not 0.0 <= distill_alpha <= 1.0:
-            raise ValueError(f"model.distill_alpha must be in [0, 1], got {distill_alpha}")
-        if not distill_temperature > 0:
-            raise ValueError(f"model.distill_temperature must be > 0, got {distill_temperature}")
-        if distill_teacher:
-            teacher_file(distill_teacher)  # a wrong name or path fails now, before any data is read
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.loss_config = LossConfig(**dict(loss or {}))
+        self.distill = Distillation(**dict(distill or {}))
+        self.tta = tta_views.check_tta(tta)
+        self.channels_last = channels_last
+        hparams = {"loss": asdict(self.loss_config), "distill": asdict(self.distill), "tta": tta}
+        self.save_hyperparameters(hparams | {"channels_last": channels_last, "compile": compile}, logger=False)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
             self.net.compile()  # in place: state_dict keys stay those of the plain network
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.tta = tta
         self.register_buffer("class_weights", torch.ones(net.num_classes), persistent=False)
         # Lets the model summary measure real FLOPs and tensor sizes (one forward pass of two faces).
         self.example_input_array = torch.zeros(2, 1, net.input_size, net.input_size, dtype=torch.uint8)
@@ -131,18 +87,13 @@ class EmotionModule(L.LightningModule):
         return self.net.class_names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def predict_proba(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
-        """Softmax probabilities, averaged over test-time augmentations: ``flip`` adds the mirrored face;
-        ``tencrop`` uses five crops (:func:`five_crops`) and their mirror images instead of the face."""
-        tta = tta or self.tta
-        views = five_crops(x) if tta == "tencrop" else [x]
-        if tta in ("flip", "tencrop"):
-            views += [torch.flip(v, dims=[3]) for v in views]
-        return torch.stack([self.net.probabilities(self(v)) for v in views]).mean(0)
+        """Softmax probabilities, averaged over the test-time augmentation's views (default: the module's)."""
+        return tta_views.averaged(lambda v: self.net.probabilities(self(v)), x, tta or self.tta)
 
     # ----------------------------------------------------------------- setup
     def flops_per_sample(self) -> int:
@@ -161,61 +112,33 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
             self.flops_per_batch = self.flops_per_sample() * dm.batch_size
-        if stage == "fit" and self.hparams.class_weighting and dm is not None:
-            counts = torch.as_tensor(dm.class_counts(), dtype=torch.float32).clamp(min=1)
-            w = counts.sum() / (len(counts) * counts)
-            if self.hparams.class_weighting == "sqrt_inverse":
-                w = w.sqrt()
-            self.class_weights = (w / (w * counts).sum() * counts.sum()).to(self.device)
+        if stage == "fit" and dm is not None and self.loss_config.class_weighting:
+            self.class_weights = self.loss_config.class_weights(dm.class_counts()).to(self.device)
         if dm is not None and tuple(dm.class_names) != self.class_names:
             raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
 
     def on_fit_start(self) -> None:
-        if self.hparams.distill_teacher and not self._teacher:
-            self._teacher = [self.load_teacher(self.hparams.distill_teacher)]
-
-    def load_teacher(self, name_or_path: str) -> EmotionNet:
-        """The frozen network whose softened predictions the student learns from (``model.distill_teacher``).
-
-        It applies its own preprocessing (normalisation, input pooling) to the same raw augmented batch.
-        """
-        from emotion.models.checkpoint import load_net
-
-        teacher = load_net(teacher_file(name_or_path))
-        if teacher.class_names != self.class_names:
-            raise UserError(
-                f"model.distill_teacher {name_or_path!r} predicts {teacher.class_names}, the model being trained "
-                f"{self.class_names}; distil from a teacher with the same classes in the same order"
-            )
-        teacher.requires_grad_(False).eval().to(self.device)
-        if self.hparams.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
-        log.info(
-            "distilling from %s (alpha %s, temperature %s)",
-            name_or_path,
-            self.hparams.distill_alpha,
-            self.hparams.distill_temperature,
-        )
-        return teacher
+        if self.distill.teacher and not self._teacher:
+            teacher = self.distill.load_teacher(self.class_names).to(self.device)
+            self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """``y``: class indices, or class probabilities when the batch was mixed (mixup/cutmix)."""
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
+        loss = self.loss_config(logits, y, weight=self.class_weights)
         if self._teacher:
             with torch.no_grad():
                 teacher_logits = self._teacher[0](x)
-            soft = distillation_loss(logits, teacher_logits, self.hparams.distill_temperature)
+            loss, soft = self.distill.combine(loss, logits, teacher_logits)
             self.log("train/distill_loss", soft, on_step=False, on_epoch=True)
-            a = self.hparams.distill_alpha
-            loss = (1 - a) * loss + a * soft
         if not torch.isfinite(loss):
             raise UserError(
                 f"training diverged: loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                 "lower the learning rate (model.optimizer.lr) or add gradient clipping (trainer.gradient_clip_val)"
             )
-        self.train_acc(logits.detach(), y)
+        self.train_acc(logits.detach(), y if y.ndim == 1 else y.argmax(1))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
@@ -271,16 +194,11 @@ class EmotionModule(L.LightningModule):
         kwargs: dict[str, Any] = {}
         params = inspect.signature(getattr(self.scheduler_factory, "func", self.scheduler_factory)).parameters
         given = getattr(self.scheduler_factory, "keywords", {})
-        steps = (
-            self.trainer.estimated_stepping_batches
-            if self.hparams.scheduler_interval == "step"
-            else self.trainer.max_epochs
-        )
         for name in ("total_steps", "T_max"):  # OneCycleLR / CosineAnnealingLR: fill in the run's length
             if name in params and name not in given:
-                kwargs[name] = int(steps)
+                kwargs[name] = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": "step"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config.update(monitor="val/acc", interval="epoch")  # set mode: max in its config
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +96,12 @@ def parity(net: EmotionNet, path: Path, fmt: str) -> float:
     return worst
 
 
-def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str | None = None) -> tuple[Path, float]:
-    """Write the export; returns its path and its parity figure (max abs probability difference from PyTorch, or
-    for ``onnx-int8`` the share of held-out training faces whose top-1 class differs from the float model's)."""
+def export(
+    model: str | Path | Sequence[str | Path], fmt: str = "onnx", out: str | Path | None = None, calib: str | None = None
+) -> tuple[Path, float]:
+    """Write the export of a model file (several: their ensemble). Returns its path and its parity figure: the max
+    abs probability difference from PyTorch, or for ``onnx-int8`` the share of held-out training faces whose top-1
+    class differs from the float model's."""
     suffix = {
         "onnx": ".onnx",
         "onnx-int8": ".int8.onnx",
@@ -110,7 +114,7 @@ def export(ckpt_path: str, fmt: str = "onnx", out: str | None = None, calib: str
         raise ValueError(f"format must be one of {', '.join(suffix)}, got {fmt!r}")
     if fmt == "onnx-int8" and not calib:
         raise ValueError("format=onnx-int8 needs calib=DIR: a FER2013 root whose training faces calibrate int8")
-    paths = [p for p in ckpt_path.split(",") if p] or [ckpt_path]  # "" → load_net's "model file not found"
+    paths = [str(model)] if isinstance(model, (str, Path)) else [str(p) for p in model]
     if any(p.endswith(".onnx") for p in paths):
         raise ValueError("export reads .ckpt or .safetensors files; an .onnx file is already an export")
     net = load_net(paths[0]) if len(paths) == 1 else EmotionEnsemble.of([load_net(p) for p in paths])

@@ -1,0 +1,69 @@
+"""Knowledge distillation (Hinton et al. 2015): the student also learns a frozen teacher's softened predictions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from emotion.errors import UserError
+from emotion.models.base import EmotionNet
+
+log = logging.getLogger(__name__)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the temperature-softened distributions, × T² (so that its gradients keep their
+    scale as T changes)."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True, reduction="batchmean"
+    ) * (t * t)
+
+
+def teacher_file(name_or_path: str) -> str:
+    from emotion.models.pretrained import model_file
+
+    try:
+        return str(model_file(str(name_or_path)))
+    except FileNotFoundError as exc:
+        raise UserError(f"model.distill.teacher: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """``model.distill``: loss = (1 − alpha)·loss + alpha·T²·KL(teacher ‖ student). ``teacher``: a shipped model's
+    name or a model file (null: off). A wrong name or path fails when the config is built, before any data is read."""
+
+    teacher: str | None = None
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"model.distill.alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise ValueError(f"model.distill.temperature must be > 0, got {self.temperature}")
+        if self.teacher:
+            teacher_file(self.teacher)
+
+    def load_teacher(self, class_names: tuple[str, ...]) -> EmotionNet:
+        """The frozen teacher, in eval mode. It applies its own preprocessing (normalisation, input pooling) to the
+        student's raw augmented batch, so a teacher of another architecture or input size fits."""
+        from emotion.models.checkpoint import load_net
+
+        teacher = load_net(teacher_file(str(self.teacher)))
+        if teacher.class_names != class_names:
+            raise UserError(
+                f"model.distill.teacher {self.teacher!r} predicts {teacher.class_names}, the model being trained "
+                f"{class_names}; distil from a teacher with the same classes in the same order"
+            )
+        log.info("distilling from %s (alpha %s, temperature %s)", self.teacher, self.alpha, self.temperature)
+        return teacher.requires_grad_(False).eval()
+
+    def combine(self, loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(the blended loss, the soft-target term alone)."""
+        soft = distillation_loss(student, teacher, self.temperature)
+        return (1 - self.alpha) * loss + self.alpha * soft, soft
