@@ -161,7 +161,7 @@ def test_a_study_made_before_a_key_was_renamed_continues_under_the_new_name(tmp_
             intermediate_values={0: 0.3},
         )
         old.add_trial(trial)
-    params = {"model.loss.label_smoothing": "interval(0.0, 0.2)", "model.optimizer.lr": "tag(log, interval(1e-4, 1e-2))"}
+    params = {"model.loss.label_smoothing": "interval(0.0, 0.2)", "model.optimizer.lr": PARAMS["model.optimizer.lr"]}
     launcher = FakeLauncher(storage, ["ok"])
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
     study = run_study(launcher, config, [], storage=storage, study_name="s", n_trials=4, params=params)
