@@ -98,3 +98,29 @@ def test_mixing_moves_the_weights(tmp_path):
     plain = weights_after_steps(tmp_path, "recipe", [])
     assert torch.equal(plain, weights_after_steps(tmp_path, "recipe", ["data.mix.mixup_alpha=0.0"]))
     assert not torch.equal(plain, weights_after_steps(tmp_path, "recipe", ["data.mix.mixup_alpha=0.4"]))
+
+
+def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in node.items():
+        out += leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+    return out
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_files_set_only_what_differs_from_their_defaults(tmp_path, experiment):
+    """A value an experiment repeats hides which settings make it what it is (and goes stale when a default moves)."""
+    raw = yaml.safe_load((CONF / "experiment" / f"{experiment}.yaml").read_text())
+    groups = [
+        f"{key.split()[1].lstrip('/')}={value}"
+        for entry in raw.get("defaults", [])
+        if isinstance(entry, dict)
+        for key, value in entry.items()
+        if key.startswith("override ")
+    ]
+    base = OmegaConf.to_container(make_cfg(tmp_path, groups), resolve=False)
+    bases = {k: v for k, v in leaves(base)}
+    if experiment == "fast":  # builds on best: compare with best
+        bases.update(leaves(yaml.safe_load((CONF / "experiment" / "best.yaml").read_text())))
+    repeated = [k for k, v in leaves({k: v for k, v in raw.items() if k != "defaults"}) if bases.get(k, object()) == v]
+    assert repeated == [], f"experiment={experiment} repeats defaults: {repeated}"
