@@ -164,12 +164,17 @@ def check_renamed(overrides: list[str]) -> None:
 
 def model_path(cfg: DictConfig) -> str:
     """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
-    from emotion.models.pretrained import model_file
-
     name = cfg.get("pretrained") or cfg.get("ckpt_path")
     if name in (None, "", "???"):
         raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")
+    return resolve_model(str(name))
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A model file's path or a shipped model's name → the file; a UserError that lists the names otherwise."""
+    from emotion.models.pretrained import model_file
+
     try:
-        return str(model_file(str(name)))
+        return str(model_file(name_or_path))
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None

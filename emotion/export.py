@@ -17,14 +17,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from emotion.cli import CONF_DIR, fail_cleanly, model_path
+from emotion.cli import CONF_DIR, fail_cleanly, model_path, resolve_model
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
 def model_files(cfg: DictConfig) -> list[str]:
-    """The model file(s) to export: ``pretrained=NAME`` (with ``out=``), ``ckpt_path=PATH`` or ``ckpt_path=[A,B]``."""
+    """The model file(s) to export: ``pretrained=NAME`` (with ``out=``), ``ckpt_path=PATH`` or ``ckpt_path=[A,B]``;
+    each path may also be a shipped model's name."""
     if (cfg.get("ckpt_path") is None) == (cfg.get("pretrained") is None):
         raise UserError("give one model: ckpt_path=PATH (or [A,B] for an ensemble) or pretrained=true|NAME")
     if cfg.get("pretrained") is not None and not cfg.get("out"):
@@ -34,7 +35,7 @@ def model_files(cfg: DictConfig) -> list[str]:
         return [model_path(cfg)]
     if len(paths) == 1 and "," in str(paths[0]):
         raise UserError(f"ckpt_path={paths[0]}: an ensemble's files go in a list, ckpt_path=[A,B]")
-    return [str(p) for p in paths]
+    return [resolve_model(str(p)) for p in paths]
 
 
 def export_model(cfg: DictConfig) -> tuple[Path, float]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from emotion.errors import UserError
-from emotion.export import export_model
+from emotion.export import export_model, model_files
 from emotion.models import EmotionCNN
 from emotion.models.checkpoint import save_safetensors
 from emotion.serve.cam import FaceTracker, SourceError, open_source, run
@@ -275,6 +275,15 @@ def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, 
     onnx_faces = Predictor(str(onnx_path)).predict(astronaut)
     assert len(torch_faces) == len(onnx_faces) == 1
     assert np.allclose(torch_faces[0].probs, onnx_faces[0].probs, atol=1e-4)
+
+
+def test_an_ensembles_members_may_be_shipped_names_or_files(weights, tmp_path):
+    from emotion.models.pretrained import weights_path
+
+    files = model_files(make_cfg(tmp_path, [f"ckpt_path=[emotion_vgg,{weights},emotion_cnn]"], config_name="export"))
+    assert files == [str(weights_path("emotion_vgg")), str(weights), str(weights_path("emotion_cnn"))]
+    with pytest.raises(UserError, match="neither a model file nor a shipped model.*emotion_cnn"):
+        model_files(make_cfg(tmp_path, ["ckpt_path=[emotion_vgg,no_such_model]"], config_name="export"))
 
 
 def test_cam_without_a_display_is_a_one_line_error_not_a_qt_abort(weights, monkeypatch, capsys):

@@ -10,7 +10,7 @@ from emotion.models import EmotionCNN
 from emotion.models.checkpoint import load_net, save_safetensors
 from emotion.serve.exporters import export
 from emotion.serve.predictor import Predictor
-from emotion.training.calibration import calibrate, calibration, fit_temperature
+from emotion.training.calibration import binned_ece, calibrate, calibration, ece_reference, fit_temperature
 from tests.conftest import make_cfg
 
 
@@ -24,6 +24,28 @@ def test_fit_temperature_recovers_the_scale_of_overconfident_logits():
     before, after = calibration(overconfident, labels, 1.0, 15), calibration(overconfident, labels, t, 15)
     assert after["ece"] < 0.03 < before["ece"] and after["nll"] < before["nll"]
     assert after["accuracy"] == before["accuracy"]
+
+
+def test_binned_ece_is_torchmetrics_ece():
+    g = torch.Generator().manual_seed(1)
+    logits, labels = torch.randn(500, 7, generator=g) * 2, torch.randint(0, 7, (500,), generator=g)
+    conf, pred = torch.softmax(logits, 1).max(1)
+    ours = binned_ece(conf.numpy(), (pred == labels).float().numpy(), 15)
+    assert ours == pytest.approx(calibration(logits, labels, 1.0, 15)["ece"], abs=1e-6)
+
+
+def test_ece_reference_tells_a_calibrated_model_from_a_miscalibrated_one_at_this_sample_size():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.3, 1.0, 1800)
+    calibrated = rng.random(1800) < conf  # right exactly as often as it claims
+    overconfident = rng.random(1800) < conf - 0.1
+    ref = ece_reference(conf, calibrated, 15)
+    assert 0.01 < ref["perfect_mean"] < ref["perfect_p95"] < 0.05  # binned ECE is > 0 even for a perfect model
+    assert ref["p_value"] > 0.05
+    assert ece_reference(conf, overconfident, 15)["p_value"] < 0.01
+    # the floor falls with the number of faces
+    big = rng.uniform(0.3, 1.0, 18000)
+    assert ece_reference(big, rng.random(18000) < big, 15)["perfect_mean"] < ref["perfect_mean"] / 2
 
 
 def test_temperature_travels_in_the_file_and_every_consumer_uses_it(tmp_path):

@@ -65,9 +65,36 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, temperature: float, 
     return {
         "temperature": temperature,
         "ece": float(multiclass_calibration_error(probs, labels, k, n_bins=bins, norm="l1")),
+        "ece_reference": ece_reference(conf.numpy(), correct.numpy(), bins),
         "nll": float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)),
         "accuracy": float(correct.mean()),
         "reliability": diagram,
+    }
+
+
+def binned_ece(conf: np.ndarray, correct: np.ndarray, bins: int) -> np.ndarray:
+    """L1 ECE with torchmetrics' equal-width bins; ``correct`` may carry a leading axis of draws."""
+    idx = np.clip(np.searchsorted(np.linspace(0, 1, bins + 1), conf, side="right") - 1, 0, bins - 1)
+    return np.abs((correct - conf) @ np.eye(bins)[idx]).sum(-1) / len(conf)
+
+
+def ece_reference(
+    conf: np.ndarray, correct: np.ndarray, bins: int, draws: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """The ECE a *perfectly calibrated* model with these confidences would measure on this many faces.
+
+    Binned ECE is biased upwards on small sets: each draw makes every prediction correct with probability equal to
+    its confidence (calibrated by construction) and measures it. ``p_value``: the share of those draws at or above
+    the measured ECE — a large one means the measurement cannot tell this model from a perfectly calibrated one.
+    """
+    rng = np.random.default_rng(seed)
+    conf, correct = conf.astype(np.float64), correct.astype(np.float64)
+    perfect = binned_ece(conf, (rng.random((draws, len(conf))) < conf).astype(np.float64), bins)
+    measured = binned_ece(conf, correct, bins)
+    return {
+        "perfect_mean": float(perfect.mean()),
+        "perfect_p95": float(np.quantile(perfect, 0.95)),
+        "p_value": float((perfect >= measured - 1e-12).mean()),
     }
 
 
@@ -158,6 +185,12 @@ def calibrate(cfg: DictConfig) -> dict[str, Any]:
         f"temperature {temperature:.3f} (fitted on {len(fit)} faces); on the other {len(report)}: ECE "
         f"{before['ece']:.4f} -> {after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}, accuracy "
         f"{after['accuracy']:.4f} (unchanged)\nwrote {out} and {out_dir}/calibration.json, reliability.png"
+    )
+    ref = after["ece_reference"]
+    print(
+        f"  a perfectly calibrated model with these confidences would measure ECE {ref['perfect_mean']:.4f} on "
+        f"average on {len(report)} faces (95th percentile {ref['perfect_p95']:.4f}); {ref['p_value']:.0%} of such "
+        f"draws measure {after['ece']:.4f} or more"
     )
     for row in result["thresholds_after"]:
         print(
