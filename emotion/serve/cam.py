@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import IMAGE_EXTENSIONS
-from emotion.serve.faces import FaceDetector, VideoFaceDetector, iou
+from emotion.serve.faces import FaceDetector, StreamDetector, VideoFaceDetector, iou
 from emotion.serve.predictor import Face, Predictor
 
 #: Below this calibrated top probability a face is shown as "uncertain": the shipped models are right on 36-38% of
@@ -139,7 +139,7 @@ def run(
     source: str = "0",
     headless: bool = False,
     output: Path | None = None,
-    detector: VideoFaceDetector | None = None,
+    detector: StreamDetector | None = None,
     max_frames: int | None = None,
     draw: bool = True,
     on_songs=None,

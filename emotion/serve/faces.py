@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -11,6 +12,14 @@ import numpy as np
 from emotion.data.sources import to_gray_square
 
 CASCADE = "haarcascade_frontalface_default.xml"
+
+
+class StreamDetector(Protocol):
+    """What the cam needs of a detector: boxes for each frame in order, and a fresh start for a new stream."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass

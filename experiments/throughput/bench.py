@@ -312,7 +312,8 @@ def face_video(path: Path, frames: int, face_width: int) -> np.ndarray:
 
 
 class SeedDetector:
-    """The seed project's pipeline: Haar (scale 1.1, 5 neighbours, 30 px minimum) on every full frame."""
+    """The seed project's pipeline: Haar (scale 1.1, 5 neighbours, 30 px minimum) on every full frame (stateless,
+    so ``reset`` has nothing to do; ``emotion.serve.faces.StreamDetector`` is what the cam needs)."""
 
     def __init__(self) -> None:
         from emotion.serve.faces import FaceDetector
