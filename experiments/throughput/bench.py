@@ -261,13 +261,15 @@ STARTUP_COMMANDS = {
 def startup_seconds(reps: int) -> dict[str, float]:
     """Wall time of each command in :data:`STARTUP_COMMANDS` (a fresh interpreter each; median of ``reps``)."""
     out = {}
-    for name, args in STARTUP_COMMANDS.items():
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, timeout=120)
-            times.append(time.perf_counter() - t0)
-        out[name] = median(times)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = os.environ | {"EMOTION_ROOT": tmp}  # the failing command's log folder goes there, not into logs/
+        for name, args in STARTUP_COMMANDS.items():
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, timeout=120)
+                times.append(time.perf_counter() - t0)
+            out[name] = median(times)
     return out
 
 
