@@ -80,7 +80,7 @@ def test_export_parity_and_metadata(weights, tmp_path, fmt):
 
 
 def test_export_cli_errors_are_clear(tmp_path, weights):
-    with pytest.raises(UserError, match="model file not found"):
+    with pytest.raises(UserError, match="missing.ckpt' is neither a model file nor a shipped model"):
         export_cli(tmp_path, f"ckpt_path={tmp_path}/missing.ckpt")
     with pytest.raises(UserError, match="give one model"):
         export_cli(tmp_path, "format=onnx")
