@@ -73,7 +73,8 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, temperature: float, 
 
 
 def binned_ece(conf: np.ndarray, correct: np.ndarray, bins: int) -> np.ndarray:
-    """L1 ECE with torchmetrics' equal-width bins; ``correct`` may carry a leading axis of draws."""
+    """L1 ECE with torchmetrics' equal-width bins, vectorised over a leading axis of draws in ``correct`` (what
+    :func:`ece_reference` needs: torchmetrics measures one set of predictions per call)."""
     idx = np.clip(np.searchsorted(np.linspace(0, 1, bins + 1), conf, side="right") - 1, 0, bins - 1)
     return np.abs((correct - conf) @ np.eye(bins)[idx]).sum(-1) / len(conf)
 
