@@ -41,7 +41,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     net = load_net(path)
     module = EmotionModule(net, tta=cfg.tta)
-    datamodule = hydra.utils.instantiate(cfg.data, augment=None)
+    # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
+    datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:

@@ -64,3 +64,24 @@ def test_evaluate_scores_an_onnx_export_like_its_source_and_refuses_garbage(fold
     (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
     with pytest.raises(ModelFileError, match="junk.onnx is not a loadable ONNX model"):
         evaluate(make_cfg(tmp_path / "c", ["ckpt_path=" + str(tmp_path / "junk.onnx"), *base], config_name="eval"))
+
+
+def test_twins_are_judged_on_the_stored_faces_whatever_size_the_model_reads(folder_data, tmp_path):
+    """A 32-px model is scored without exactly the faces a 48-px model is scored without."""
+    from emotion.data.datamodule import FER2013DataModule
+
+    leaked, other = sorted((folder_data / "test" / "happy").glob("PrivateTest_*"))[:2]
+    shutil.copy(leaked, folder_data / "train" / "happy" / "Training_leak.jpg")
+    # not a twin as stored (a ±8 checkerboard: mean difference 8 grey levels), but one once shrunk to 32 px
+    face = cv2.imread(str(other), cv2.IMREAD_GRAYSCALE).astype(int)
+    checker = np.where(np.add.outer(np.arange(48), np.arange(48)) % 2 == 0, 8, -8)
+    cv2.imwrite(
+        str(folder_data / "train" / "happy" / "Training_near.png"), np.clip(face + checker, 0, 255).astype(np.uint8)
+    )
+    kept = {}
+    for size in (48, 32):
+        dm = FER2013DataModule(root=str(folder_data), image_size=size, cache_dir=str(tmp_path / "cache"))
+        dm.setup("test")
+        assert dm.drop_twins("test") == 1
+        kept[size] = dm.raw.sources[dm.splits.test].tolist()
+    assert kept[32] == kept[48] and len(kept[48]) == 13

@@ -215,10 +215,16 @@ class FER2013DataModule(L.LightningDataModule):
                 f"exclude=twins needs the training faces beside the evaluated ones, and {self.root} has none: "
                 "give data.root=a full FER2013 root (train/ and test/)"
             )
-        from emotion.data.twins import has_twin_in
+        from emotion.data.twins import TWIN_SIZE, has_twin_in
 
         idx = getattr(self.splits, split)
-        twins = has_twin_in(self.raw.images[idx], train)
+        images = self.raw.images
+        if self.image_size != TWIN_SIZE:  # twins are a fact of the data set: judged on the stored 48-px faces, so
+            stored, _ = load_raw(self.resolve_root(), TWIN_SIZE, self.cache_dir)  # a 40-px model leaves out the same
+            if not np.array_equal(stored.sources, self.raw.sources):
+                raise DatasetError(f"{self.root} changed while it was read; run again")
+            images = stored.images
+        twins = has_twin_in(images[idx], images[self.splits.train])
         setattr(self.splits, split, idx[~twins])
         self.splits.protocol[f"{split}_twins_excluded"] = int(twins.sum())
         return int(twins.sum())

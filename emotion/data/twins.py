@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+TWIN_SIZE = 48  # FER2013's faces as stored: twins are judged at this size, whatever size a model reads
+
 
 def dhash(img: np.ndarray) -> int:
     """64-bit difference hash: robust to re-encoding, small brightness and contrast changes."""

@@ -138,7 +138,7 @@ def export_int8(net: EmotionNet, out: Path, calib: str | Path) -> tuple[Path, fl
 
     from emotion.serve import quantize
 
-    faces = quantize.training_faces(calib, quantize.CALIBRATION_FACES + quantize.CHECK_FACES)
+    faces = quantize.training_faces(calib, quantize.CALIBRATION_FACES + quantize.CHECK_FACES, net.input_size)
     n_cal = min(quantize.CALIBRATION_FACES, len(faces) // 2)  # small data sets: half calibrates, half checks
     calibration, check = faces[:n_cal], faces[n_cal:]
     if n_cal == 0:

@@ -33,11 +33,11 @@ def network_nodes(model, weights: set[str]) -> list[str]:
     ]
 
 
-def training_faces(root: str | Path, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` training faces (uint8 ``n×48×48``) drawn at random from a FER2013 root, via the data module."""
+def training_faces(root: str | Path, n: int, size: int = 48, seed: int = 0) -> np.ndarray:
+    """``n`` training faces (uint8 ``n×size×size``) drawn at random from a FER2013 root, via the data module."""
     from emotion.data.datamodule import FER2013DataModule
 
-    dm = FER2013DataModule(root=str(root), download=False)
+    dm = FER2013DataModule(root=str(root), image_size=size, download=False)
     dm.setup("fit")
     images, _ = dm.arrays("train")
     if len(images) == 0:

@@ -147,7 +147,8 @@ def calibrate(cfg: DictConfig) -> dict[str, Any]:
     net = load_net(path)
     if cfg.split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {cfg.split!r}")
-    datamodule = hydra.utils.instantiate(cfg.data, augment=None)
+    # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
+    datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
     images, labels = datamodule.arrays(cfg.split)
     if len(labels) < 20:

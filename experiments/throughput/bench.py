@@ -209,7 +209,10 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
         opts.intra_op_num_threads = torch.get_num_threads()
         fp32 = export_onnx(net, Path(tmp) / "m.onnx")
         int8 = quantize.quantize_onnx(
-            fp32, Path(tmp) / "m.int8.onnx", quantize.training_faces(root, 512), quantize.layer_weights(net)
+            fp32,
+            Path(tmp) / "m.int8.onnx",
+            quantize.training_faces(root, 512, net.input_size),
+            quantize.layer_weights(net),
         )
         sessions = {
             name: ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -234,7 +237,7 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
                             fn()
                         per_rep.append((time.perf_counter() - t) / iters / n * 1e3)
                 results.setdefault(name, {})[f"batch{n}_ms_per_face"] = median(per_rep)
-        dm = FER2013DataModule(root=str(root), download=False)
+        dm = FER2013DataModule(root=str(root), image_size=net.input_size, download=False)
         dm.setup("test")
         images, labels = dm.arrays("test")
         for name, path in (("onnxruntime", fp32), ("onnxruntime_int8", int8)):

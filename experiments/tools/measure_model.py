@@ -34,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
     logs = Path("logs")
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "plain.safetensors"
+        plain = Path(tmp) / f"{args.out.stem}.safetensors"  # its name titles the reliability diagram
         cli("emotion.export", f"ckpt_path={args.model}", "format=safetensors", f"out={plain}")
         run = f"measure-{args.out.stem}"
         cli("emotion.calibrate", f"ckpt_path={plain}", f"data.root={args.data}", f"out={args.out}", f"run_name={run}")
