@@ -26,12 +26,14 @@ def test_fast_dev_run_composes_and_trains(tmp_path):
     [
         ("recipe", []),
         ("best", []),
+        ("fast", []),
         ("sota", ["trainer.accelerator=cpu", "trainer.precision=32-true", "data.pin_memory=false"]),
     ],
 )
-def test_recipe_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
+def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
     """The configs compose, run a step each and write checkpoints that load with ``weights_only=True`` (no Hydra
-    container may reach them); sota: SGD-Nesterov + ReduceLROnPlateau on val/acc, full width."""
+    container may reach them); sota: SGD-Nesterov + ReduceLROnPlateau on val/acc, full width; fast: 40-px faces,
+    recorded in the model's spec."""
     cfg = make_cfg(
         tmp_path,
         [f"experiment={experiment}", "data=synthetic", *TINY[1:], *extra, "trainer.limit_train_batches=2"],
@@ -45,7 +47,8 @@ def test_recipe_best_and_sota_experiments_train_on_cpu(tmp_path, experiment, ext
         assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
         widths = [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
         assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == widths
-        assert ckpt["emotion_model"]["arch_kwargs"]["stem_pool"] == 1  # the full 48-px faces
+        assert ckpt["emotion_model"]["arch_kwargs"]["stem_pool"] == 1  # no pooling before the first convolution
+    assert ckpt["emotion_model"]["input_size"] == (40 if experiment == "fast" else 48)
     assert not any(k.startswith("sharpness") for k in ckpt["emotion_model"])
 
 
