@@ -8,6 +8,7 @@ from tests.conftest import ROOT
 
 ROWS = [
     "training, ours (img/s)",
+    "training, ours, bf16-mixed (img/s;",
     "training, naive ImageFolder+PIL+2 workers (img/s)",
     "speed-up vs naive",
     "FLOPs per training image (fwd+bwd)",
@@ -64,7 +65,8 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     for row in ROWS:
         assert row in stdout, row
     t = res["training"]
-    assert t["ours_images_per_s"] > 0 and t["naive_images_per_s"] > 0
+    assert t["ours_images_per_s"] > 0 and t["naive_images_per_s"] > 0 and t["ours_bf16_images_per_s"] > 0
+    assert t["bf16_speedup"] == t["ours_bf16_images_per_s"] / t["ours_images_per_s"]
     assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
     assert res["memory"]["training_peak_rss_mb"] > 100
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1

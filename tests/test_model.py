@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from emotion.labels import FER2013_CLASSES
-from emotion.models import EmotionCNN, build_from_spec
+from emotion.models import EmotionCNN, EmotionEnsemble, build_from_spec
 from emotion.models.emotion_cnn import seed_order_logits
 
 # The seed's layer table: (module name, output shape after that module for a 1×1×48×48 input).
@@ -67,6 +67,21 @@ def test_forward_returns_logits_and_no_softmax_layer():
     y = torch.tensor([0, 1, 2, 3])
     assert torch.allclose(F.cross_entropy(logits, y), F.nll_loss(torch.log_softmax(logits, 1), y))
     assert not torch.allclose(logits.exp().sum(1), torch.ones(4))
+
+
+def test_logits_stay_float32_under_bf16_autocast():
+    """trainer.precision=bf16-mixed computes the layers in bf16 but hands losses and metrics float32 logits."""
+    torch.manual_seed(0)
+    nets = [EmotionCNN().eval(), EmotionEnsemble.of([EmotionCNN().eval(), EmotionCNN().eval()])]
+    x = torch.rand(4, 1, 48, 48)
+    for net in nets:
+        with torch.no_grad():
+            full = net(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                mixed = net(x)
+        assert mixed.dtype == torch.float32
+        assert not torch.equal(mixed, full)  # the layers did run in bf16 …
+        assert torch.allclose(mixed, full, atol=0.05)  # … to bf16's precision
 
 
 def test_normalisation_lives_in_the_model_and_accepts_uint8_or_float():

@@ -52,6 +52,23 @@ def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment
     assert not any(k.startswith("sharpness") for k in ckpt["emotion_model"])
 
 
+def test_bf16_mixed_precision_trains_on_cpu_and_warns_where_it_is_emulated(tmp_path, monkeypatch, caplog):
+    """bf16-mixed (~1.8x faster than float32 on CPUs with AVX512-BF16/AMX) trains to finite metrics; on a CPU without
+    native bf16 the run says it would be faster in float32."""
+    from emotion.training import runs
+
+    monkeypatch.setattr(runs, "cpu_has_native_bf16", lambda: False)
+    cfg = make_cfg(tmp_path, [*TINY, "trainer.fast_dev_run=true", "trainer.precision=bf16-mixed"])
+    with caplog.at_level("WARNING", logger="emotion.training.runs"):
+        metrics = train(cfg)
+    assert metrics and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert "trainer.precision=32-true" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runs, "cpu_has_native_bf16", lambda: True)
+    runs.check_precision(cfg.trainer)
+    assert "emulated" not in caplog.text
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The real `experiment=demo` (smaller set, same recipe), trained once for the tests below."""

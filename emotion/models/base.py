@@ -63,8 +63,10 @@ class EmotionNet(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw pixels → logits (no softmax: the loss applies log-softmax itself)."""
-        return self.logits(self.normalize(x))
+        """Raw pixels → logits (no softmax: the loss applies log-softmax itself). Always float32, also under bf16
+        autocast (``trainer.precision=bf16-mixed``), so that losses, probabilities and metrics keep full precision."""
+        logits = self.logits(self.normalize(x))
+        return logits if logits.dtype == torch.float32 else logits.float()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -42,8 +42,30 @@ def check_optimizer(model: L.LightningModule) -> None:
         raise UserError(f"model.optimizer: {exc}; fix it in model.optimizer (e.g. model.optimizer.lr=1e-3)") from None
 
 
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_precision(trainer_cfg: DictConfig) -> None:
+    """bf16 on a CPU without native bf16 instructions (AVX512-BF16 or AMX) is emulated: slower than fp32, so say so.
+    With them, ``bf16-mixed`` trains ~1.8x faster than float32 (``experiments/throughput/``)."""
+    import torch
+
+    precision = str(trainer_cfg.get("precision", ""))
+    on_cpu = trainer_cfg.get("accelerator") == "cpu" or not torch.cuda.is_available()
+    if on_cpu and precision.startswith("bf16") and not cpu_has_native_bf16():
+        log.warning(
+            "trainer.precision=%s on a CPU without native bf16 (AVX512-BF16 or AMX): it is emulated and slower than "
+            "float32 here; add trainer.precision=32-true",
+            precision,
+        )
+
+
 def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:
     check_config(cfg)
+    check_precision(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     check_optimizer(model)

@@ -36,6 +36,7 @@ from emotion.data.cache import load_raw  # noqa: E402
 from emotion.data.synthetic import ensure_dataset  # noqa: E402
 from emotion.models import EmotionCNN  # noqa: E402
 from emotion.models.module import EmotionModule  # noqa: E402
+from emotion.training.runs import cpu_has_native_bf16  # noqa: E402
 
 BATCH = 64
 BENCH_MODEL = "emotion_cnn"  # the seed network, shipped always: the figures do not move when the default model does
@@ -60,9 +61,9 @@ class StepClock(L.Callback):
         return [b - a for a, b in zip(s[warmup:], s[warmup + 1 :])]
 
 
-def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path) -> float:
+def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path, precision: str = "32-true") -> float:
     """Our pipeline through Lightning: in-memory uint8 batches, on-device augmentation, channels_last, fused Adam
-    (as ``conf/model/emotion_cnn.yaml``)."""
+    (as ``conf/model/emotion_cnn.yaml``), at the trainer's ``precision``."""
     dm = FER2013DataModule(
         root=str(root),
         batch_size=BATCH,
@@ -78,6 +79,7 @@ def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path) ->
     clock = StepClock()
     trainer = L.Trainer(
         accelerator="cpu",
+        precision=precision,
         max_epochs=1,
         limit_train_batches=warmup + batches + 1,
         limit_val_batches=0,
@@ -404,12 +406,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if wanted("training"):
         ours = [ours_images_per_s(root, batches, warmup, tmp / "cache") for _ in range(reps)]
+        bf16 = [ours_images_per_s(root, batches, warmup, tmp / "cache", "bf16-mixed") for _ in range(reps)]
         naive = [naive_images_per_s(root, batches, warmup) for _ in range(reps)]
         flops = training_flops_per_image()
         peak = median([matmul_flops_per_s() for _ in range(reps)])
         bound = peak / flops
         res["training"] = {
             "ours_images_per_s": median(ours),
+            "ours_bf16_images_per_s": median(bf16),
+            "bf16_speedup": median(bf16) / median(ours),
+            "native_bf16": cpu_has_native_bf16(),
             "naive_images_per_s": median(naive),
             "speedup_vs_naive": median(ours) / median(naive),
             "flops_per_image_fwd_bwd": flops,
@@ -439,6 +445,10 @@ def print_rows(res: dict[str, Any]) -> None:
         t = res["training"]
         rows += [
             ("training, ours (img/s)", f"{t['ours_images_per_s']:.1f}"),
+            (
+                f"training, ours, bf16-mixed (img/s; {'native' if t['native_bf16'] else 'emulated'} bf16)",
+                f"{t['ours_bf16_images_per_s']:.1f} ({t['bf16_speedup']:.2f}x fp32)",
+            ),
             ("training, naive ImageFolder+PIL+2 workers (img/s)", f"{t['naive_images_per_s']:.1f}"),
             ("speed-up vs naive", f"{t['speedup_vs_naive']:.2f}x"),
             ("FLOPs per training image (fwd+bwd)", f"{t['flops_per_image_fwd_bwd'] / 1e6:.0f} MFLOP"),
