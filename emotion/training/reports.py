@@ -83,6 +83,9 @@ def hardware() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": _cpu_name(),
+        # "AMD EPYC" alone names several machines here: the instruction set decides fp32 and bf16 speed
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         "cpu_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
