@@ -85,12 +85,17 @@ def hardware() -> dict[str, Any]:
         "cpu": _cpu_name(),
         # "AMD EPYC" alone names several machines here: the instruction set decides fp32 and bf16 speed
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _cpu_name() -> str:

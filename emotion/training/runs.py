@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from emotion.atomic import save_figure, write_json
 from emotion.cli import check_config
 from emotion.errors import UserError
-from emotion.training.reports import confusion_matrix_figure, curves_figure, hardware
+from emotion.training.reports import confusion_matrix_figure, cpu_has_native_bf16, curves_figure, hardware
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ def check_optimizer(model: L.LightningModule) -> None:
         factory(params=[torch.nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as exc:
         raise UserError(f"model.optimizer: {exc}; fix it in model.optimizer (e.g. model.optimizer.lr=1e-3)") from None
-
-
-def cpu_has_native_bf16() -> bool:
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def check_precision(trainer_cfg: DictConfig) -> None:

@@ -36,7 +36,7 @@ from emotion.data.cache import load_raw  # noqa: E402
 from emotion.data.synthetic import ensure_dataset  # noqa: E402
 from emotion.models import EmotionCNN  # noqa: E402
 from emotion.models.module import EmotionModule  # noqa: E402
-from emotion.training.runs import cpu_has_native_bf16  # noqa: E402
+from emotion.training.reports import cpu_has_native_bf16  # noqa: E402
 
 BATCH = 64
 BENCH_MODEL = "emotion_cnn"  # the seed network, shipped always: the figures do not move when the default model does
