@@ -3,6 +3,9 @@
 ``DIR`` may be a full FER2013 root (its test split is used, see the split protocol), a folder holding only
 ``test/<class>/*.jpg``, or class folders directly. Prints accuracy, macro-F1, a per-class table and the confusion
 matrix, and writes them to ``eval.json`` (plus a confusion-matrix PNG) in the run directory.
+
+``compare_to=OTHER`` (a model file or shipped name) scores a second model on the same faces with the same TTA and
+says whether the two differ beyond noise (McNemar's exact test, :mod:`emotion.training.paired`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path, resolve_model
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if exclude not in (None, "twins"):
         raise UserError(f"exclude must be null or twins, got {exclude!r}")
     path = model_path(cfg)
+    other_path = resolve_model(str(cfg.compare_to)) if cfg.get("compare_to") else None
     check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
 
@@ -35,24 +39,30 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from emotion.models.checkpoint import load_net
     from emotion.models.module import EmotionModule
     from emotion.training.callbacks import EvalResults
+    from emotion.training.paired import paired_comparison
     from emotion.training.reports import confusion_matrix_figure, hardware
     from emotion.training.runs import overrides
 
     L.seed_everything(cfg.seed, workers=True)
     net = load_net(path)
-    module = EmotionModule(net, tta=cfg.tta)
     # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
     datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
-    evals = EvalResults(figures=False)
-    trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=[evals], logger=False, enable_model_summary=False, enable_checkpointing=False
-    )
-    metrics = trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)[0]
-    confusion = evals.results["test"]["confusion_matrix"]
+
+    def score(model) -> tuple[dict[str, float], dict[str, Any]]:
+        evals = EvalResults(figures=False)
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=[evals], logger=False, enable_model_summary=False, enable_checkpointing=False
+        )
+        module = EmotionModule(model, tta=cfg.tta)
+        metrics = trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)[0]
+        return metrics, evals.results["test"]
+
+    metrics, outcome = score(net)
+    confusion = outcome["confusion_matrix"]
     result = {
         "model": path,
         "data_root": str(datamodule.root),
@@ -72,6 +82,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "overrides": overrides(),
         "hardware": hardware(),
     }
+    if other_path is not None:
+        other = load_net(other_path)
+        if other.class_names != net.class_names or other.input_size != net.input_size:
+            raise UserError(
+                f"compare_to={other_path} takes {other.input_size}-px faces of {other.class_names}, "
+                f"{path} {net.input_size}-px faces of {net.class_names}: compare models of the same classes and size"
+            )
+        _, other_outcome = score(other)
+        result["compared_to"] = {"model": other_path, **paired_comparison(outcome["correct"], other_outcome["correct"])}
     out_dir = Path(cfg.paths.output_dir)
     write_json(result, out_dir / "eval.json")
     title = f"{split} acc {result['accuracy']:.4f} (tta={cfg.tta})"
@@ -98,6 +117,14 @@ def print_result(r: dict[str, Any]) -> None:
     for name, row in zip(names, r["confusion_matrix"]):
         table.add_row(name, *[str(v) for v in row], f"{r['recall'][name]:.3f}")
     console.print(table)
+    if c := r.get("compared_to"):
+        verdict = "a real difference (p < 0.05)" if c["mcnemar_p"] < 0.05 else "within the noise of these faces"
+        console.print(
+            f"against [bold]{c['model']}[/] on the same faces: accuracy {c['other_accuracy']:.4f} "
+            f"({100 * (c['accuracy'] - c['other_accuracy']):+.2f} points for this model); right only here "
+            f"{c['only_this_right']}, only there {c['only_other_right']}; McNemar exact p = {c['mcnemar_p']:.3f}: "
+            f"{verdict}"
+        )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

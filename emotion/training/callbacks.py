@@ -48,8 +48,8 @@ class BatchSeed(L.Callback):
 
 
 class EvalResults(L.Callback):
-    """The confusion matrix and a few misclassified faces of every validation and test epoch, built from what the
-    eval steps return (their probabilities); ``results[stage]`` holds the last epoch's, for the run report. With
+    """The confusion matrix, which faces were right and a few misclassified faces of every validation and test epoch,
+    built from what the eval steps return (their probabilities); ``results[stage]`` holds the last epoch's. With
     ``figures``, each validation epoch also draws both into TensorBoard."""
 
     def __init__(self, figures: bool = True, n_misclassified: int = 32) -> None:
@@ -57,19 +57,21 @@ class EvalResults(L.Callback):
         self.results: dict[str, dict[str, Any]] = {}
         self._confmat: Any = None
         self._wrong: list[tuple[Any, Any, Any]] = []
+        self._right: list[Any] = []
 
     def _start(self, pl_module: L.LightningModule) -> None:
         from torchmetrics.classification import MulticlassConfusionMatrix
 
         self._confmat = MulticlassConfusionMatrix(len(pl_module.class_names)).to(pl_module.device)
-        self._wrong = []
+        self._wrong, self._right = [], []
 
     def _batch(self, outputs: Any, batch: Any) -> None:
         x, y = batch[0], batch[1]
         self._confmat.update(outputs, y)
+        pred = outputs.argmax(1)
+        self._right.append((pred == y).cpu())
         room = self.n_misclassified - sum(len(w[0]) for w in self._wrong)
         if room > 0:
-            pred = outputs.argmax(1)
             wrong = (pred != y).nonzero().flatten()[:room]
             if len(wrong):
                 self._wrong.append((x[wrong].detach().cpu(), y[wrong].cpu(), pred[wrong].cpu()))
@@ -78,7 +80,11 @@ class EvalResults(L.Callback):
         import torch
 
         images = [torch.cat(t) for t in zip(*self._wrong)] if self._wrong else []
-        self.results[stage] = {"confusion_matrix": self._confmat.compute().cpu().tolist(), "misclassified": images}
+        self.results[stage] = {
+            "confusion_matrix": self._confmat.compute().cpu().tolist(),
+            "misclassified": images,
+            "correct": torch.cat(self._right) if self._right else torch.zeros(0, dtype=torch.bool),  # face by face
+        }
         return self.results[stage]
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

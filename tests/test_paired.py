@@ -1,0 +1,64 @@
+"""Comparing two models on the same faces: McNemar's exact test, and ``evaluate compare_to=OTHER``."""
+
+import pytest
+import torch
+
+from emotion.errors import UserError
+from emotion.evaluate import evaluate
+from emotion.models import EmotionCNN, EmotionVGG
+from emotion.models.checkpoint import save_safetensors
+from emotion.training.paired import mcnemar_p, paired_comparison
+from tests.conftest import make_cfg
+
+
+@pytest.mark.parametrize(("only_a", "only_b"), [(0, 6), (1, 9), (5, 5), (184, 204), (30, 61), (400, 330)])
+def test_mcnemar_p_is_the_two_sided_exact_binomial_test(only_a, only_b):
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+    assert mcnemar_p(only_a, only_b) == pytest.approx(expected, rel=1e-9)
+    assert mcnemar_p(only_b, only_a) == mcnemar_p(only_a, only_b)
+
+
+def test_no_disagreement_is_no_evidence():
+    assert mcnemar_p(0, 0) == 1.0
+
+
+def test_paired_comparison_counts_the_disagreements():
+    a = torch.tensor([1, 1, 1, 0, 0, 1, 0, 1], dtype=torch.bool)
+    b = torch.tensor([1, 0, 0, 1, 0, 1, 0, 0], dtype=torch.bool)
+    c = paired_comparison(a, b)
+    assert (c["only_this_right"], c["only_other_right"]) == (3, 1)
+    assert c["accuracy"] - c["other_accuracy"] == pytest.approx((3 - 1) / 8)
+    with pytest.raises(ValueError, match="different faces"):
+        paired_comparison(a, b[:5])
+
+
+def model_file(tmp_path, seed: int, net_class=EmotionCNN, **kwargs):
+    torch.manual_seed(seed)
+    return str(save_safetensors(net_class(**kwargs).eval(), tmp_path / f"{net_class.__name__}-{seed}.safetensors"))
+
+
+def test_evaluate_compares_two_models_on_the_same_faces(folder_data, tmp_path):
+    a, b = model_file(tmp_path, 0), model_file(tmp_path, 1)
+    base = [f"data.root={folder_data}", "tta=flip"]
+    alone = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={b}"], config_name="eval"))
+    result = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={a}", f"compare_to={b}"], config_name="eval"))
+    c = result["compared_to"]
+    assert c["model"] == b and c["n_images"] == result["n_images"] == alone["n_images"] == 14
+    assert c["accuracy"] == pytest.approx(result["accuracy"]) and c["other_accuracy"] == pytest.approx(alone["accuracy"])
+    assert (c["only_this_right"] - c["only_other_right"]) / 14 == pytest.approx(c["accuracy"] - c["other_accuracy"])
+    assert c["mcnemar_p"] == mcnemar_p(c["only_this_right"], c["only_other_right"])
+
+    itself = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={a}", f"compare_to={a}"], config_name="eval"))
+    assert itself["compared_to"]["only_this_right"] == itself["compared_to"]["only_other_right"] == 0
+    assert itself["compared_to"]["mcnemar_p"] == 1.0
+
+
+def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(folder_data, tmp_path):
+    a = model_file(tmp_path, 0)
+    small = model_file(tmp_path, 0, EmotionVGG, widths=[8, 16], fc=16, input_size=40)
+    base = [f"data.root={folder_data}", f"ckpt_path={a}"]
+    with pytest.raises(UserError, match="compare_to=.*40-px faces.*48-px faces.*same classes and size"):
+        evaluate(make_cfg(tmp_path, [*base, f"compare_to={small}"], config_name="eval"))
+    with pytest.raises(UserError, match="'nope' is neither a model file nor a shipped model"):
+        evaluate(make_cfg(tmp_path, [*base, "compare_to=nope"], config_name="eval"))
