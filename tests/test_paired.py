@@ -45,7 +45,8 @@ def test_evaluate_compares_two_models_on_the_same_faces(folder_data, tmp_path):
     result = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={a}", f"compare_to={b}"], config_name="eval"))
     c = result["compared_to"]
     assert c["model"] == b and c["n_images"] == result["n_images"] == alone["n_images"] == 14
-    assert c["accuracy"] == pytest.approx(result["accuracy"]) and c["other_accuracy"] == pytest.approx(alone["accuracy"])
+    assert c["accuracy"] == pytest.approx(result["accuracy"])
+    assert c["other_accuracy"] == pytest.approx(alone["accuracy"])
     assert (c["only_this_right"] - c["only_other_right"]) / 14 == pytest.approx(c["accuracy"] - c["other_accuracy"])
     assert c["mcnemar_p"] == mcnemar_p(c["only_this_right"], c["only_other_right"])
 

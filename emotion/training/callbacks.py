@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from emotion.atomic import atomic_write_text
@@ -163,6 +163,34 @@ class MetricsHistory(L.Callback):
         self.elapsed_before = float(state_dict.get("elapsed", 0.0))
 
 
+def fitting(trainer: L.Trainer) -> bool:
+    return getattr(trainer.state, "fn", None) == "fit"
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights (``decay`` per optimizer step), limited to ``fit``.
+
+    During fit the averaged weights are the ones validated, kept by the checkpoints' ``state_dict`` (so the best
+    checkpoint, exports and every tool use them) and copied into the model at the end; the raw weights ride along
+    in the checkpoints for resuming. Lightning's callback would also act on the validate/test runs of a finished
+    fit, where it reloads the *raw* weights of the checkpoint (``current_model_state``) and, for validation only,
+    swaps the averaged ones back in — the final test would score other weights than the validation picked. Here
+    those runs simply use the checkpoint's ``state_dict``: the averaged weights, as every other consumer does.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if fitting(trainer):
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if fitting(trainer):
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if fitting(trainer):
+            super().on_validation_epoch_end(trainer, pl_module)
+
+
 class OptunaPruning(L.Callback):
     """Reports each epoch's ``monitor`` to trial ``trial`` of an Optuna study (see :mod:`emotion.training.study`)
     and ends the run early, marking the trial pruned, when ``pruner`` says so. Works across processes: the job and
@@ -183,8 +211,8 @@ class OptunaPruning(L.Callback):
         return study, optuna.trial.Trial(study, trial_id)  # Optuna's own objects; no public lookup by number
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        fitting = getattr(trainer.state, "fn", None) == "fit"  # not the final validate() of the best checkpoint
-        if trainer.sanity_checking or not fitting or None in (self.trial_number, self.storage, self.pruner):
+        # not the final validate() of the best checkpoint
+        if trainer.sanity_checking or not fitting(trainer) or None in (self.trial_number, self.storage, self.pruner):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None or self.pruned_at is not None:
