@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[evals], logger=False, enable_model_summary=False, enable_checkpointing=False
         )
-        module = EmotionModule(model, tta=cfg.tta)
+        module = EmotionModule(model, tta=cfg.tta, channels_last=True)  # oneDNN's faster layout: ~1.7x on a CPU
         metrics = trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)[0]
         return metrics, evals.results["test"]
 
