@@ -8,13 +8,17 @@
    measure of ECE (a perfectly calibrated model measures ~0.026 on 1,794 faces; ``calibrate`` prints that floor);
 2. evaluates OUT on PublicTest with no TTA and flip TTA, each on the full split and without the faces that have a
    near-identical Training twin (``exclude=twins``);
-3. prints the numbers and the JSON fields for models.json. Run it with the machine otherwise idle for stable timing.
+3. compares it, face by face with flip TTA, against ``--against`` (default: the shipped default model, as it was
+   before OUT was written; ``--against none`` skips it): McNemar's exact test (``evaluate compare_to=``), on all faces
+   and without the twins — is the new model better beyond PublicTest's noise?
+4. prints the numbers and the JSON fields for models.json. Run it with the machine otherwise idle for stable timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,27 +31,42 @@ def cli(*args: str) -> None:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(Path(tmp))
+
+
+def measure(tmp: Path) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help=".ckpt or .safetensors")
     p.add_argument("out", type=Path, help="the calibrated .safetensors to write")
     p.add_argument("--data", default="../shared/data/fer2013")
+    p.add_argument("--against", default="default", help="a model file or shipped name to compare with, or none")
     args = p.parse_args()
     logs = Path("logs")
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / f"{args.out.stem}.safetensors"  # its name titles the reliability diagram
-        cli("emotion.export", f"ckpt_path={args.model}", "format=safetensors", f"out={plain}")
-        run = f"measure-{args.out.stem}"
-        cli("emotion.calibrate", f"ckpt_path={plain}", f"data.root={args.data}", f"out={args.out}", f"run_name={run}")
-        seeds = range(1, 5)
-        cli(
-            "emotion.calibrate",
-            "-m",
-            f"ckpt_path={plain}",
-            f"data.root={args.data}",
-            f"out={Path(tmp) / 'discard.safetensors'}",
-            f"run_name={run}-halves",
-            f"seed={','.join(map(str, seeds))}",
-        )
+    against = None
+    if args.against != "none":  # a copy: OUT may be the very file it names
+        from emotion.models.pretrained import model_file
+
+        try:
+            source = model_file(args.against)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"--against: {exc}") from None
+        against = tmp / f"against-{source.name}"
+        shutil.copy(source, against)
+    plain = tmp / f"{args.out.stem}.safetensors"  # its name titles the reliability diagram
+    cli("emotion.export", f"ckpt_path={args.model}", "format=safetensors", f"out={plain}")
+    run = f"measure-{args.out.stem}"
+    cli("emotion.calibrate", f"ckpt_path={plain}", f"data.root={args.data}", f"out={args.out}", f"run_name={run}")
+    seeds = range(1, 5)
+    cli(
+        "emotion.calibrate",
+        "-m",
+        f"ckpt_path={plain}",
+        f"data.root={args.data}",
+        f"out={tmp / 'discard.safetensors'}",
+        f"run_name={run}-halves",
+        f"seed={','.join(map(str, seeds))}",
+    )
     calibration = json.loads((logs / "calibrate" / "runs" / run / "calibration.json").read_text())
     halves = [calibration] + [
         json.loads((logs / "calibrate" / "multiruns" / f"{run}-halves" / str(i) / "calibration.json").read_text())
@@ -57,6 +76,7 @@ def main() -> None:
     for tta in ("none", "flip"):
         for exclude in ("null", "twins"):
             name = f"{run}-{tta}-{exclude}"
+            compare = [f"compare_to={against}"] if against is not None and tta == "flip" else []
             cli(
                 "emotion.evaluate",
                 f"ckpt_path={args.out}",
@@ -64,6 +84,7 @@ def main() -> None:
                 f"tta={tta}",
                 f"exclude={exclude}",
                 f"run_name={name}",
+                *compare,
             )
             results[(tta, exclude)] = json.loads((logs / "eval" / "runs" / name / "eval.json").read_text())
     flip = results[("flip", "null")]
@@ -90,6 +111,13 @@ def main() -> None:
             f" floor {ref['perfect_mean']:.4f} (p95 {ref['perfect_p95']:.4f}), p {ref['p_value']:.2f}"
         )
     print("thresholds (calibrated, report half):", json.dumps(calibration["thresholds_after"]))
+    for exclude, faces in (("null", "all faces"), ("twins", "without twins")):
+        if c := results[("flip", exclude)].get("compared_to"):
+            print(
+                f"against {args.against} (flip TTA, {faces}): {c['accuracy']:.4f} vs {c['other_accuracy']:.4f}; "
+                f"right only in the new model {c['only_this_right']}, only in {args.against} {c['only_other_right']}; "
+                f"McNemar exact p = {c['mcnemar_p']:.3f}"
+            )
 
 
 if __name__ == "__main__":
