@@ -33,13 +33,13 @@ def test_paired_comparison_counts_the_disagreements():
         paired_comparison(a, b[:5])
 
 
-def model_file(tmp_path, seed: int, net_class=EmotionCNN, **kwargs):
+def random_model_file(tmp_path, seed: int, net_class=EmotionCNN, **kwargs):
     torch.manual_seed(seed)
     return str(save_safetensors(net_class(**kwargs).eval(), tmp_path / f"{net_class.__name__}-{seed}.safetensors"))
 
 
 def test_evaluate_compares_two_models_on_the_same_faces(folder_data, tmp_path):
-    a, b = model_file(tmp_path, 0), model_file(tmp_path, 1)
+    a, b = random_model_file(tmp_path, 0), random_model_file(tmp_path, 1)
     base = [f"data.root={folder_data}", "tta=flip"]
     alone = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={b}"], config_name="eval"))
     result = evaluate(make_cfg(tmp_path, [*base, f"ckpt_path={a}", f"compare_to={b}"], config_name="eval"))
@@ -56,8 +56,8 @@ def test_evaluate_compares_two_models_on_the_same_faces(folder_data, tmp_path):
 
 
 def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(folder_data, tmp_path):
-    a = model_file(tmp_path, 0)
-    small = model_file(tmp_path, 0, EmotionVGG, widths=[8, 16], fc=16, input_size=40)
+    a = random_model_file(tmp_path, 0)
+    small = random_model_file(tmp_path, 0, EmotionVGG, widths=[8, 16], fc=16, input_size=40)
     base = [f"data.root={folder_data}", f"ckpt_path={a}"]
     with pytest.raises(UserError, match="compare_to=.*40-px faces.*48-px faces.*same classes and size"):
         evaluate(make_cfg(tmp_path, [*base, f"compare_to={small}"], config_name="eval"))

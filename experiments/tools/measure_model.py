@@ -31,17 +31,17 @@ def cli(*args: str) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(Path(tmp))
-
-
-def measure(tmp: Path) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help=".ckpt or .safetensors")
     p.add_argument("out", type=Path, help="the calibrated .safetensors to write")
     p.add_argument("--data", default="../shared/data/fer2013")
     p.add_argument("--against", default="default", help="a model file or shipped name to compare with, or none")
     args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(args, Path(tmp))
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> None:
     logs = Path("logs")
     against = None
     if args.against != "none":  # a copy: OUT may be the very file it names
