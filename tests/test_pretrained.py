@@ -34,8 +34,13 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")  # FER2013 decoded once for all shipped models
 
 
+def slow_if_teacher(name: str):
+    """Models shipped as the teachers of the recipes are re-measured in the slow target (``make test-slow``)."""
+    return pytest.param(name, marks=pytest.mark.slow) if "teacher_of" in model_card(name) else name
+
+
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
-@pytest.mark.parametrize("name", model_names()[1:])
+@pytest.mark.parametrize("name", [slow_if_teacher(name) for name in model_names()[1:]])
 def test_shipped_models_reproduce_their_recorded_publictest_numbers(name, tmp_path, shared_cache):
     """What emotion/weights/models.json (and the README) records is what the shipped file scores: PublicTest
     accuracy with and without flip TTA, and without the faces that have a Training twin."""

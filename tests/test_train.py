@@ -45,7 +45,7 @@ def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment
         assert ckpt["emotion_model"]["arch"] == "emotion_cnn"
     else:
         assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
-        widths = [64, 128, 256, 512] if experiment == "sota" else [32, 64, 128, 256]
+        widths = {"sota": [64, 128, 256, 512], "best": [48, 96, 192, 384], "fast": [32, 64, 128, 256]}[experiment]
         assert ckpt["emotion_model"]["arch_kwargs"]["widths"] == widths
         assert ckpt["emotion_model"]["arch_kwargs"]["stem_pool"] == 1  # no pooling before the first convolution
     assert ckpt["emotion_model"]["input_size"] == (40 if experiment == "fast" else 48)
