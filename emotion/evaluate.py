@@ -5,7 +5,8 @@
 matrix, and writes them to ``eval.json`` (plus a confusion-matrix PNG) in the run directory.
 
 ``compare_to=OTHER`` (a model file or shipped name) scores a second model on the same faces with the same TTA and
-says whether the two differ beyond noise (McNemar's exact test, :mod:`emotion.training.paired`).
+says whether the two differ beyond noise (McNemar's exact test, :mod:`emotion.training.paired`); ``compare_tta=MODE``
+scores the other side with another TTA — alone, the same model (is ten-crop's gain over flip real?).
 """
 
 from __future__ import annotations
@@ -32,17 +33,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"exclude must be null or twins, got {exclude!r}")
     path = model_path(cfg)
     other_path = resolve_model(str(cfg.compare_to)) if cfg.get("compare_to") else None
+    compare_tta = cfg.get("compare_tta") or cfg.tta
     check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
 
     from emotion.atomic import save_figure, write_json
     from emotion.models.checkpoint import load_net
     from emotion.models.module import EmotionModule
+    from emotion.models.tta import TTA_MODES
     from emotion.training.callbacks import EvalResults
     from emotion.training.paired import paired_comparison
     from emotion.training.reports import confusion_matrix_figure, hardware
     from emotion.training.runs import overrides
 
+    for key, mode in (("tta", cfg.tta), ("compare_tta", compare_tta)):
+        if mode not in TTA_MODES:
+            raise UserError(f"{key} must be one of {', '.join(TTA_MODES)}, got {mode!r}")
     L.seed_everything(cfg.seed, workers=True)
     net = load_net(path)
     # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
@@ -52,16 +58,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
 
-    def score(model) -> tuple[dict[str, float], dict[str, Any]]:
+    def score(model, tta: str) -> tuple[dict[str, float], dict[str, Any]]:
         evals = EvalResults(figures=False)
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[evals], logger=False, enable_model_summary=False, enable_checkpointing=False
         )
-        module = EmotionModule(model, tta=cfg.tta, channels_last=True)  # oneDNN's faster layout: ~1.7x on a CPU
+        module = EmotionModule(model, tta=tta, channels_last=True)  # oneDNN's faster layout: ~1.7x on a CPU
         metrics = trainer.test(module, dataloaders=datamodule.eval_dataloader(split), verbose=False)[0]
         return metrics, evals.results["test"]
 
-    metrics, outcome = score(net)
+    metrics, outcome = score(net, cfg.tta)
     confusion = outcome["confusion_matrix"]
     result = {
         "model": path,
@@ -82,15 +88,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "overrides": overrides(),
         "hardware": hardware(),
     }
-    if other_path is not None:
-        other = load_net(other_path)
+    if other_path is not None or compare_tta != cfg.tta:
+        other = load_net(other_path) if other_path is not None else net
         if other.class_names != net.class_names or other.input_size != net.input_size:
             raise UserError(
                 f"compare_to={other_path} takes {other.input_size}-px faces of {other.class_names}, "
                 f"{path} {net.input_size}-px faces of {net.class_names}: compare models of the same classes and size"
             )
-        _, other_outcome = score(other)
-        result["compared_to"] = {"model": other_path, **paired_comparison(outcome["correct"], other_outcome["correct"])}
+        _, other_outcome = score(other, compare_tta)
+        comparison = paired_comparison(outcome["correct"], other_outcome["correct"])
+        result["compared_to"] = {"model": other_path or path, "tta": compare_tta, **comparison}
     out_dir = Path(cfg.paths.output_dir)
     write_json(result, out_dir / "eval.json")
     title = f"{split} acc {result['accuracy']:.4f} (tta={cfg.tta})"
@@ -120,7 +127,7 @@ def print_result(r: dict[str, Any]) -> None:
     if c := r.get("compared_to"):
         verdict = "a real difference (p < 0.05)" if c["mcnemar_p"] < 0.05 else "within the noise of these faces"
         console.print(
-            f"against [bold]{c['model']}[/] on the same faces: accuracy {c['other_accuracy']:.4f} "
+            f"against [bold]{c['model']}[/] with tta={c['tta']} on the same faces: accuracy {c['other_accuracy']:.4f} "
             f"({100 * (c['accuracy'] - c['other_accuracy']):+.2f} points for this model); right only here "
             f"{c['only_this_right']}, only there {c['only_other_right']}; McNemar exact p = {c['mcnemar_p']:.3f}: "
             f"{verdict}"

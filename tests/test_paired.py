@@ -1,4 +1,4 @@
-"""Comparing two models on the same faces: McNemar's exact test, and ``evaluate compare_to=OTHER``."""
+"""Comparing two models on the same faces: McNemar's exact test, ``evaluate compare_to=OTHER`` and ``compare_tta``."""
 
 import pytest
 import torch
@@ -63,3 +63,33 @@ def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(fold
         evaluate(make_cfg(tmp_path, [*base, f"compare_to={small}"], config_name="eval"))
     with pytest.raises(UserError, match="'nope' is neither a model file nor a shipped model"):
         evaluate(make_cfg(tmp_path, [*base, "compare_to=nope"], config_name="eval"))
+
+
+def test_compare_tta_compares_one_model_under_two_test_time_augmentations(folder_data, tmp_path, monkeypatch):
+    """``compare_tta`` alone: the same model with another TTA on the same faces (is ten-crop's gain over flip real?);
+    with ``compare_to``, the other model with that TTA; equal to ``tta`` (or unset) without ``compare_to``: no test."""
+    from emotion.models import tta
+
+    modes, views = [], tta.views
+    monkeypatch.setattr(tta, "views", lambda x, mode: modes.append(mode) or views(x, mode))
+    a, b = random_model_file(tmp_path, 0), random_model_file(tmp_path, 1)
+    base = [f"data.root={folder_data}", f"ckpt_path={a}"]
+
+    def run(*overrides):
+        modes.clear()
+        return evaluate(make_cfg(tmp_path, [*base, *overrides], config_name="eval"))
+
+    flip = run("tta=flip")
+    assert "compared_to" not in flip and set(modes) == {"flip"}
+    assert "compared_to" not in run("tta=flip", "compare_tta=flip")
+    tencrop = run("tta=tencrop", "compare_tta=flip")
+    assert modes[0] == "tencrop" and modes[-1] == "flip"  # this model with ten-crop, then the same with flip
+    c = tencrop["compared_to"]
+    assert (c["model"], c["tta"], c["n_images"]) == (a, "flip", 14)
+    assert c["accuracy"] == pytest.approx(tencrop["accuracy"])
+    assert c["other_accuracy"] == pytest.approx(flip["accuracy"])
+    other = run("tta=none", f"compare_to={b}", "compare_tta=tencrop")
+    assert (other["compared_to"]["model"], other["compared_to"]["tta"]) == (b, "tencrop")
+    assert modes[0] == "none" and modes[-1] == "tencrop"
+    with pytest.raises(UserError, match="compare_tta must be one of none, flip, tencrop, got 'fivecrop'"):
+        run("compare_tta=fivecrop")

@@ -57,6 +57,21 @@ def test_shipped_models_reproduce_their_recorded_publictest_numbers(name, tmp_pa
         assert result["accuracy"] == pytest.approx(card[key], abs=6e-4)  # recorded to 4 decimals
 
 
+@pytest.mark.slow  # ten forward passes per face: ~1.5 min for the default model
+@pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
+@pytest.mark.parametrize("name", [n for n in model_names()[1:] if "publictest_accuracy_tencrop_tta" in model_card(n)])
+def test_shipped_models_reproduce_their_recorded_tencrop_numbers(name, tmp_path, shared_cache):
+    """The ten-crop TTA accuracies models.json records (all faces and without the twins) are what the file scores."""
+    card = model_card(name)
+    base = [f"pretrained={name}", f"data.root={SHARED_FER}", f"data.cache_dir={shared_cache}", "tta=tencrop"]
+    for exclude, key in (
+        ("null", "publictest_accuracy_tencrop_tta"),
+        ("twins", "publictest_without_twins_accuracy_tencrop_tta"),
+    ):
+        result = evaluate(make_cfg(tmp_path, [*base, f"exclude={exclude}"], config_name="eval"))
+        assert result["accuracy"] == pytest.approx(card[key], abs=6e-4)
+
+
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
 def test_the_default_models_calibration_record_is_what_calibrate_measures(tmp_path, shared_cache):
     """models.json's temperature and report-half ECEs are reproduced by python -m emotion.calibrate on the file."""

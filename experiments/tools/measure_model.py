@@ -6,8 +6,8 @@
    PublicTest (``python -m emotion.calibrate``; ECE before/after on the other half) — OUT is the calibrated file —
    and repeats the fit/report on four more seeded halves (a multirun), since one half of 3,589 faces is a noisy
    measure of ECE (a perfectly calibrated model measures ~0.026 on 1,794 faces; ``calibrate`` prints that floor);
-2. evaluates OUT on PublicTest with no TTA and flip TTA, each on the full split and without the faces that have a
-   near-identical Training twin (``exclude=twins``);
+2. evaluates OUT on PublicTest with no TTA, flip TTA and ten-crop TTA, each on the full split and without the faces
+   that have a near-identical Training twin (``exclude=twins``);
 3. compares it, face by face with flip TTA, against ``--against`` (default: the shipped default model, as it was
    before OUT was written; ``--against none`` skips it): McNemar's exact test (``evaluate compare_to=``), on all faces
    and without the twins — is the new model better beyond PublicTest's noise?
@@ -73,7 +73,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         for i in range(len(seeds))
     ]
     results = {}
-    for tta in ("none", "flip"):
+    for tta in ("none", "flip", "tencrop"):
         for exclude in ("null", "twins"):
             name = f"{run}-{tta}-{exclude}"
             compare = [f"compare_to={against}"] if against is not None and tta == "flip" else []
@@ -87,13 +87,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
                 *compare,
             )
             results[(tta, exclude)] = json.loads((logs / "eval" / "runs" / name / "eval.json").read_text())
-    flip = results[("flip", "null")]
+    flip, tencrop = results[("flip", "null")], results[("tencrop", "null")]
     entry = {
         "publictest_accuracy": round(results[("none", "null")]["accuracy"], 4),
         "publictest_accuracy_flip_tta": round(flip["accuracy"], 4),
         "publictest_macro_f1_flip_tta": round(flip["macro_f1"], 4),
+        "publictest_accuracy_tencrop_tta": round(tencrop["accuracy"], 4),
+        "publictest_macro_f1_tencrop_tta": round(tencrop["macro_f1"], 4),
         "publictest_without_twins_accuracy": round(results[("none", "twins")]["accuracy"], 4),
         "publictest_without_twins_accuracy_flip_tta": round(results[("flip", "twins")]["accuracy"], 4),
+        "publictest_without_twins_accuracy_tencrop_tta": round(results[("tencrop", "twins")]["accuracy"], 4),
         "publictest_twins_excluded": results[("flip", "twins")]["excluded_twins"],
         "temperature": round(calibration["temperature"], 4),
         "ece_report_half_uncalibrated": round(calibration["before"]["ece"], 4),
@@ -101,8 +104,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         "ece_calibrated_five_halves_mean": round(sum(h["after"]["ece"] for h in halves) / len(halves), 4),
     }
     print(json.dumps(entry, indent=1))
-    print("per-class recall (flip TTA):", {k: round(v, 3) for k, v in flip["recall"].items()})
-    print("confusion (flip TTA):", flip["confusion_matrix"])
+    for name, r in (("flip", flip), ("ten-crop", tencrop)):
+        print(f"per-class recall ({name} TTA):", {k: round(v, 3) for k, v in r["recall"].items()})
+        print(f"confusion ({name} TTA):", r["confusion_matrix"])
     print("five halves (seed: T, ECE before -> after, floor of a perfectly calibrated model, p):")
     for seed, h in enumerate(halves):
         ref = h["after"]["ece_reference"]
