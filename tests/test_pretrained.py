@@ -57,7 +57,7 @@ def test_shipped_models_reproduce_their_recorded_publictest_numbers(name, tmp_pa
         assert result["accuracy"] == pytest.approx(card[key], abs=6e-4)  # recorded to 4 decimals
 
 
-@pytest.mark.slow  # ten forward passes per face: ~1.5 min for the default model
+@pytest.mark.slow  # ten forward passes per face: ~4 min for the default model, ~9 min for the three
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
 @pytest.mark.parametrize("name", [n for n in model_names()[1:] if "publictest_accuracy_tencrop_tta" in model_card(n)])
 def test_shipped_models_reproduce_their_recorded_tencrop_numbers(name, tmp_path, shared_cache):
