@@ -113,6 +113,28 @@ def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astr
     assert np.allclose(onnx_pred.classify(crops, batch_size=2), onnx_pred.classify(crops), atol=1e-6)  # chunked
 
 
+@pytest.mark.parametrize("tta", ["flip", "tencrop"])
+def test_predictor_tta_is_evaluates_tta_with_either_backend(weights, tmp_path, tta):
+    """Predictor(tta=…) averages the same views as ``evaluate tta=…`` (numpy views vs torch views), with either
+    backend; the views change the probabilities."""
+    from emotion.models.checkpoint import load_net
+    from emotion.models.module import EmotionModule
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    faces[:, :, :24] //= 3  # not mirror-symmetric, so flip matters
+    with torch.inference_mode():
+        module = EmotionModule(load_net(weights)).eval()
+        expected = module.predict_proba(torch.from_numpy(faces).unsqueeze(1), tta=tta).numpy()
+    onnx_path, _ = export(str(weights), "onnx", str(tmp_path / "m.onnx"))
+    for path in (weights, onnx_path):
+        got = Predictor(str(path), detector=None, tta=tta).classify(faces, batch_size=2)
+        assert np.allclose(got, expected, atol=1e-5), (path, np.abs(got - expected).max())
+        assert not np.allclose(got, Predictor(str(path), detector=None).classify(faces), atol=1e-4)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        Predictor(str(weights), detector=None, tta="fivecrop")
+
+
 def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -162,6 +184,15 @@ def test_predict_cli_no_detect_and_success_exit_code(weights, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("file,face,label,confidence,x,y,w,h,angry,disgust,fear,happy,sad,surprise,neutral")
     assert len(lines) == 2
+    img = cv2.imread(str(face), cv2.IMREAD_GRAYSCALE)
+    for tta in ("none", "tencrop"):
+        assert predict_main([str(face), "--no-detect", "--model", str(weights), "--json", "--tta", tta]) == 0
+        probs = json.loads(capsys.readouterr().out)[0]["probs"]
+        expected = Predictor(str(weights), detector=None, tta=tta).classify(img[None])[0]
+        assert list(probs.values()) == pytest.approx(expected.tolist(), abs=1e-4)  # JSON rounds to 4 decimals
+    with pytest.raises(SystemExit):
+        predict_main([str(face), "--tta", "fivecrop"])
+    assert "invalid choice: 'fivecrop'" in capsys.readouterr().err
 
 
 def test_tracker_smooths_probabilities():
@@ -305,7 +336,7 @@ def test_serving_imports_no_training_stack_and_onnx_serving_no_torch(weights, tm
         "from emotion.serve.predictor import Predictor\n"
         "heavy = ('torch', 'lightning', 'torchmetrics', 'hydra', 'matplotlib', 'tensorboard')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
-        f"p = Predictor({str(onnx_path)!r}, detector=None)\n"
+        f"p = Predictor({str(onnx_path)!r}, detector=None, tta='tencrop')\n"
         "probs = p.classify(np.zeros((2, 48, 48), np.uint8))\n"
         "print(probs.shape, sorted(m for m in heavy if m in sys.modules))\n"
     )

@@ -2,7 +2,9 @@
 
 ``Predictor`` loads a Lightning checkpoint, a ``.safetensors`` file (e.g. the shipped model) or an ``.onnx`` export
 (run with ONNX Runtime), detects faces, crops them exactly as training data was prepared, and classifies all faces
-of a frame in one batch. Class names come from the model file, never from a list in the app.
+of a frame in one batch. Class names come from the model file, never from a list in the app. ``tta`` (``none``,
+``flip``, ``tencrop``: :mod:`emotion.models.tta`) averages the predictions over views of each face, as
+``python -m emotion.evaluate tta=…`` does — for photos, at 2× or 10× the cost; the webcam keeps one view.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emotion.data.sources import to_gray_square
+from emotion.models.tta import check_tta, numpy_views
 from emotion.serve.faces import FaceDetector, crop_faces
 
 
@@ -54,7 +57,7 @@ class _TorchBackend:
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            x = self.torch.from_numpy(faces).unsqueeze(1)  # uint8 N×1×S×S: the network normalises it itself
+            x = self.torch.from_numpy(faces).unsqueeze(1)  # uint8 or float N×1×S×S: the network normalises it
             return self.net.probabilities(self.net(x)).numpy()
 
 
@@ -65,7 +68,7 @@ class _OnnxBackend:
         self.session, self.spec = open_onnx(path, threads)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
-        x = (faces.astype(np.float32) / 255.0)[:, None]
+        x = (faces.astype(np.float32) / 255.0 if faces.dtype == np.uint8 else faces.astype(np.float32))[:, None]
         return self.session.run(None, {"pixels": x})[0]
 
 
@@ -74,8 +77,10 @@ class Predictor:
     model_path: str
     detector: FaceDetector | None = field(default_factory=FaceDetector)
     margin: float = 0.1
+    tta: str = "none"
 
     def __post_init__(self) -> None:
+        check_tta(self.tta)
         path = str(self.model_path)
         self.backend = _OnnxBackend(path) if path.endswith(".onnx") else _TorchBackend(path)
         self.class_names: tuple[str, ...] = tuple(self.backend.spec["class_names"])
@@ -92,7 +97,11 @@ class Predictor:
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
-        return np.concatenate([self.backend(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)])
+        per_view = [
+            np.concatenate([self.backend(v[i : i + batch_size]) for i in range(0, len(v), batch_size)])
+            for v in numpy_views(faces, self.tta)
+        ]
+        return per_view[0] if len(per_view) == 1 else np.mean(per_view, axis=0)
 
     def predict_crops(self, images: list[np.ndarray]) -> list[Face]:
         """Pre-cropped faces (any size, gray/BGR, 8/16-bit) → one :class:`Face` each; box = the whole image."""
