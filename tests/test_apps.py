@@ -114,7 +114,7 @@ def test_onnx_and_torch_predictors_agree_and_batch_faces(weights, tmp_path, astr
 
 
 @pytest.mark.parametrize("tta", ["flip", "tencrop"])
-def test_predictor_tta_is_evaluates_tta_with_either_backend(weights, tmp_path, tta):
+def test_predictor_tta_matches_evaluates_tta_with_either_backend(weights, tmp_path, tta):
     """Predictor(tta=…) averages the same views as ``evaluate tta=…`` (numpy views vs torch views), with either
     backend; the views change the probabilities."""
     from emotion.models.checkpoint import load_net

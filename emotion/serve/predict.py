@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import FaceDetector
 from emotion.serve.predictor import Predictor
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-face", type=int, default=24, help="smallest face in detector pixels (default 24)")
     p.add_argument(
         "--tta",
-        choices=["none", "flip", "tencrop"],
+        choices=TTA_MODES,
         default="none",
         help="average over views of each face: flip (2x the cost) or tencrop (10x; the default model's 71%% on "
         "PublicTest is with it); default none",
