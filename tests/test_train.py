@@ -33,7 +33,7 @@ def test_fast_dev_run_composes_and_trains(tmp_path):
 def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment, extra):
     """The configs compose, run a step each and write checkpoints that load with ``weights_only=True`` (no Hydra
     container may reach them); sota: SGD-Nesterov + ReduceLROnPlateau on val/acc, full width; fast: 40-px faces,
-    recorded in the model's spec."""
+    recorded in the model's spec; recipe: EMA of the weights."""
     cfg = make_cfg(
         tmp_path,
         [f"experiment={experiment}", "data=synthetic", *TINY[1:], *extra, "trainer.limit_train_batches=2"],
@@ -43,6 +43,7 @@ def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment
     ckpt = torch.load(next((tmp_path / "run" / "checkpoints").glob("last.ckpt")), weights_only=True)
     if experiment == "recipe":
         assert ckpt["emotion_model"]["arch"] == "emotion_cnn"
+        assert "averaging_state" in ckpt  # recipe v11 trains with an average of the weights (callbacks=ema)
     else:
         assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
         widths = {"sota": [64, 128, 256, 512], "best": [48, 96, 192, 384], "fast": [32, 64, 128, 256]}[experiment]
