@@ -7,6 +7,10 @@ matrix, and writes them to ``eval.json`` (plus a confusion-matrix PNG) in the ru
 ``compare_to=OTHER`` (a model file or shipped name) scores a second model on the same faces with the same TTA and
 says whether the two differ beyond noise (McNemar's exact test, :mod:`emotion.training.paired`); ``compare_tta=MODE``
 scores the other side with another TTA — alone, the same model (is ten-crop's gain over flip real?).
+
+On a full FER2013 root (training faces beside the evaluated ones) the same pass also scores the faces without a
+near-identical training twin (``without_twins`` in ``eval.json``, comparison included); ``exclude=twins`` leaves
+them out of the whole report instead.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     compare_tta = cfg.get("compare_tta") or cfg.tta
     check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
+    import torch
 
     from emotion.atomic import save_figure, write_json
     from emotion.models.checkpoint import load_net
@@ -55,6 +60,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
+    has_twins = exclude is None and split != "train" and datamodule.has_training_faces()
+    twins = torch.from_numpy(datamodule.twin_mask(split)) if has_twins else None  # in evaluation order
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
 
@@ -88,6 +95,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "overrides": overrides(),
         "hardware": hardware(),
     }
+    if twins is not None:
+        keep = ~twins
+        result["without_twins"] = {
+            "n_images": int(keep.sum()),
+            "excluded_twins": int(twins.sum()),
+            "accuracy": float(outcome["correct"][keep].float().mean()) if keep.any() else float("nan"),
+        }
     if other_path is not None or compare_tta != cfg.tta:
         other = load_net(other_path) if other_path is not None else net
         if other.class_names != net.class_names or other.input_size != net.input_size:
@@ -98,6 +112,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         _, other_outcome = score(other, compare_tta)
         comparison = paired_comparison(outcome["correct"], other_outcome["correct"])
         result["compared_to"] = {"model": other_path or path, "tta": compare_tta, **comparison}
+        if twins is not None:
+            result["compared_to"]["without_twins"] = paired_comparison(
+                outcome["correct"][~twins], other_outcome["correct"][~twins]
+            )
     out_dir = Path(cfg.paths.output_dir)
     write_json(result, out_dir / "eval.json")
     title = f"{split} acc {result['accuracy']:.4f} (tta={cfg.tta})"
@@ -124,14 +142,22 @@ def print_result(r: dict[str, Any]) -> None:
     for name, row in zip(names, r["confusion_matrix"]):
         table.add_row(name, *[str(v) for v in row], f"{r['recall'][name]:.3f}")
     console.print(table)
-    if c := r.get("compared_to"):
-        verdict = "a real difference (p < 0.05)" if c["mcnemar_p"] < 0.05 else "within the noise of these faces"
+    if w := r.get("without_twins"):
         console.print(
-            f"against [bold]{c['model']}[/] with tta={c['tta']} on the same faces: accuracy {c['other_accuracy']:.4f} "
-            f"({100 * (c['accuracy'] - c['other_accuracy']):+.2f} points for this model); right only here "
-            f"{c['only_this_right']}, only there {c['only_other_right']}; McNemar exact p = {c['mcnemar_p']:.3f}: "
-            f"{verdict}"
+            f"without the {w['excluded_twins']} faces that have a training twin ({w['n_images']} images): "
+            f"accuracy [bold]{w['accuracy']:.4f}[/]"
         )
+    if c := r.get("compared_to"):
+        for faces, cmp in (("the same faces", c), ("the faces without a training twin", c.get("without_twins"))):
+            if cmp is None:
+                continue
+            verdict = "a real difference (p < 0.05)" if cmp["mcnemar_p"] < 0.05 else "within the noise of these faces"
+            console.print(
+                f"against [bold]{c['model']}[/] with tta={c['tta']} on {faces}: accuracy {cmp['other_accuracy']:.4f} "
+                f"({100 * (cmp['accuracy'] - cmp['other_accuracy']):+.2f} points for this model); right only here "
+                f"{cmp['only_this_right']}, only there {cmp['only_other_right']}; McNemar exact p = "
+                f"{cmp['mcnemar_p']:.3f}: {verdict}"
+            )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

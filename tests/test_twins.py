@@ -33,14 +33,23 @@ def net_file(tmp_path):
 
 
 def test_evaluate_exclude_twins_scores_without_the_leaked_faces(folder_data, net_file, tmp_path):
+    """exclude=twins leaves the leaked face out of the report; a plain evaluation scores the same faces in the same
+    pass (``without_twins``), comparison included, and agrees with it."""
     leaked = sorted((folder_data / "test" / "happy").glob("PrivateTest_*"))[0]
     shutil.copy(leaked, folder_data / "train" / "happy" / "Training_leak.jpg")
-    base = [f"ckpt_path={net_file}", f"data.root={folder_data}", "data.cache_dir=null"]
+    torch.manual_seed(1)
+    other = save_safetensors(EmotionCNN().eval(), tmp_path / "other.safetensors")
+    base = [f"ckpt_path={net_file}", f"data.root={folder_data}", "data.cache_dir=null", f"compare_to={other}"]
     full = evaluate(make_cfg(tmp_path / "a", base, config_name="eval"))
     clean = evaluate(make_cfg(tmp_path / "b", [*base, "exclude=twins"], config_name="eval"))
     assert full["excluded_twins"] is None and clean["excluded_twins"] == 1
     assert clean["n_images"] == full["n_images"] - 1 == 13
     assert clean["split_protocol"]["test_twins_excluded"] == 1
+    assert full["without_twins"] == {"n_images": 13, "excluded_twins": 1, "accuracy": clean["accuracy"]}
+    assert "without_twins" not in clean
+    same_faces = {k: v for k, v in clean["compared_to"].items() if k not in ("model", "tta")}
+    assert full["compared_to"]["without_twins"] == same_faces
+    assert full["compared_to"]["n_images"] == 14
 
 
 def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path):
@@ -49,6 +58,8 @@ def test_exclude_twins_needs_the_training_split(folder_data, net_file, tmp_path)
     cfg = make_cfg(tmp_path / "c", [f"ckpt_path={net_file}", f"data.root={only_test}", "exclude=twins"], "eval")
     with pytest.raises(DatasetError, match="exclude=twins needs the training faces"):
         evaluate(cfg)
+    plain = evaluate(make_cfg(tmp_path / "d", [f"ckpt_path={net_file}", f"data.root={only_test}"], "eval"))
+    assert plain["n_images"] == 14 and "without_twins" not in plain  # no training faces: nothing to judge twins by
 
 
 def test_evaluate_scores_an_onnx_export_like_its_source_and_refuses_garbage(folder_data, net_file, tmp_path):

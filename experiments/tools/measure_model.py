@@ -6,11 +6,11 @@
    PublicTest (``python -m emotion.calibrate``; ECE before/after on the other half) — OUT is the calibrated file —
    and repeats the fit/report on four more seeded halves (a multirun), since one half of 3,589 faces is a noisy
    measure of ECE (a perfectly calibrated model measures ~0.026 on 1,794 faces; ``calibrate`` prints that floor);
-2. evaluates OUT on PublicTest with no TTA, flip TTA and ten-crop TTA, each on the full split and without the faces
-   that have a near-identical Training twin (``exclude=twins``);
-3. compares it, face by face with flip TTA, against ``--against`` (default: the shipped default model, as it was
-   before OUT was written; ``--against none`` skips it): McNemar's exact test (``evaluate compare_to=``), on all faces
-   and without the twins — is the new model better beyond PublicTest's noise?
+2. evaluates OUT on PublicTest with no TTA, flip TTA and ten-crop TTA, each on the full split and, in the same pass,
+   without the faces that have a near-identical Training twin (``eval.json``'s ``without_twins``);
+3. compares it, face by face with flip and with ten-crop TTA, against ``--against`` (default: the shipped default
+   model, as it was before OUT was written; ``--against none`` skips it): McNemar's exact test (``evaluate
+   compare_to=``), on all faces and without the twins — is the new model better beyond PublicTest's noise?
 4. prints the numbers and the JSON fields for models.json. Run it with the machine otherwise idle for stable timing.
 """
 
@@ -74,30 +74,28 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     ]
     results = {}
     for tta in ("none", "flip", "tencrop"):
-        for exclude in ("null", "twins"):
-            name = f"{run}-{tta}-{exclude}"
-            compare = [f"compare_to={against}"] if against is not None and tta == "flip" else []
-            cli(
-                "emotion.evaluate",
-                f"ckpt_path={args.out}",
-                f"data.root={args.data}",
-                f"tta={tta}",
-                f"exclude={exclude}",
-                f"run_name={name}",
-                *compare,
-            )
-            results[(tta, exclude)] = json.loads((logs / "eval" / "runs" / name / "eval.json").read_text())
-    flip, tencrop = results[("flip", "null")], results[("tencrop", "null")]
+        name = f"{run}-{tta}"
+        compare = [f"compare_to={against}"] if against is not None and tta != "none" else []
+        cli(
+            "emotion.evaluate",
+            f"ckpt_path={args.out}",
+            f"data.root={args.data}",
+            f"tta={tta}",
+            f"run_name={name}",
+            *compare,
+        )
+        results[tta] = json.loads((logs / "eval" / "runs" / name / "eval.json").read_text())
+    flip, tencrop = results["flip"], results["tencrop"]
     entry = {
-        "publictest_accuracy": round(results[("none", "null")]["accuracy"], 4),
+        "publictest_accuracy": round(results["none"]["accuracy"], 4),
         "publictest_accuracy_flip_tta": round(flip["accuracy"], 4),
         "publictest_macro_f1_flip_tta": round(flip["macro_f1"], 4),
         "publictest_accuracy_tencrop_tta": round(tencrop["accuracy"], 4),
         "publictest_macro_f1_tencrop_tta": round(tencrop["macro_f1"], 4),
-        "publictest_without_twins_accuracy": round(results[("none", "twins")]["accuracy"], 4),
-        "publictest_without_twins_accuracy_flip_tta": round(results[("flip", "twins")]["accuracy"], 4),
-        "publictest_without_twins_accuracy_tencrop_tta": round(results[("tencrop", "twins")]["accuracy"], 4),
-        "publictest_twins_excluded": results[("flip", "twins")]["excluded_twins"],
+        "publictest_without_twins_accuracy": round(results["none"]["without_twins"]["accuracy"], 4),
+        "publictest_without_twins_accuracy_flip_tta": round(flip["without_twins"]["accuracy"], 4),
+        "publictest_without_twins_accuracy_tencrop_tta": round(tencrop["without_twins"]["accuracy"], 4),
+        "publictest_twins_excluded": flip["without_twins"]["excluded_twins"],
         "temperature": round(calibration["temperature"], 4),
         "ece_report_half_uncalibrated": round(calibration["before"]["ece"], 4),
         "ece_report_half_calibrated": round(calibration["after"]["ece"], 4),
@@ -115,13 +113,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             f" floor {ref['perfect_mean']:.4f} (p95 {ref['perfect_p95']:.4f}), p {ref['p_value']:.2f}"
         )
     print("thresholds (calibrated, report half):", json.dumps(calibration["thresholds_after"]))
-    for exclude, faces in (("null", "all faces"), ("twins", "without twins")):
-        if c := results[("flip", exclude)].get("compared_to"):
-            print(
-                f"against {args.against} (flip TTA, {faces}): {c['accuracy']:.4f} vs {c['other_accuracy']:.4f}; "
-                f"right only in the new model {c['only_this_right']}, only in {args.against} {c['only_other_right']}; "
-                f"McNemar exact p = {c['mcnemar_p']:.3f}"
-            )
+    for tta, r in (("flip", flip), ("ten-crop", tencrop)):
+        if c := r.get("compared_to"):
+            for faces, cmp in (("all faces", c), ("without twins", c["without_twins"])):
+                print(
+                    f"against {args.against} ({tta} TTA, {faces}): {cmp['accuracy']:.4f} vs "
+                    f"{cmp['other_accuracy']:.4f}; right only in the new model {cmp['only_this_right']}, "
+                    f"only in {args.against} {cmp['only_other_right']}; McNemar exact p = {cmp['mcnemar_p']:.3f}"
+                )
 
 
 if __name__ == "__main__":
