@@ -61,7 +61,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("test")
     n_twins = datamodule.drop_twins(split) if exclude == "twins" else 0
     has_twins = exclude is None and split != "train" and datamodule.has_training_faces()
-    twins = torch.from_numpy(datamodule.twin_mask(split)) if has_twins else None  # in evaluation order
+    keep = ~torch.from_numpy(datamodule.twin_mask(split)) if has_twins else None  # no twin; in evaluation order
     if tuple(datamodule.class_names) != net.class_names:
         raise UserError(f"model classes {net.class_names} differ from the data's {datamodule.class_names}")
 
@@ -95,11 +95,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "overrides": overrides(),
         "hardware": hardware(),
     }
-    if twins is not None:
-        keep = ~twins
+    if keep is not None:
         result["without_twins"] = {
             "n_images": int(keep.sum()),
-            "excluded_twins": int(twins.sum()),
+            "excluded_twins": int((~keep).sum()),
             "accuracy": float(outcome["correct"][keep].float().mean()) if keep.any() else float("nan"),
         }
     if other_path is not None or compare_tta != cfg.tta:
@@ -112,9 +111,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         _, other_outcome = score(other, compare_tta)
         comparison = paired_comparison(outcome["correct"], other_outcome["correct"])
         result["compared_to"] = {"model": other_path or path, "tta": compare_tta, **comparison}
-        if twins is not None:
+        if keep is not None:
             result["compared_to"]["without_twins"] = paired_comparison(
-                outcome["correct"][~twins], other_outcome["correct"][~twins]
+                outcome["correct"][keep], other_outcome["correct"][keep]
             )
     out_dir = Path(cfg.paths.output_dir)
     write_json(result, out_dir / "eval.json")
