@@ -53,6 +53,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt = best or None
     if not best:
         log.warning("no best checkpoint found; evaluating the current weights")
+    elif trainer.num_nodes > 1:  # the machines of a cluster share no disk: only rank 0's holds the checkpoint
+        share_weights(trainer, model, best)
+        ckpt = None
     results: dict[str, Any] = {}
     results.update(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
     confusion = {"val": evals.results["val"]["confusion_matrix"]}
@@ -60,20 +63,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0])
         confusion["test"] = evals.results["test"]["confusion_matrix"]
     metrics = {k: float(v) for k, v in results.items()}
-    write_run_report(
-        cfg,
-        out_dir,
-        trainer,
-        datamodule,
-        model,
-        metrics,
-        confusion,
-        best,
-        history,
-        train_time_s,
-        time.perf_counter() - t0,
-    )
+    if trainer.is_global_zero:  # one report per run, however many processes trained it
+        write_run_report(
+            cfg,
+            out_dir,
+            trainer,
+            datamodule,
+            model,
+            metrics,
+            confusion,
+            best,
+            history,
+            train_time_s,
+            time.perf_counter() - t0,
+        )
     return metrics
+
+
+def share_weights(trainer: Any, model: Any, path: str) -> None:
+    """Load a checkpoint's weights on global rank 0 and send them to every rank."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"] if trainer.is_global_zero else None
+    model.load_state_dict(trainer.strategy.broadcast(state))
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -1,32 +1,20 @@
-"""modal_app without the cloud: import offline, inspect the functions, run the container body locally on temp
-'Volumes', and check that nothing invalid ever reaches ``.remote()``."""
+"""modal_app without the cloud: import offline, inspect the functions and the options handed to Modal (checked with
+Modal's own validation), and check that nothing invalid ever reaches a GPU. The container bodies run in
+``tests/test_modal_harness.py``, laid out as Modal lays out a container."""
 
+import json
+import os
 import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 
 import pytest
-import torch
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT
 
 modal = pytest.importorskip("modal")
 import modal_app  # noqa: E402
-
-
-class RecordingVolume:
-    """Records, at every commit, the epoch of the run's last.ckpt as it is on disk at that moment."""
-
-    def __init__(self, last_ckpt=None):
-        self.last_ckpt = last_ckpt
-        self.epochs: list[int | None] = []
-
-    def commit(self):
-        if self.last_ckpt is not None and self.last_ckpt.is_file():
-            self.epochs.append(torch.load(self.last_ckpt, map_location="cpu", weights_only=True)["epoch"])
-        else:
-            self.epochs.append(None)
 
 
 def test_import_makes_no_network_call_and_loads_no_training_stack():
@@ -42,17 +30,66 @@ def test_import_makes_no_network_call_and_loads_no_training_stack():
     assert socket.socket.connect is not None
 
 
-def test_functions_are_configured_without_retries_and_tensorboard_has_its_own_small_image():
-    spec = modal_app.train._spec_
-    assert spec.gpus == "A100"
-    assert set(spec.volumes) == {"/data", "/runs"}
-    opts = modal_app.FUNCTION_OPTIONS
+def test_training_functions_retry_resume_and_tensorboard_has_its_own_small_image():
+    for n, fn in modal_app.TRAIN_ON_GPUS.items():
+        spec = fn._spec_
+        assert spec.gpus == ("A100" if n == 1 else f"A100:{n}")
+        assert set(spec.volumes) == {"/data", "/runs"}
+    opts = modal_app.train_options(4)
     assert opts["timeout"] >= 6 * 3600 and opts["single_use_containers"] is True
-    assert "retries" not in opts  # a deterministic error must not be paid four times
+    retries = opts["retries"]._to_proto()  # Modal's own validation ran in Retries(); the proto is what is sent
+    assert retries.retries == modal_app.MAX_RETRIES >= 1
     assert modal_app.tensorboard._spec_.volumes.keys() == {"/runs"}
     assert modal_app.tensorboard_image is not modal_app.train_image
     lock = (ROOT / ".ci" / "modal-requirements.txt").read_text().splitlines()
     assert "torch==2.14.1" in lock and any(line.startswith("lightning==") for line in lock)
+    assert modal_app.locked_requirements("tensorboard") == [p for p in lock if p.startswith("tensorboard")]
+    assert not hasattr(modal_app, "train_cluster")  # defined only when EMOTION_NODES asks for a cluster
+
+
+GPU_FALLBACK_CHECK = """
+import json, modal_app
+from modal._utils.function_utils import parse_gpu_config
+from modal.exception import InvalidError
+out = {}
+for n, fn in modal_app.TRAIN_ON_GPUS.items():
+    parsed = [parse_gpu_config(g) for g in fn._spec_.gpus]  # what Modal does with a decorator's list
+    out[n] = [(p.gpu_type, p.count) for p in parsed]
+modal_app._function_for(4).with_options(max_containers=modal_app.MAX_CONTAINERS)  # what a sweep sends
+try:
+    modal_app.train.with_options(gpu=modal_app.gpu_spec(4))
+    out["with_options_list"] = "accepted"
+except InvalidError as exc:
+    out["with_options_list"] = str(exc)
+cluster = modal_app.train_cluster._spec_
+out["cluster"] = [(p.gpu_type, p.count) for p in map(parse_gpu_config, cluster.gpus)]
+print(json.dumps(out))
+"""
+
+
+def test_a_gpu_fallback_list_builds_options_that_modals_own_validation_accepts():
+    """EMOTION_GPU=H100,A100: a decorator may take the list (Modal tries the types in turn); with_options may not,
+    so every GPU count has its own function and sweeps change only max_containers. With EMOTION_NODES=2 the
+    cluster's function asks for every GPU of each machine."""
+    env = {**os.environ, "EMOTION_GPU": "H100,A100", "EMOTION_NODES": "2"}
+    res = subprocess.run(
+        [sys.executable, "-c", GPU_FALLBACK_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    for n in ("1", "2", "4", "8"):
+        assert out[n] == [["H100", int(n)], ["A100", int(n)]]
+    assert out["cluster"] == [["H100", 8], ["A100", 8]]
+    assert "must be a string" in out["with_options_list"]  # why with_options(gpu=[…]) is never called
+
+
+def test_a_bad_setting_is_one_line_at_import():
+    env = {**os.environ, "EMOTION_NODES": "two"}
+    res = subprocess.run(
+        [sys.executable, "-c", "import modal_app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "EMOTION_NODES='two' must be a whole number >= 1" in res.stderr
 
 
 def test_run_names_are_stable_so_reruns_resume():
@@ -67,17 +104,35 @@ def test_gpus_option_asks_for_n_gpus_and_ddp():
     n, overrides = modal_app.split_gpus(["gpus=4", "experiment=sota"])
     assert n == 4 and overrides == ["trainer=ddp", "experiment=sota", "trainer.devices=4"]
     assert modal_app.gpu_spec(4) == "A100:4"
-    with pytest.raises(SystemExit, match="gpus=four"):
-        modal_app.split_gpus(["gpus=four"])
+    for bad in ("four", "3", "0"):
+        with pytest.raises(SystemExit, match=f"gpus={bad}: give the GPUs of one machine, one of 1, 2, 4, 8"):
+            modal_app.split_gpus([f"gpus={bad}"])
+
+
+def test_a_cluster_uses_every_gpu_of_each_machine_and_lightnings_node_wiring():
+    n, overrides = modal_app.split_gpus(["experiment=sota"], nodes=2)
+    assert n == modal_app.NODE_GPUS == 8
+    assert overrides == ["trainer=ddp", "experiment=sota", "trainer.devices=8", "trainer.num_nodes=2"]
+    with pytest.raises(SystemExit, match="a cluster uses all 8 GPUs"):
+        modal_app.split_gpus(["gpus=2"], nodes=2)
+    node = modal_app.Node(rank=1, count=2, main_addr="fdaa::1")
+    assert node.env() == {"MASTER_ADDR": "fdaa::1", "MASTER_PORT": "29500", "NODE_RANK": "1"}
+
+
+class FakeCall:
+    object_id = "fc-123"
+
+    def get(self):
+        return {"status": "ok", "metrics": {"val/acc": 0.5}}
 
 
 class FakeFunction:
     def __init__(self):
         self.calls = []
 
-    def remote(self, overrides):
+    def spawn(self, overrides):
         self.calls.append(overrides)
-        return {"metrics": {"val/acc": 0.5}}
+        return FakeCall()
 
 
 @pytest.mark.parametrize(
@@ -94,7 +149,7 @@ class FakeFunction:
 )
 def test_a_bad_override_fails_locally_and_never_reaches_remote(monkeypatch, override, reason):
     fake = FakeFunction()
-    monkeypatch.setattr(modal_app, "train", fake)
+    monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
     with pytest.raises(SystemExit, match=reason):
         modal_app._train_and_wait(["experiment=recipe", override])
     assert fake.calls == []
@@ -102,58 +157,87 @@ def test_a_bad_override_fails_locally_and_never_reaches_remote(monkeypatch, over
 
 def test_a_valid_command_passes_preflight_and_is_sent_once(monkeypatch, capsys):
     fake = FakeFunction()
-    monkeypatch.setattr(modal_app, "train", fake)
+    monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
+    monkeypatch.setattr(sys, "argv", ["modal", "run", "--detach", "modal_app.py", "experiment=recipe"])
     modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", "model.distill.teacher=null"])
     assert len(fake.calls) == 1 and fake.calls[0][-1].startswith("run_name=recipe-")
-    assert "modal volume get" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "function call: fc-123" in out.out and "modal app logs" in out.out and "modal volume get" in out.out
+    assert "--detach" not in out.err  # detached: no warning
 
 
-def test_the_volume_is_committed_after_each_checkpoint_and_the_run_resumes(tmp_path):
-    """The container body, run here: ``python -m emotion.train`` as a subprocess; every commit while it runs sees
-    the newest epoch's last.ckpt; a second call with more epochs continues the same run."""
-    tiny = [*TINY, f"paths.root_dir={tmp_path}", "run_name=resume-me", "logger=csv", "model.scheduler=null"]
-    runs = tmp_path / "runs"
-    last = runs / "train" / "runs" / "resume-me" / "checkpoints" / "last.ckpt"
-    volume = RecordingVolume(last)
-    job = dict(runs_dir=str(runs), data_dir=str(tmp_path), volume=volume, default_overrides=(), poll_s=0.05, cwd=ROOT)
-    first = modal_app.train_job([*tiny, "trainer.max_epochs=2"], **job)
-    assert [h["epoch"] for h in first["history"]] == [1, 2]
-    assert volume.epochs[:2] == [0, 1]  # one commit per epoch, each seeing that epoch's last.ckpt
-    assert volume.epochs[-1] == 1  # and the final commit
-
-    volume.epochs.clear()
-    second = modal_app.train_job([*tiny, "trainer.max_epochs=3"], **job)
-    assert [h["epoch"] for h in second["history"]] == [1, 2, 3]  # continued, not restarted
-    assert second["history"][:2] == first["history"]
-    assert volume.epochs[0] == 2  # the resumed run's old checkpoint is not committed again as news
+def test_without_detach_a_run_warns_and_launch_is_refused(monkeypatch, capsys):
+    fake = FakeFunction()
+    monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
+    monkeypatch.setattr(sys, "argv", ["modal", "run", "modal_app.py", "experiment=recipe"])
+    modal_app._train_and_wait(["experiment=recipe", "model.distill.teacher=null"])
+    assert "stops when this terminal closes" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="modal run --detach modal_app.py launch"):
+        modal_app._launch(["experiment=recipe", "model.distill.teacher=null"])
+    assert len(fake.calls) == 1  # the refused launch sent nothing
 
 
-def test_a_failing_training_commits_what_it_wrote_and_raises(tmp_path):
-    volume = RecordingVolume()
-    with pytest.raises(RuntimeError, match="exited with status 1"):
-        modal_app.train_job(
-            [*TINY, f"paths.root_dir={tmp_path}", "model.optimizer.lr=-1"],
-            runs_dir=str(tmp_path / "runs"),
-            volume=volume,
-            default_overrides=(),
-            poll_s=0.05,
-            cwd=ROOT,
-        )
-    assert volume.epochs == [None]
+@pytest.mark.parametrize(
+    ("argv", "detached"),
+    [
+        (["/venv/bin/modal", "run", "--detach", "modal_app.py", "launch"], True),
+        (["/venv/lib/modal/__main__.py", "run", "-d", "modal_app.py"], True),
+        (["modal", "run", "modal_app.py", "launch", "--detach"], False),  # after the file: the entrypoint's words
+        (["modal", "run", "--detach", "modal_app.py::main"], True),
+        (["modal", "run", "modal_app.py"], False),
+        (["python", "modal_app.py", "upload"], False),
+    ],
+)
+def test_detach_is_read_from_modals_own_options(argv, detached):
+    assert modal_app.launched_detached(argv) is detached
 
 
-@pytest.mark.slow  # two processes (gloo) training the demo, then resuming: ~1 min
-def test_ddp_launches_two_ranks_from_the_container_body_and_resumes(tmp_path, capfd):
-    """Lightning's launcher re-runs `python -m emotion.train` for rank 1: only possible because the body runs the
-    training as that module in a subprocess (inside a Modal container `__main__` is Modal's entrypoint)."""
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
-    tiny = [*TINY, *ddp, f"paths.root_dir={tmp_path}", "run_name=ddp", "logger=csv", "model.scheduler=null"]
-    job = dict(runs_dir=str(tmp_path / "runs"), data_dir=str(tmp_path), default_overrides=(), poll_s=0.2, cwd=ROOT)
-    first = modal_app.train_job(tiny, **job)
-    out = capfd.readouterr()
-    assert "MEMBER: 2/2" in out.out + out.err  # Lightning's "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2"
-    second = modal_app.train_job([*tiny, "trainer.max_epochs=2"], **job)
-    assert [h["epoch"] for h in second["history"]] == [1, 2] and second["history"][0] == first["history"][0]
+def test_a_failed_run_is_reported_once_and_exits_nonzero():
+    with pytest.raises(SystemExit, match="error: training of run 'x' failed"):
+        modal_app._report({"status": "failed", "error": "training of run 'x' failed (…)"})
+
+
+@pytest.mark.parametrize(
+    ("returncode", "output", "transient"),
+    [
+        (1, "error: model.optimizer.lr must be >= 0.0, got -1.0; e.g. model.optimizer.lr=1e-3\n", False),
+        (1, "Traceback …\nZeroDivisionError: division by zero\n", False),  # a bug: paying again will not help
+        (1, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n", False),
+        (1, "torch.distributed.DistBackendError: NCCL error in: …, unhandled system error\n", True),
+        (1, "RuntimeError: CUDA error: uncorrectable ECC error encountered\n", True),
+        (1, "OSError: [Errno 5] Input/output error: '/runs/train/runs/x/checkpoints/last.ckpt'\n", True),
+        (-6, "terminate called after throwing an instance of 'c10::Error'\n", True),  # SIGABRT: NCCL's watchdog
+        (-9, "", False),  # SIGKILL: the kernel's OOM killer (a preemption takes the whole container instead)
+    ],
+)
+def test_failures_are_classified_so_that_only_transient_ones_are_retried(returncode, output, transient):
+    failure = modal_app.TrainingFailed("x", returncode, output)
+    assert failure.transient is transient
+    assert ("not retried" in str(failure)) is not transient
+
+
+def test_the_container_body_raises_transient_failures_and_returns_deterministic_ones(monkeypatch):
+    class Volume:
+        reloads = 0
+
+        def reload(self):
+            Volume.reloads += 1
+
+    monkeypatch.setattr(modal_app, "runs_volume", Volume())
+
+    def failing(output):
+        def job(*args, **kwargs):
+            raise modal_app.TrainingFailed("x", 1, output)
+
+        return job
+
+    monkeypatch.setattr(modal_app, "train_job", failing("error: data.root=/data/fer2013 does not exist\n"))
+    result = modal_app.train_in_container(["experiment=baseline"])
+    assert result["status"] == "failed" and "does not exist" in result["error"]
+    monkeypatch.setattr(modal_app, "train_job", failing("torch.distributed.DistNetworkError: Connection reset\n"))
+    with pytest.raises(modal_app.TrainingFailed, match="transient"):
+        modal_app.train_in_container(["experiment=baseline"])
+    assert Volume.reloads == 2  # each attempt starts from the newest committed checkpoints
 
 
 def test_sweep_grid_uses_hydras_own_parser():
@@ -174,40 +258,21 @@ def test_sweep_fans_out_and_ranks_best_first(tmp_path):
         for (overrides,) in args:
             calls.append(overrides)
             if "model.optimizer.lr=bad" in overrides:
-                out.append(RuntimeError("diverged"))
+                out.append(RuntimeError("lost the GPU"))  # transient, retries exhausted: an exception
+                continue
+            if "model.optimizer.lr=-1" in overrides:
+                out.append({"status": "failed", "error": "lr must be >= 0"})  # deterministic: returned
                 continue
             lr = float(overrides[-1].split("=")[1])
             out.append({"metrics": {"val/acc": lr * 100}, "run_dir": str(tmp_path / str(lr))})
         return out
 
-    results = modal_app.run_sweep(["experiment=demo", "model.optimizer.lr=0.001,0.003,bad"], local_launch)
-    assert len(calls) == 3
-    assert [r["metric"] for r in results] == [0.3, 0.1, None]
-    assert results[-1]["status"].startswith("failed")
+    results = modal_app.run_sweep(["experiment=demo", "model.optimizer.lr=0.001,0.003,bad,-1"], local_launch)
+    assert len(calls) == 4
+    assert [r["metric"] for r in results] == [0.3, 0.1, None, None]
+    assert results[-2]["status"] == "failed: lost the GPU" and results[-1]["status"] == "failed: lr must be >= 0"
     table = modal_app.sweep_table(results)
     assert table.splitlines()[2].startswith("| 1 | experiment=demo model.optimizer.lr=0.003 | 0.3000 | ok |")
-
-
-def test_tensorboard_reloads_the_volume_at_most_every_30_s_and_survives_open_files():
-    class Volume:
-        def __init__(self):
-            self.reloads, self.fail_next = 0, True
-
-        def reload(self):
-            if self.fail_next:
-                self.fail_next = False
-                raise RuntimeError("there are open files")
-            self.reloads += 1
-
-    now = [1000.0]
-    volume = Volume()
-    reloader = modal_app.VolumeReloader(volume, every_s=30, clock=lambda: now[0])
-    assert reloader.maybe_reload() is False  # open files: retried at the next request
-    assert reloader.maybe_reload() is True and volume.reloads == 1
-    now[0] += 10
-    assert reloader.maybe_reload() is False and volume.reloads == 1
-    now[0] += 25
-    assert reloader.maybe_reload() is True and volume.reloads == 2
 
 
 def test_upload_checks_the_path_first_and_copies_a_folder(tmp_path):

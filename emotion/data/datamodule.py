@@ -31,28 +31,64 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
-    """Yields index tensors of whole batches; the order is a pure function of (seed, epoch)."""
+    """Yields index tensors of whole batches; the order is a pure function of (seed, epoch).
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, drop_last: bool = False) -> None:
+    Distributed training (``rank`` of ``world`` processes, ``even``) shards whole batches: rank r takes batches r,
+    r + world, … of the one global order, each with its global number's seed, and the last global batches that would
+    leave ranks with unequal counts are dropped (DDP steps in lockstep). Evaluation gives each rank an equal
+    contiguous share of the faces, every face exactly once (``DistributedSampler`` would pad with repeated faces).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
+        even: bool = False,
+    ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not one of {world} processes")
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.rank, self.world, self.even = rank, world, even
+        if even and self._n_global() == 0:
+            raise DatasetError(f"{n} training faces make fewer batches of {batch_size} than the {world} processes")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning at the start of every epoch
         self.epoch = epoch
 
-    def __iter__(self):
+    def _n_global(self) -> int:
+        """Global batches this epoch (``even``: a multiple of ``world``, so that every rank steps equally often)."""
+        n = self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        return n - n % self.world if self.even else n
+
+    def _batches(self) -> list[tuple[int, torch.Tensor]]:
+        """This rank's (global batch number, face indices) of this epoch."""
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         else:
             order = torch.arange(self.n)
-        for b, start in enumerate(range(0, self.n, self.batch_size)):
-            idx = order[start : start + self.batch_size]
-            if self.drop_last and len(idx) < self.batch_size:
-                return
+        if self.even:
+            return [(b, order[b * self.batch_size : (b + 1) * self.batch_size]) for b in self._owned()]
+        faces = torch.tensor_split(order, self.world)[self.rank]  # evaluation: an equal share of the faces each
+        return list(enumerate(torch.split(faces, self.batch_size)))
+
+    def _owned(self) -> range:
+        return range(self.rank, self._n_global(), self.world)
+
+    def __iter__(self):
+        for b, idx in self._batches():
             yield idx, batch_seed(self.seed, self.epoch, b)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        if self.even:
+            return len(self._owned())
+        share = len(torch.tensor_split(torch.arange(self.n), self.world)[self.rank])
+        return -(-share // self.batch_size)
 
 
 class InMemoryFaces(Dataset):
@@ -244,12 +280,16 @@ class FER2013DataModule(L.LightningDataModule):
         if len(labels) == 0:
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
         ds = InMemoryFaces(images, labels, augment=train and (self.augment is not None or self.mix is not None))
+        trainer = self.trainer
         sampler = EpochBatchSampler(
             len(ds),
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,
             drop_last=train and len(ds) > self.batch_size,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world=trainer.world_size if trainer is not None else 1,
+            even=train,
         )
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)
 

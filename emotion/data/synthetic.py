@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def write_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, n_test:
     rng = np.random.default_rng(seed)
     parts = [("train", "Training", n_train), ("test", "PublicTest", n_val), ("test", "PrivateTest", n_test)]
     counter = 0
-    tmp = root.with_name(root.name + ".partial")
+    tmp = root.with_name(f"{root.name}.partial-{os.getpid()}")  # one per process: several may generate at once
     for folder, prefix, n in parts:
         for label in FER2013_CLASSES:
             d = tmp / folder / label
@@ -102,7 +103,12 @@ def write_dataset(root: str | Path, n_train: int = 300, n_val: int = 60, n_test:
                     str(d / f"{prefix}_{counter:06d}.jpg"), draw_face(label, rng), [cv2.IMWRITE_JPEG_QUALITY, 95]
                 )
     (tmp / MARKER).write_text(json.dumps(params(n_train, n_val, n_test, seed)))
-    tmp.rename(root)  # appears complete or not at all
+    try:
+        tmp.rename(root)  # appears complete or not at all
+    except OSError:  # another process (a cluster's other machine on a shared disk) finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (root / MARKER).is_file():
+            raise
     return root
 
 
@@ -125,7 +131,9 @@ def ensure_dataset(root: str | Path, **kwargs: int) -> Path:
         if json.loads(marker.read_text()) == params(**kwargs):
             return root
         shutil.rmtree(root)  # ours, generated with other parameters
-    shutil.rmtree(root.with_name(root.name + ".partial"), ignore_errors=True)
+    for stale in root.parent.glob(f"{root.name}.partial-*"):  # left by a killed process
+        if not Path(f"/proc/{stale.name.rsplit('-', 1)[1]}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
     return write_dataset(root, **kwargs)
 
 

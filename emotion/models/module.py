@@ -151,7 +151,8 @@ class EmotionModule(L.LightningModule):
         loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y)
         getattr(self, f"{stage}_metrics").update(probs, y)
         getattr(self, f"{stage}_recall").update(probs, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        # sync_dist: the mean over every rank's faces, reduced once at the epoch's end (metrics sync themselves)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         return probs
 
     def _eval_epoch_end(self, stage: str) -> None:
