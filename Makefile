@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FER2013_ROOT ?= $(if $(wildcard ../shared/data/fer2013),../shared/data/fer2013,data/fer2013)
 export FER2013_ROOT
 
-.PHONY: install demo train bench test test-slow lint format tensorboard modal-lock clean
+.PHONY: install demo train bench test test-slow lint format tensorboard modal-check modal-lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(STAMP)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir logs
+
+modal-check: $(STAMP)  ## modal_app.py's remote bodies in a container laid out as Modal's: train, kill, restart; DDP; 2 nodes; TensorBoard (~5 min)
+	$(BIN)/python tests/modal_harness.py
 
 # The Modal training image installs exactly these versions (the ones the test suite ran with); regenerate after
 # changing dependencies. Dev-only tools and Modal's own client are left out.

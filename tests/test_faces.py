@@ -85,3 +85,54 @@ def test_a_face_the_whole_frame_search_misses_is_aged_and_dropped_even_when_scan
     assert len(detector(frame)) == 1
     empty = np.full((480, 640, 3), 90, np.uint8)
     assert [len(detector(empty)) for _ in range(4)] == [1, 1, 0, 0]
+
+
+# ----------------------------------------------------------------------------- YuNet and aligned crops
+def test_yunet_finds_the_real_face_with_landmarks_where_a_face_has_them(photo):
+    from emotion.serve.faces import YuNetDetector
+
+    img, haar_box = photo
+    boxes, marks = YuNetDetector().detect(img)
+    assert len(boxes) == 1 and iou(boxes[0], haar_box) > 0.4
+    x, y, w, h = boxes[0]
+    eyes, nose, mouth = marks[0][:2], marks[0][2], marks[0][3:]
+    assert ((marks[0] >= (x, y)) & (marks[0] <= (x + w, y + h))).all()
+    assert eyes[0][0] < eyes[1][0] and eyes[:, 1].max() < nose[1] < mouth[:, 1].min()  # left to right, top down
+    empty = YuNetDetector().detect(np.full((480, 640, 3), 90, np.uint8))
+    assert empty[0].shape == (0, 4) and empty[1].shape == (0, 5, 2)
+
+
+def test_a_face_tilted_35_degrees_is_found_on_the_turned_copies_and_its_landmarks_map_back(photo):
+    from emotion.serve.faces import YuNetDetector
+
+    img, _ = photo
+    upright = YuNetDetector().detect(img)[1][0]
+    h, w = img.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 35, 1.0)
+    tilted = cv2.warpAffine(img, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    boxes, marks = YuNetDetector(rotations=(0.0, -30.0, 30.0)).detect(tilted)
+    assert len(boxes) >= 1
+    expected = cv2.transform(upright[None], turn)[0]  # where the upright landmarks went
+    assert np.abs(marks[0] - expected).max() < 0.08 * boxes[0][2]
+
+
+def test_an_aligned_crop_undoes_rotation_scale_and_shift_to_fers_framing():
+    """A 48x48 face put into a frame by a known similarity (x4, turned 30°), with its landmarks carried along:
+    the aligned crop gives the face back; the square around its box does not."""
+    from emotion.data.synthetic import draw_face
+    from emotion.serve.faces import FER_LANDMARKS, aligned_crop, crop_faces
+
+    face = draw_face("happy", np.random.default_rng(0))
+    matrix = cv2.getRotationMatrix2D((24.0, 24.0), 30, 4.0)
+    matrix[:, 2] += (320 - 24, 240 - 24)
+    big = cv2.resize(face, (192, 192), interpolation=cv2.INTER_CUBIC)
+    m = matrix.copy()
+    m[:, :2] /= 4
+    frame = cv2.warpAffine(big, m, (640, 480), borderValue=128)
+    marks = cv2.transform(FER_LANDMARKS[None], matrix)[0]
+    aligned = aligned_crop(frame, marks)
+    inner = (slice(8, 40), slice(8, 40))
+    err = np.abs(aligned.astype(int) - face.astype(int))[inner].mean()
+    box = np.array([[320 - 96, 240 - 96, 192, 192]])
+    unaligned = np.abs(crop_faces(frame, box, margin=0.0)[0].astype(int) - face.astype(int))[inner].mean()
+    assert err < 8 and unaligned > 3 * err

@@ -46,3 +46,24 @@ def test_a_few_hundred_steps_on_fer2013_learn(tmp_path):
     val_counts = dm.info["val_class_counts"]
     majority = max(val_counts.values()) / sum(val_counts.values())
     assert trainer.callback_metrics["val/acc"] > majority
+
+
+def test_ddp_ranks_share_the_one_global_batch_order_and_evaluation_sees_every_face_once():
+    """Rank r of w takes global batches r, r + w, … with their global seeds (so a face's augmentation does not
+    depend on the process count); each epoch reshuffles; evaluation splits the faces, none repeated or lost."""
+    from emotion.data.datamodule import EpochBatchSampler
+
+    def batches(rank, world, epoch, **kw):
+        sampler = EpochBatchSampler(103, 10, seed=3, rank=rank, world=world, **kw)
+        sampler.set_epoch(epoch)
+        assert len(sampler) == len(list(sampler))
+        return [(idx.tolist(), seed) for idx, seed in sampler]
+
+    one = batches(0, 1, epoch=1, shuffle=True, drop_last=True, even=True)
+    two = [batches(r, 2, epoch=1, shuffle=True, drop_last=True, even=True) for r in range(2)]
+    assert two[0] == one[0:10:2] and two[1] == one[1:10:2]  # 10 full batches, 5 each, the same seeds
+    assert batches(0, 1, epoch=2, shuffle=True, drop_last=True, even=True) != one
+    three = [batches(r, 3, epoch=1, shuffle=True, drop_last=True, even=True) for r in range(3)]
+    assert [len(b) for b in three] == [3, 3, 3]  # 9 of 10: every rank steps equally often
+    faces = [i for r in range(3) for idx, _ in batches(r, 3, epoch=0, shuffle=False) for i in idx]
+    assert faces == list(range(103))

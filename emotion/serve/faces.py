@@ -1,4 +1,11 @@
-"""Face detection with the Haar cascade shipped inside opencv-python 4.x (no downloads), and face crops."""
+"""Face detection and face crops.
+
+Two detectors, both offline: OpenCV's YuNet (:class:`YuNetDetector`, the default: its 232 KB ONNX weights ship in
+``emotion/weights/``, MIT licence in ``YUNET_LICENSE.txt``) and the Haar cascade shipped inside opencv-python 4.x
+(:class:`FaceDetector`). YuNet also gives five landmarks per face, which :func:`crop_faces` uses to cut each face
+the way FER2013's faces are framed (:data:`FER_LANDMARKS`): eyes level, at the place and distance they have in the
+training faces. Without landmarks (Haar) a square around the box is cut.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,11 @@ import numpy as np
 from emotion.data.sources import to_gray_square
 
 CASCADE = "haarcascade_frontalface_default.xml"
+YUNET = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_2023mar.onnx"
+#: Where YuNet's five landmarks (the eye on the image's left, the other eye, nose tip, mouth corners left and right)
+#: lie in FER2013's 48x48 training faces: the median over training faces placed into scenes and found again
+#: (``experiments/faces_in_the_field/fit_template.py``). Aligned crops map detected landmarks onto these.
+FER_LANDMARKS = np.array([[15.72, 19.05], [32.15, 18.77], [24.24, 27.89], [17.52, 35.42], [30.79, 35.28]], np.float32)
 
 
 class StreamDetector(Protocol):
@@ -51,6 +63,80 @@ class FaceDetector:
             return np.zeros((0, 4), np.int32)
         boxes = np.round(np.asarray(boxes, np.float64) / scale).astype(np.int32)
         return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])]
+
+
+@dataclass
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``) on a copy of the frame downscaled to ``detect_width`` pixels, and on
+    copies turned by each of ``rotations`` (degrees; a face tilted by 35° is found far more often on a copy turned
+    towards upright); five landmarks per face. ``min_face`` (full-frame pixels) drops smaller faces."""
+
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    detect_width: int = 640
+    min_face: int = 0
+    rotations: tuple[float, ...] = (0.0,)  # also search the frame turned by these angles (for tilted faces)
+
+    def __post_init__(self) -> None:
+        if not YUNET.is_file():
+            raise RuntimeError(f"{YUNET} is missing; reinstall the emotion package (it ships the YuNet weights)")
+        self.net = cv2.FaceDetectorYN.create(str(YUNET), "", (320, 320), self.score_threshold, self.nms_threshold)
+        self._size: tuple[int, int] | None = None
+
+    def reset(self) -> None:  # a detector of single frames: nothing carries over between streams
+        pass
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``N×4`` (x, y, w, h) and landmarks ``N×5×2`` in frame pixels, largest face first."""
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+        rows = [self._rows(small, angle) for angle in self.rotations]
+        found = np.concatenate(rows) if rows else np.zeros((0, 15), np.float32)
+        if len(found) == 0:
+            return np.zeros((0, 4), np.int32), np.zeros((0, 5, 2), np.float32)
+        keep = cv2.dnn.NMSBoxes(found[:, :4].tolist(), found[:, 14].tolist(), 0.0, self.nms_threshold)
+        found = found[np.asarray(keep, np.int64).reshape(-1)]
+        found[:, :14] /= scale
+        boxes = np.round(found[:, :4]).astype(np.int32)
+        big = np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_face
+        boxes, marks = boxes[big], found[big, 4:14].reshape(-1, 5, 2).astype(np.float32)
+        order = np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")
+        return boxes[order], marks[order]
+
+    def _rows(self, image: np.ndarray, angle: float) -> np.ndarray:
+        """YuNet's rows (box, 5 landmarks, score) on ``image`` turned by ``angle`` degrees, mapped back."""
+        h, w = image.shape[:2]
+        if angle:
+            turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+            image = cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        if (w, h) != self._size:
+            self.net.setInputSize((w, h))
+            self._size = (w, h)
+        _, rows = self.net.detect(np.ascontiguousarray(image))
+        if rows is None:
+            return np.zeros((0, 15), np.float32)
+        rows = rows.astype(np.float32)
+        if angle:
+            back = cv2.invertAffineTransform(turn)
+            rows[:, 4:14] = cv2.transform(rows[:, 4:14].reshape(-1, 1, 2), back).reshape(-1, 10)
+            x, y, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+            corners = np.stack([x, y, x + bw, y, x, y + bh, x + bw, y + bh], 1).reshape(-1, 1, 2)
+            corners = cv2.transform(corners, back).reshape(-1, 4, 2)
+            # the turned box, squared around its centre at the size it had (an axis-aligned hull would grow it)
+            centre = corners.mean(1)
+            rows[:, 0:2] = centre - np.stack([bw, bh], 1) / 2
+        return rows
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.detect(frame)[0]
+
+
+#: A detector of single frames: Haar (boxes) or YuNet (boxes and landmarks).
+Detector = FaceDetector | YuNetDetector
 
 
 def iou(a: np.ndarray | tuple[int, ...], b: np.ndarray | tuple[int, ...]) -> float:
@@ -162,9 +248,19 @@ class VideoFaceDetector:
         self.tracks = kept
 
 
-def crop_faces(frame: np.ndarray, boxes: np.ndarray, size: int = 48, margin: float = 0.1) -> np.ndarray:
-    """Square crops around ``boxes`` enlarged by ``margin`` per side → ``N×size×size`` uint8 grayscale,
-    converted exactly as the training data was (:func:`emotion.data.sources.to_gray_square`)."""
+def crop_faces(
+    frame: np.ndarray,
+    boxes: np.ndarray,
+    size: int = 48,
+    margin: float = 0.1,
+    landmarks: np.ndarray | None = None,
+) -> np.ndarray:
+    """Faces of a frame → ``N×size×size`` uint8 grayscale, converted exactly as the training data was
+    (:func:`emotion.data.sources.to_gray_square`). With ``landmarks`` (``N×5×2``) each face is aligned onto
+    :data:`FER_LANDMARKS` (rotation, scale and shift, eyes level); without, a square around its box enlarged by
+    ``margin`` per side is cut."""
+    if landmarks is not None:
+        return np.stack([aligned_crop(frame, m, size) for m in landmarks]) if len(landmarks) else _none(size)
     h, w = frame.shape[:2]
     crops = []
     for x, y, bw, bh in boxes:
@@ -174,4 +270,27 @@ def crop_faces(frame: np.ndarray, boxes: np.ndarray, size: int = 48, margin: flo
         pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
         src = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else frame
         crops.append(to_gray_square(src[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side], size))
-    return np.stack(crops) if crops else np.zeros((0, size, size), np.uint8)
+    return np.stack(crops) if crops else _none(size)
+
+
+def _none(size: int) -> np.ndarray:
+    return np.zeros((0, size, size), np.uint8)
+
+
+def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.ndarray:
+    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (a similarity transform, least
+    squares). The face is first warped at an integer multiple of ``size`` and then area-averaged down, as a large
+    training image would be resized, so a big face is not aliased."""
+    template = FER_LANDMARKS * (size / 48.0)
+    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template)
+    if matrix is None:  # degenerate landmarks (all in one point): fall back to their bounding square
+        x0, y0 = landmarks.min(0)
+        x1, y1 = landmarks.max(0)
+        side = max(x1 - x0, y1 - y0, 1.0) * 2.5
+        box = np.array([[(x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side, side]], np.int32)
+        return crop_faces(frame, box, size, 0.0)[0]
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))  # output pixels per frame pixel
+    k = max(1, min(8, int(round(1 / scale)))) if scale < 1 else 1
+    matrix = matrix * k
+    big = cv2.warpAffine(frame, matrix, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return to_gray_square(big, size)

@@ -10,8 +10,8 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -20,8 +20,8 @@ from rich.table import Table
 
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
-from emotion.serve.faces import FaceDetector
-from emotion.serve.predictor import Predictor
+from emotion.serve.faces import Detector, FaceDetector
+from emotion.serve.predictor import Predictor, photo_detector
 
 
 def iter_images(paths: list[str]) -> list[Path]:
@@ -56,10 +56,16 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-def load_predictor(model: str | None, detect: bool, tta: str = "none", **detector_kwargs: Any) -> Predictor:
-    detector = FaceDetector(**detector_kwargs) if detect else None
+def load_predictor(
+    model: str | None, detect: bool, tta: str = "none", detector: str = "yunet", min_face: int = 24
+) -> Predictor:
+    """``detector``: ``yunet`` (finds tilted faces; crops aligned as FER2013 frames its faces) or ``haar``;
+    ``min_face``: the smallest face to report, in pixels (Haar: of its downscaled search image)."""
+    found: Detector | None = None
+    if detect:
+        found = FaceDetector(min_size=min_face) if detector == "haar" else replace(photo_detector(), min_face=min_face)
     # a model file, or the name of a shipped model (emotion/weights/models.json); none: the default one
-    return Predictor.from_pretrained(model or "default", detector=detector, tta=tta)
+    return Predictor.from_pretrained(model or "default", detector=found, tta=tta)
 
 
 def progress(done: int, total: int, every: int = 100) -> None:
@@ -143,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated images into DIR")
     p.add_argument("--no-detect", action="store_true", help="images are pre-cropped faces (e.g. FER2013 48x48)")
-    p.add_argument("--min-face", type=int, default=24, help="smallest face in detector pixels (default 24)")
+    p.add_argument(
+        "--detector",
+        choices=("yunet", "haar"),
+        default="yunet",
+        help="yunet (default: finds tilted faces and aligns them as FER2013 frames its faces) or haar",
+    )
+    p.add_argument("--min-face", type=int, default=24, help="smallest face in pixels (default 24)")
     p.add_argument(
         "--tta",
         choices=TTA_MODES,
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from emotion.errors import ModelFileError
 
     try:
-        predictor = load_predictor(args.model, not args.no_detect, args.tta, min_size=args.min_face)
+        predictor = load_predictor(args.model, not args.no_detect, args.tta, args.detector, args.min_face)
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

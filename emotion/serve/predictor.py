@@ -17,7 +17,7 @@ import numpy as np
 
 from emotion.data.sources import to_gray_square
 from emotion.models.tta import check_tta, numpy_views
-from emotion.serve.faces import FaceDetector, crop_faces
+from emotion.serve.faces import Detector, YuNetDetector, crop_faces
 
 
 @dataclass
@@ -72,10 +72,22 @@ class _OnnxBackend:
         return self.session.run(None, {"pixels": x})[0]
 
 
+def photo_detector() -> YuNetDetector:
+    """The detector for single images: YuNet at full 640-px width, also searched turned by ±30° (tilted faces) —
+    settings chosen on training faces in scenes (``experiments/faces_in_the_field/``)."""
+    return YuNetDetector(score_threshold=PHOTO_SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0))
+
+
+PHOTO_SCORE_THRESHOLD = 0.4
+
+
 @dataclass
 class Predictor:
+    """``detector``: a YuNet (landmarks: faces are aligned onto FER2013's framing) or a Haar detector (a square of
+    ``margin`` around each box), or None for pre-cropped faces."""
+
     model_path: str
-    detector: FaceDetector | None = field(default_factory=FaceDetector)
+    detector: Detector | None = field(default_factory=photo_detector)
     margin: float = 0.1
     tta: str = "none"
 
@@ -111,10 +123,14 @@ class Predictor:
 
     def predict(self, frame: np.ndarray, boxes: np.ndarray | None = None) -> list[Face]:
         """Detect (unless ``boxes`` are given) and classify every face of a BGR or gray frame."""
+        landmarks = None
         if boxes is None:
             if self.detector is None:
                 raise ValueError("no face detector configured; pass boxes or pre-cropped faces")
-            boxes = self.detector(frame)
-        crops = crop_faces(frame, boxes, self.input_size, self.margin)
+            if isinstance(self.detector, YuNetDetector):
+                boxes, landmarks = self.detector.detect(frame)
+            else:
+                boxes = self.detector(frame)
+        crops = crop_faces(frame, boxes, self.input_size, self.margin, landmarks)
         probs = self.classify(crops)
         return [Face(tuple(int(v) for v in b), p, self.class_names) for b, p in zip(boxes, probs)]

@@ -1,0 +1,107 @@
+"""Faces in the field: the whole pipeline (detector → crop → model) on PublicTest faces placed into scenes.
+
+    python experiments/faces_in_the_field/bench.py [--data DIR] [--n 1500] [--model emotion_vgg]
+        [--config yunet-aligned ...] [--out results.json]
+
+Prints, for each pipeline configuration (each runs through ``Predictor.predict``, as ``python -m emotion.predict``
+does), the found rate, end-to-end accuracy and accuracy given found per face size
+and tilt, frames with a false box, and ms per frame, next to the crop accuracy of the same faces (the model on
+their 48x48 originals). Configurations: ``haar-box`` (the Haar cascade, a square around its box: the pipeline up to
+2026-12-02), ``yunet-upright-aligned`` (YuNet on the frame alone), ``yunet-box`` (YuNet also on the frame turned by
+±30°, a square around its box), ``yunet-aligned`` (the same detector, faces aligned onto FER2013's framing: the
+default since 2026-12-02).
+Run it on an idle machine: ms per frame is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scenes import SIZES, TILTS, scenes, score  # noqa: E402
+
+from emotion.data.datamodule import FER2013DataModule  # noqa: E402
+from emotion.serve.faces import FaceDetector  # noqa: E402
+from emotion.serve.predictor import Predictor, photo_detector  # noqa: E402
+
+CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned")
+
+
+def pipeline(config: str, model: str):
+    """Each configuration through the product's own path, ``Predictor.predict``."""
+    if config == "haar-box":
+        predictor = Predictor.from_pretrained(model, detector=FaceDetector())
+    elif config == "yunet-upright-aligned":
+        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)))
+    else:
+        predictor = Predictor.from_pretrained(model)  # the default: photo_detector(), aligned crops
+    detector = predictor.detector
+
+    def run(frame):
+        boxes = detector(frame) if config == "yunet-box" else None  # given boxes: a square crop of each
+        faces = predictor.predict(frame, boxes)
+        probs = np.array([f.probs for f in faces]).reshape(len(faces), len(predictor.class_names))
+        return np.array([f.box for f in faces], np.int32).reshape(-1, 4), probs
+
+    return run
+
+
+def table(result: dict) -> str:
+    lines = [
+        "| size px | tilt ° | faces | found | end-to-end acc | acc given found | crop acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = [f"{s}/{t}" for s in SIZES for t in sorted({abs(t) for t in TILTS})] + ["all/all"]
+    for key in keys:
+        c = result["cells"].get(key)
+        if c is None:
+            continue
+        given = f"{c['accuracy_given_found']:.3f}" if c["accuracy_given_found"] is not None else "—"
+        size, tilt = key.split("/")
+        cells = [
+            size,
+            tilt,
+            c["faces"],
+            f"{c['found']:.3f}",
+            f"{c['accuracy']:.3f}",
+            given,
+            f"{c['crop_accuracy']:.3f}",
+        ]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines.append(
+        f"frames with a false box: {result['false_box_frames']:.3f}; {result['ms_per_frame']:.1f} ms per frame"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("FER2013_ROOT", "../shared/data/fer2013"))
+    p.add_argument("--n", type=int, default=1500, help="faces (one scene each, plus 5%% two-face and 5%% empty)")
+    p.add_argument("--model", default="default")
+    p.add_argument("--config", nargs="*", default=list(CONFIGS), choices=CONFIGS)
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    dm = FER2013DataModule(a.data, download=False)
+    dm.setup()
+    images, labels = dm.arrays("val")  # PublicTest
+    crop_probs = Predictor.from_pretrained(a.model, detector=None).classify(images)
+    all_scenes = list(scenes(images, labels, seed=0, n=a.n))
+    results = {}
+    for config in a.config:
+        results[config] = score(pipeline(config, a.model), all_scenes, crop_probs)
+        print(f"\n## {config} (model {a.model}, {len(all_scenes)} frames from {a.n} PublicTest faces)\n")
+        print(table(results[config]))
+    if a.out:
+        a.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
