@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # ~1 min: the benchmark's own run is `make bench`
 
 ROWS = [
     "training, ours (img/s)",

@@ -280,15 +280,15 @@ class FER2013DataModule(L.LightningDataModule):
         if len(labels) == 0:
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
         ds = InMemoryFaces(images, labels, augment=train and (self.augment is not None or self.mix is not None))
-        trainer = self.trainer
+        trainer = self.trainer  # None outside a Trainer: one process
         sampler = EpochBatchSampler(
             len(ds),
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             seed=self.seed,
             drop_last=train and len(ds) > self.batch_size,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world=trainer.world_size if trainer is not None else 1,
+            rank=getattr(trainer, "global_rank", 0),
+            world=getattr(trainer, "world_size", 1),
             even=train,
         )
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)
