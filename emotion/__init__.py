@@ -1,10 +1,11 @@
 """emotion: facial-emotion recognition on FER2013."""
 
+import functools
 from typing import Any
 
 from emotion.labels import FER2013_CLASSES
 
-__all__ = ["FER2013_CLASSES", "Predictor", "load_pretrained"]
+__all__ = ["FER2013_CLASSES", "Predictor", "detect_emotions", "load_pretrained"]
 
 
 def load_pretrained(name: str = "default"):
@@ -12,6 +13,20 @@ def load_pretrained(name: str = "default"):
     from emotion.models.pretrained import load_pretrained as _load
 
     return _load(name)
+
+
+def detect_emotions(image: Any, model: str = "default", colour: str = "bgr") -> list:
+    """Every face of ``image`` (a path, a PIL image or an array; ``colour`` gives an array's channel order, ``bgr``
+    or ``rgb``) with its box, label, confidence and probabilities, largest face first — the shipped default model
+    unless ``model`` names another shipped model or a model file. The predictor is loaded once per model."""
+    return _predictor(model).predict(image, colour=colour)
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(model: str):
+    from emotion.serve.predictor import Predictor
+
+    return Predictor.from_pretrained(model)
 
 
 def __getattr__(name: str) -> Any:  # heavy imports only when asked for

@@ -368,3 +368,26 @@ def test_songs_from_cam_reads_the_mood_the_cam_hands_over(weights, face_video, t
         timeout=60,
     )
     assert res.stdout.strip() == "False"
+
+
+def test_detect_emotions_takes_a_path_a_pil_image_or_an_array_in_either_colour_order(astronaut, tmp_path):
+    """One call for the common case; every input form gives the same faces as the BGR array OpenCV reads."""
+    from PIL import Image
+
+    import emotion
+
+    expected = [f.to_dict() for f in emotion.detect_emotions(astronaut)]
+    assert len(expected) == 1 and expected[0]["label"] in emotion.FER2013_CLASSES
+    cv2.imwrite(str(tmp_path / "a.png"), astronaut)
+    rgb = cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)
+    for image, colour in ((tmp_path / "a.png", "bgr"), (str(tmp_path / "a.png"), "bgr"), (Image.fromarray(rgb), "bgr"),
+                          (rgb, "rgb"), (cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA), "rgb")):  # fmt: skip
+        assert [f.to_dict() for f in emotion.detect_emotions(image, colour=colour)] == expected, type(image)
+    swapped = emotion.detect_emotions(rgb)  # RGB read as BGR: other pixels, so (almost surely) other numbers
+    assert [f.to_dict()["probs"] for f in swapped] != [e["probs"] for e in expected]
+    with pytest.raises(ValueError, match="colour='rgba'"):
+        emotion.detect_emotions(rgb, colour="rgba")
+    with pytest.raises(ValueError, match="no such file"):
+        emotion.detect_emotions(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="must be uint8"):
+        emotion.detect_emotions(np.zeros((4, 4, 2), np.float32))

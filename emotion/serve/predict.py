@@ -14,13 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import Detector, FaceDetector
+from emotion.serve.images import read_image
 from emotion.serve.predictor import Predictor, photo_detector
 
 
@@ -32,28 +32,6 @@ def iter_images(paths: list[str]) -> list[Path]:
         else:
             files.append(p)  # reported later if missing or unreadable
     return files
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A colour or grayscale image as uint8; ValueError with the reason for a missing, empty or undecodable file."""
-    if not path.exists():
-        raise ValueError("no such file")
-    if not path.is_file():
-        raise ValueError("not a file")
-    data = path.read_bytes()
-    if not data:
-        raise ValueError("empty file (0 bytes)")
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
-    if img is None:
-        raise ValueError("not a readable image (damaged, or not an image format OpenCV reads)")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return img
 
 
 def load_predictor(

@@ -18,6 +18,7 @@ import numpy as np
 from emotion.data.sources import to_gray_square
 from emotion.models.tta import check_tta, numpy_views
 from emotion.serve.faces import Detector, YuNetDetector, crop_faces
+from emotion.serve.images import as_frame
 
 
 @dataclass
@@ -121,8 +122,10 @@ class Predictor:
         probs = self.classify(faces)
         return [Face((0, 0, img.shape[1], img.shape[0]), p, self.class_names) for img, p in zip(images, probs)]
 
-    def predict(self, frame: np.ndarray, boxes: np.ndarray | None = None) -> list[Face]:
-        """Detect (unless ``boxes`` are given) and classify every face of a BGR or gray frame."""
+    def predict(self, image: Any, boxes: np.ndarray | None = None, colour: str = "bgr") -> list[Face]:
+        """Detect (unless ``boxes`` are given) and classify every face of an image: a file path, a PIL image or an
+        array (gray, or colour in ``colour`` order: ``bgr`` as OpenCV gives it, ``rgb`` as PIL/matplotlib do)."""
+        frame = as_frame(image, colour)
         landmarks = None
         if boxes is None:
             if self.detector is None:
