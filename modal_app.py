@@ -600,6 +600,8 @@ def _launch(args: Sequence[str]) -> None:
 def _sweep(args: Sequence[str]) -> None:
     if not launched_detached():
         print(DETACH_HINT, file=sys.stderr)
+    if NODES > 1:
+        raise SystemExit("error: a sweep runs each job on one machine; unset EMOTION_NODES (gpus=N works)")
     n_gpus, sweep_args = split_gpus(args, NODES)
     jobs = expand_grid(sweep_args)
     for job in jobs:
