@@ -88,24 +88,29 @@ class YuNetDetector:
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``N×4`` (x, y, w, h) and landmarks ``N×5×2`` in frame pixels, largest face first."""
+        found = self.rows(frame)
+        boxes = np.round(found[:, :4]).astype(np.int32)
+        order = np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")
+        return boxes[order], found[order, 4:14].reshape(-1, 5, 2)
+
+    def rows(self, frame: np.ndarray) -> np.ndarray:
+        """YuNet's detections after merging the turned searches, in frame pixels: ``N×15`` rows of box (x, y, w, h),
+        five landmarks (x, y) and score."""
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         elif frame.shape[2] == 4:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        rows = [self._rows(small, angle) for angle in self.rotations]
-        found = np.concatenate(rows) if rows else np.zeros((0, 15), np.float32)
+        found = np.concatenate(
+            [self._rows(small, angle) for angle in self.rotations] or [np.zeros((0, 15), np.float32)]
+        )
         if len(found) == 0:
-            return np.zeros((0, 4), np.int32), np.zeros((0, 5, 2), np.float32)
+            return found
         keep = cv2.dnn.NMSBoxes(found[:, :4].tolist(), found[:, 14].tolist(), 0.0, self.nms_threshold)
         found = found[np.asarray(keep, np.int64).reshape(-1)]
         found[:, :14] /= scale
-        boxes = np.round(found[:, :4]).astype(np.int32)
-        big = np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_face
-        boxes, marks = boxes[big], found[big, 4:14].reshape(-1, 5, 2).astype(np.float32)
-        order = np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")
-        return boxes[order], marks[order]
+        return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
     def _rows(self, image: np.ndarray, angle: float) -> np.ndarray:
         """YuNet's rows (box, 5 landmarks, score) on ``image`` turned by ``angle`` degrees, mapped back."""

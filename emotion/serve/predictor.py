@@ -79,7 +79,7 @@ def photo_detector() -> YuNetDetector:
     return YuNetDetector(score_threshold=PHOTO_SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0))
 
 
-PHOTO_SCORE_THRESHOLD = 0.4
+PHOTO_SCORE_THRESHOLD = 0.45
 
 
 @dataclass
