@@ -391,3 +391,31 @@ def test_detect_emotions_takes_a_path_a_pil_image_or_an_array_in_either_colour_o
         emotion.detect_emotions(tmp_path / "missing.jpg")
     with pytest.raises(ValueError, match="must be uint8"):
         emotion.detect_emotions(np.zeros((4, 4, 2), np.float32))
+
+
+def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_time(weights, face_video, tmp_path):
+    import csv
+    import json
+
+    from emotion.serve.cam import main as cam_main
+
+    args = ["--model", str(weights), "--source", str(face_video), "--headless"]
+    assert cam_main([*args, "--table", str(tmp_path / "t.json"), "--plot", str(tmp_path / "t.png")]) == 0
+    rows = json.loads((tmp_path / "t.json").read_text())
+    frames = [r["frame"] for r in rows]
+    from emotion.serve.faces import VideoFaceDetector
+
+    held = VideoFaceDetector().max_missed  # a lost face keeps its box this many frames
+    assert len(rows) >= 15 and frames == sorted(frames) and max(frames) < 20 + held  # frames 20-24 have no face
+    fps = cv2.VideoCapture(str(face_video)).get(cv2.CAP_PROP_FPS)
+    assert all(r["time_s"] == round(r["frame"] / fps, 4) for r in rows)  # the video's clock, not the wall's
+    assert {r["track"] for r in rows} == {1}  # one face, one track, followed through the drift
+    r = rows[0]
+    assert set(r["probs"]) == set(Predictor(str(weights)).class_names) and len(r["box"]) == 4
+    assert abs(sum(r["probs"].values()) - 1) < 1e-3 and r["smoothed_label"] in r["probs"]
+    assert cv2.imread(str(tmp_path / "t.png")) is not None
+    assert cam_main([*args, "--table", str(tmp_path / "t.csv")]) == 0
+    table = list(csv.reader((tmp_path / "t.csv").open()))
+    assert table[0][:7] == ["frame", "time_s", "track", "x", "y", "w", "h"] and len(table) == len(rows) + 1
+    with pytest.raises(SystemExit):
+        cam_main([*args, "--table", str(tmp_path / "t.xyz")])

@@ -73,6 +73,7 @@ def open_source(source: str) -> Iterator[np.ndarray]:
 class Track:
     box: tuple[int, int, int, int]
     probs: np.ndarray
+    id: int = 0
     missed: int = 0
 
 
@@ -84,6 +85,7 @@ class FaceTracker:
     min_iou: float = 0.3
     max_missed: int = 5
     tracks: list[Track] = field(default_factory=list)
+    next_id: int = 1
 
     def update(self, faces: list[Face]) -> list[Face]:
         unmatched = list(range(len(self.tracks)))
@@ -96,9 +98,10 @@ class FaceTracker:
                 track.probs = (1 - self.alpha) * track.probs + self.alpha * face.probs
                 track.box, track.missed = face.box, 0
             else:
-                track = Track(face.box, face.probs.copy())
+                track = Track(face.box, face.probs.copy(), self.next_id)
+                self.next_id += 1
                 self.tracks.append(track)
-            smoothed.append(Face(face.box, track.probs.copy(), face.class_names))
+            smoothed.append(Face(face.box, track.probs.copy(), face.class_names, track.id))
         for i in unmatched:
             self.tracks[i].missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
@@ -145,10 +148,12 @@ def run(
     on_songs=None,
     uncertain_below: float = 0.0,
     on_frame=None,
+    table: FrameTable | None = None,
 ) -> tuple[CamStats, np.ndarray | None]:
     """Process a source; returns statistics and the mean probabilities of the last seconds.
 
-    ``on_frame(index, faces)`` (optional) sees every frame's faces, e.g. to score detection in a benchmark.
+    ``on_frame(index, faces)`` (optional) sees every frame's faces, e.g. to score detection in a benchmark;
+    ``table`` (optional) records every face of every frame.
     """
     from emotion.serve.draw import draw_faces
 
@@ -162,9 +167,12 @@ def run(
     for i, frame in enumerate(frames):
         if max_frames is not None and i >= max_frames:
             break
-        faces = tracker.update(predictor.predict(frame, detector(frame)))
+        raw = predictor.predict(frame, detector(frame))
+        faces = tracker.update(raw)
         if on_frame is not None:
             on_frame(i, faces)
+        if table is not None:
+            table.add(i, raw, faces)
         now = time.perf_counter()
         stats.frames += 1
         stats.faces += len(faces)
@@ -192,6 +200,89 @@ def run(
     if not headless:
         cv2.destroyAllWindows()
     return stats, mood.mean()
+
+
+@dataclass
+class FrameTable:
+    """Every face of every frame: frame, time (s), track id, box, the frame's own probabilities and the track's
+    smoothed label. Time is the frame's place in the video (``fps`` of the file) or, for a camera, the clock."""
+
+    class_names: tuple[str, ...]
+    fps: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, index: int, raw: list[Face], smoothed: list[Face]) -> None:
+        t = index / self.fps if self.fps > 0 else time.perf_counter() - self.t0
+        for face, track in zip(raw, smoothed):
+            self.rows.append(
+                {
+                    "frame": index,
+                    "time_s": round(t, 4),
+                    "track": track.track,
+                    "box": [int(v) for v in face.box],
+                    "probs": {c: round(float(p), 4) for c, p in zip(self.class_names, face.probs)},
+                    "smoothed_label": track.label,
+                }
+            )
+
+    def write(self, path: Path) -> None:
+        """``.json`` (a list of rows) or ``.csv`` (one column per class); written whole, atomically."""
+        import csv
+        import io
+        import json
+
+        from emotion.atomic import atomic_write_text
+
+        if path.suffix.lower() == ".json":
+            atomic_write_text(path, json.dumps(self.rows, indent=1))
+            return
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["frame", "time_s", "track", "x", "y", "w", "h", *self.class_names, "smoothed_label"])
+        for r in self.rows:
+            probs = [r["probs"][c] for c in self.class_names]
+            w.writerow([r["frame"], r["time_s"], r["track"], *r["box"], *probs, r["smoothed_label"]])
+        atomic_write_text(path, out.getvalue())
+
+    def plot(self, path: Path) -> None:
+        """Each track's probabilities over time, one panel per track (the 5 longest)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from emotion.atomic import save_figure
+
+        tracks: dict[int, list[dict]] = {}
+        for r in self.rows:
+            tracks.setdefault(r["track"], []).append(r)
+        shown = sorted(tracks, key=lambda k: -len(tracks[k]))[:5]
+        fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(9, 2.4 * max(1, len(shown))), squeeze=False)
+        for ax, track in zip(axes[:, 0], shown):
+            rows = tracks[track]
+            t = [r["time_s"] for r in rows]
+            ax.stackplot(t, *[[r["probs"][c] for r in rows] for c in self.class_names], labels=self.class_names)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel(f"track {track}")
+        if not shown:
+            axes[0, 0].set_title("no faces")
+        axes[-1, 0].set_xlabel("time (s)")
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, path)
+        plt.close(fig)
+
+
+def source_fps(source: str) -> float:
+    """A video file's frame rate (0 for a camera, a folder or a file that does not say)."""
+    if source.isdigit() or not Path(source).is_file():
+        return 0.0
+    cap = cv2.VideoCapture(source)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
 
 
 def _writer(output: Path, shape: tuple[int, ...]):
@@ -242,11 +333,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="at the end, write the mood of the last seconds (class names + mean probabilities) as JSON",
     )
+    p.add_argument(
+        "--table",
+        type=Path,
+        metavar="FILE.csv|FILE.json",
+        help="write every face of every frame: frame, time, track id, box, probabilities, smoothed label",
+    )
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="write each track's emotions over time")
     p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
     p.add_argument("--strategy", default="match", choices=["match", "lift"])
     args = p.parse_args(argv)
     if args.scan_every < 1 or args.track_every < 1:
         p.error("--scan-every and --track-every must be >= 1")
+    if args.table is not None and args.table.suffix.lower() not in (".csv", ".json"):
+        p.error(f"--table {args.table}: give a .csv or a .json file")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        p.error(f"--plot {args.plot}: give a .png file")
     if args.scale_factor <= 1 or args.min_face < 1 or args.detect_width < 0:
         p.error("--scale-factor must be > 1, --min-face >= 1 and --detect-width >= 0 (0 = full resolution)")
     if (
@@ -270,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor = load_predictor(args.model, False)
+        table = FrameTable(predictor.class_names, source_fps(args.source)) if args.table or args.plot else None
         detector = VideoFaceDetector(
             FaceDetector(scale_factor=args.scale_factor, detect_width=args.detect_width, min_face=args.min_face),
             scan_every=args.scan_every,
@@ -285,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             draw=not args.headless or args.output is not None,
             on_songs=songs,
             uncertain_below=args.uncertain_below,
+            table=table,
         )
     except (SourceError, ModelFileError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -294,6 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats.frames} frames, {stats.frames_with_faces} with faces, {stats.faces} faces, {stats.fps:.1f} FPS"
         + (f"; labels: {top}" if top else "")
     )
+    if args.table is not None:
+        table.write(args.table)
+        print(f"wrote {len(table.rows)} rows to {args.table}")
+    if args.plot is not None:
+        table.plot(args.plot)
+        print(f"wrote {args.plot}")
     if args.mood_out is not None:
         write_mood(args.mood_out, predictor.class_names, mood)
     if args.songs and mood is not None:

@@ -11,10 +11,12 @@ GREEN, GREY, WHITE, BLACK = (80, 200, 60), (160, 160, 160), (255, 255, 255), (0,
 
 
 def face_text(face: Face, uncertain_below: float = 0.0) -> str:
-    """``happy 83%``, or ``uncertain (sad? 31%)`` when the top probability is below ``uncertain_below``."""
+    """``happy 83%``, or ``uncertain (sad? 31%)`` when the top probability is below ``uncertain_below``; a face
+    of a video track is prefixed with its id (``#2 happy 83%``)."""
+    track = f"#{face.track} " if face.track is not None else ""
     if face.confidence < uncertain_below:
-        return f"uncertain ({face.label}? {face.confidence:.0%})"
-    return f"{face.label} {face.confidence:.0%}"
+        return f"{track}uncertain ({face.label}? {face.confidence:.0%})"
+    return f"{track}{face.label} {face.confidence:.0%}"
 
 
 def draw_faces(

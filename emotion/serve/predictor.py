@@ -26,6 +26,7 @@ class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     probs: np.ndarray  # one probability per class, in class_names order
     class_names: tuple[str, ...]
+    track: int | None = None  # in a video: the id of the face's track (the cam's tracker sets it)
 
     @property
     def label(self) -> str:
@@ -37,6 +38,7 @@ class Face:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"track": self.track} if self.track is not None else {}),
             "box": [int(v) for v in self.box],
             "label": self.label,
             "confidence": round(self.confidence, 4),
