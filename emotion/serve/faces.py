@@ -283,9 +283,10 @@ def _none(size: int) -> np.ndarray:
 
 
 def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.ndarray:
-    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (a similarity transform, least
-    squares). The face is first warped at an integer multiple of ``size`` and then area-averaged down, as a large
-    training image would be resized, so a big face is not aliased."""
+    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (a similarity transform fitted by
+    ``cv2.estimateAffinePartial2D``: RANSAC with a 3-px threshold, refined on the inliers). The face is first warped
+    at an integer multiple of ``size`` and then area-averaged down, as a large training image would be resized, so
+    a big face is not aliased."""
     template = FER_LANDMARKS * (size / 48.0)
     matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template)
     if matrix is None:  # degenerate landmarks (all in one point): fall back to their bounding square
