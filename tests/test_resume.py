@@ -40,7 +40,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     subprocess.run(train_cmd(tmp_path, "straight"), cwd=ROOT, check=True, capture_output=True, timeout=600)
 
     proc = subprocess.Popen(
-        train_cmd(tmp_path, "killed", "ckpt_path=last"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        train_cmd(tmp_path, "killed"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     history = tmp_path / "logs" / "train" / "runs" / "killed" / "history.json"
     deadline = time.time() + 300

@@ -236,6 +236,13 @@ def test_last_ckpt_is_written_every_epoch_even_without_improvement(tmp_path):
     assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-acc0.1429.ckpt", "last.ckpt"]
 
 
+def test_resuming_a_run_that_never_ran_is_refused_not_started_fresh(tmp_path):
+    cfg = make_cfg(tmp_path, [*TINY, "ckpt_path=last"])
+    with pytest.raises(UserError, match="ckpt_path=last: nothing to resume under run_name=run .*last.ckpt does not"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

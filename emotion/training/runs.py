@@ -67,7 +67,7 @@ def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Lightning
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """``last`` → this run's ``checkpoints/last.ckpt`` when it exists (else a fresh start); a path must exist.
+    """``last`` → this run's ``checkpoints/last.ckpt``, which must exist; a path must exist too.
 
     A fresh start (no ``ckpt_path``) is refused in a run directory that already holds checkpoints: the new run's
     best/last files would sit beside the old run's and be mistaken for them.
@@ -85,8 +85,10 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
         last = out_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             return str(last)
-        log.info("ckpt_path=last but %s does not exist yet: starting fresh", last)
-        return None
+        raise UserError(
+            f"ckpt_path=last: nothing to resume under run_name={out_dir.name} ({last} does not exist); start the run "
+            "without ckpt_path, or give the run_name of a run that has checkpoints"
+        )
     if not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist; pass a .ckpt file, 'last', or null")
     return ckpt_path
