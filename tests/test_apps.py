@@ -94,6 +94,9 @@ def test_export_cli_errors_are_clear(tmp_path, weights):
         export_cli(tmp_path, f"ckpt_path='{weights},{weights}'")
     with pytest.raises(UserError, match="format must be one of onnx, onnx-int8, pt2, safetensors"):
         export_cli(tmp_path, f"ckpt_path={weights}", "format=tflite")
+    with pytest.raises(UserError, match=r"out=.*m.safetensors: format=onnx writes a .onnx file.*name it .*m.onnx"):
+        export_cli(tmp_path, f"ckpt_path={weights}", "format=onnx", f"out={tmp_path}/m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()  # refused before anything was written
 
 
 def test_export_cli_writes_the_file_it_names(tmp_path, weights):

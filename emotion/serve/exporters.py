@@ -114,6 +114,12 @@ def export(
         raise ValueError(f"format must be one of {', '.join(suffix)}, got {fmt!r}")
     if fmt == "onnx-int8" and not calib:
         raise ValueError("format=onnx-int8 needs calib=DIR: a FER2013 root whose training faces calibrate int8")
+    wanted = suffix[fmt].rsplit(".", 1)[-1]  # an int8 export is an .onnx file too
+    if out and Path(out).suffix.lower() != f".{wanted}":
+        raise ValueError(
+            f"out={out}: format={fmt} writes a .{wanted} file, and every reader goes by the name; "
+            f"name it {Path(out).with_suffix(suffix[fmt])} or give the format that matches the name"
+        )
     paths = [str(model)] if isinstance(model, (str, Path)) else [str(p) for p in model]
     if any(p.endswith(".onnx") for p in paths):
         raise ValueError("export reads .ckpt or .safetensors files; an .onnx file is already an export")
