@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 FER2013_ROOT ?= $(if $(wildcard ../shared/data/fer2013),../shared/data/fer2013,data/fer2013)
 export FER2013_ROOT
 
-.PHONY: install demo train bench test test-slow lint format tensorboard modal-check modal-lock clean
+.PHONY: help install demo train bench test test-slow lint format tensorboard modal-check modal-lock clean
+
+help:  ## this list
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv and install the pinned dependencies (every target does this first)
 
 demo: $(STAMP)  ## the whole pipeline on generated faces, no data set needed (~1-2 min on 2 cores)
 	$(BIN)/python -m emotion.train experiment=demo
@@ -25,21 +28,21 @@ train: $(STAMP)  ## EmotionCNN with the best recipe found (distilled from the sh
 bench: $(STAMP)  ## throughput benchmark (experiments/throughput/): run it on an otherwise idle machine
 	$(BIN)/python experiments/throughput/bench.py --data $(FER2013_ROOT)
 
-test: $(STAMP)
+test: $(STAMP)  ## the default test suite (~10 min on 2 cores; the README's test command, run by .ci/run)
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, DDP/cluster harness, benchmark smoke
 	$(BIN)/python -m pytest -m slow
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-tensorboard: $(STAMP)
+tensorboard: $(STAMP)  ## TensorBoard over every run under logs/
 	$(BIN)/tensorboard --logdir logs
 
 modal-check: $(STAMP)  ## modal_app.py's remote bodies in a container laid out as Modal's: train, kill, restart; DDP; 2 nodes; TensorBoard (~5 min)
@@ -48,8 +51,8 @@ modal-check: $(STAMP)  ## modal_app.py's remote bodies in a container laid out a
 # The Modal training image installs exactly these versions (the ones the test suite ran with); regenerate after
 # changing dependencies. Dev-only tools and Modal's own client are left out.
 MODAL_LOCK_EXCLUDE := ^(pytest|pytest-timeout|iniconfig|pluggy|ruff|modal|synchronicity|grpclib|scikit-image|imageio|tifffile|lazy-loader)==
-modal-lock: $(STAMP)
+modal-lock: $(STAMP)  ## regenerate .ci/modal-requirements.txt (the Modal image's pins) from this venv
 	$(BIN)/pip freeze --exclude-editable | grep -viE '$(MODAL_LOCK_EXCLUDE)' > .ci/modal-requirements.txt
 
-clean:
+clean:  ## remove logs/, caches
 	rm -rf logs .cache .pytest_cache .ruff_cache

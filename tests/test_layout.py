@@ -94,3 +94,16 @@ def test_every_import_of_the_package_names_a_module_that_exists():
                 continue
             missing += [f"{path.relative_to(ROOT)}: {name}" for name in wanted if name not in modules]
     assert not missing, missing
+
+
+def test_make_help_lists_every_target_with_what_it_does():
+    import re
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    res = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    phony = re.search(r"^\.PHONY: (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    listed = {line.split()[1]: line for line in res.stdout.splitlines() if line.strip().startswith("make ")}
+    assert set(listed) == set(phony) and all(len(line.split()) > 2 for line in listed.values())
