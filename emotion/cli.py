@@ -92,8 +92,12 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         value = trainer_cfg.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise UserError(f"trainer.{key} must be a whole number, got {value!r}; e.g. trainer.{key}=30")
-    if (trainer_cfg.get("max_epochs") or 0) < -1:
-        raise UserError(f"trainer.max_epochs must be >= 1 (or -1: no limit), got {trainer_cfg.max_epochs}")
+    max_epochs = trainer_cfg.get("max_epochs")
+    if max_epochs is not None and (max_epochs < -1 or max_epochs == 0):
+        raise UserError(
+            f"trainer.max_epochs must be >= 1 (or -1: no limit), got {max_epochs}; to score a model without "
+            "training it, use python -m emotion.evaluate"
+        )
 
 
 #: The optimizer's numbers, checked here because torch checks them only when the optimizer is built (the other
@@ -118,6 +122,20 @@ def check_numbers(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be {bound}, got {value!r}; e.g. {example}")
 
 
+#: Data settings that must be whole numbers >= 1.
+DATA_INTS = ("batch_size", "eval_batch_size", "image_size")
+
+
+def check_data_numbers(cfg: DictConfig) -> None:
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig):
+        return
+    for key in DATA_INTS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"data.{key} must be a whole number >= 1, got {value!r}; e.g. data.{key}=64")
+
+
 def check_data(cfg: DictConfig) -> None:
     """A missing data set that nothing can download fails now (generated data sets are made later)."""
     data = cfg.get("data")
@@ -134,6 +152,7 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
     if "trainer" in cfg:
         check_trainer(cfg.trainer)
     check_numbers(cfg)
+    check_data_numbers(cfg)
     if data:
         check_data(cfg)
 
@@ -164,6 +183,10 @@ def check_renamed(overrides: list[str]) -> None:
 
 def model_path(cfg: DictConfig) -> str:
     """``pretrained=NAME|true`` or ``ckpt_path=PATH`` → the model file (one resolver: :func:`pretrained.model_file`)."""
+    if cfg.get("pretrained") not in (None, False) and cfg.get("ckpt_path") is not None:
+        raise UserError(
+            f"two models given: pretrained={cfg.pretrained} and ckpt_path={cfg.ckpt_path}; give one of them"
+        )
     name = cfg.get("pretrained") or cfg.get("ckpt_path")
     if name in (None, "", "???"):
         raise UserError("give a model: ckpt_path=PATH (.ckpt, .safetensors or .onnx) or pretrained=true|NAME")

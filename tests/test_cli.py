@@ -61,6 +61,9 @@ def test_help_imports_no_training_stack(module):
         ("emotion.evaluate", ["ckpt_path=/nonexistent.ckpt"], "/nonexistent.ckpt"),
         ("emotion.export", ["format=onnx"], "give one model: ckpt_path=PATH"),
         ("emotion.export", ["pretrained=true"], "give out=PATH"),
+        ("emotion.train", ["trainer.max_epochs=0"], "trainer.max_epochs must be >= 1 (or -1: no limit), got 0"),
+        ("emotion.train", ["data.batch_size=32.5"], "data.batch_size must be a whole number >= 1, got 32.5"),
+        ("emotion.evaluate", ["pretrained=true", "ckpt_path=/x.ckpt"], "two models given: pretrained=True"),
     ],
 )
 def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):

@@ -191,7 +191,7 @@ def test_a_training_run_prints_no_library_noise(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("data.batch_size=0", "data.batch_size must be a whole number >= 1, got 0"),
         ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
         ("model.loss.label_smoothing=-1", "model.loss.label_smoothing must be in [0, 1)"),
         ("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]"),
