@@ -422,3 +422,14 @@ def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_
     assert table[0][:7] == ["frame", "time_s", "track", "x", "y", "w", "h"] and len(table) == len(rows) + 1
     with pytest.raises(SystemExit):
         cam_main([*args, "--table", str(tmp_path / "t.xyz")])
+
+
+def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
+    """``predict … --csv | head -1``: the reader closes the pipe early; no BrokenPipeError traceback."""
+    for i in range(400):
+        cv2.imwrite(str(tmp_path / f"face{i:03d}.png"), np.full((48, 48), i % 250, np.uint8))
+    cmd = f"{sys.executable} -m emotion.predict {tmp_path} --model {weights} --no-detect --csv | head -1"
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.stdout.startswith("file,") and len(res.stdout.splitlines()) == 1
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
+    assert res.returncode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -156,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no image files in {', '.join(args.paths)} (looked for {exts}, recursively)", file=sys.stderr)
         return 1
     rows = predict_files(predictor, files, not args.no_detect, args.annotate)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    elif args.csv:
-        write_csv(rows, predictor.class_names)
-    else:
-        print_table(rows)
+    try:
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        elif args.csv:
+            write_csv(rows, predictor.class_names)
+        else:
+            print_table(rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush does not fail
+        return 0
     failed = sorted({r["file"] for r in rows if "error" in r})
     if failed:
         print(f"{len(failed)} of {len({r['file'] for r in rows})} files failed", file=sys.stderr)
