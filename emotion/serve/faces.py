@@ -128,12 +128,9 @@ class YuNetDetector:
         if angle:
             back = cv2.invertAffineTransform(turn)
             rows[:, 4:14] = cv2.transform(rows[:, 4:14].reshape(-1, 1, 2), back).reshape(-1, 10)
-            x, y, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-            corners = np.stack([x, y, x + bw, y, x, y + bh, x + bw, y + bh], 1).reshape(-1, 1, 2)
-            corners = cv2.transform(corners, back).reshape(-1, 4, 2)
-            # the turned box, squared around its centre at the size it had (an axis-aligned hull would grow it)
-            centre = corners.mean(1)
-            rows[:, 0:2] = centre - np.stack([bw, bh], 1) / 2
+            # the box keeps its size around its turned-back centre (an axis-aligned hull of its corners would grow)
+            centre = cv2.transform((rows[:, 0:2] + rows[:, 2:4] / 2).reshape(-1, 1, 2), back).reshape(-1, 2)
+            rows[:, 0:2] = centre - rows[:, 2:4] / 2
         return rows
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
