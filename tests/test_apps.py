@@ -433,3 +433,25 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
     assert res.stdout.startswith("file,") and len(res.stdout.splitlines()) == 1
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
     assert res.returncode == 0
+
+
+def test_the_cam_classifies_aligned_crops_as_predict_does(face_video, tmp_path):
+    """With the shipped default model: the cam's first frame, whose only search is an upright YuNet one, gives the probabilities ``predict`` gives
+    that frame with the same search: the same landmarks, the same aligned crop (not the square the cam once cut)."""
+    import json
+    from dataclasses import replace
+
+    from emotion.serve.cam import main as cam_main
+    from emotion.serve.faces import photo_detector
+
+    table = tmp_path / "t.json"
+    assert cam_main(["--source", str(face_video), "--headless", "--table", str(table)]) == 0
+    first = json.loads(table.read_text())[0]
+    assert first["frame"] == 0
+    ok, frame = cv2.VideoCapture(str(face_video)).read()
+    predictor = Predictor.from_pretrained(detector=replace(photo_detector(), rotations=(0.0,)))
+    (face,) = predictor.predict(frame)
+    assert first["box"] == list(face.box)
+    assert np.allclose([first["probs"][c] for c in predictor.class_names], face.probs, atol=1e-3)
+    square = Predictor.from_pretrained(detector=None).predict(frame, np.array([face.box]))[0]
+    assert not np.allclose(square.probs, face.probs, atol=1e-2)  # so the match above is the alignment's

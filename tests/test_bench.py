@@ -25,8 +25,9 @@ ROWS = [
     "inference eager, batch 1 (ms/face)",
     "inference onnxruntime_int8, batch 1 (ms/face)",
     "onnxruntime_int8 accuracy on the",
-    "webcam 640x480, 60-px face: FPS / face found, ours vs seed",
-    "webcam 640x480, 240-px face: FPS / face found, ours vs seed",
+    "webcam 640x480, 60-px face: FPS / face found, ours (haar) vs seed",
+    "webcam 640x480, 240-px face: FPS / face found, ours (haar) vs seed",
+    "webcam 640x480, 100-px, 30° face tilted: FPS / face found, ours (haar) vs seed",
     "webcam, ours: lowest FPS / lowest share found over the sizes",
     "start-up: python -m train --help (s)",
     "start-up: python -m evaluate --help (s)",
@@ -76,7 +77,9 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
     sizes = res["webcam"]["face_sizes"]
     assert set(sizes) == {"60", "80", "100", "130", "160", "240", "360", "440"}
-    assert all(r["ours_found"] > 0.5 and r["seed_found"] > 0.5 for r in sizes.values())  # the true face, by IoU
+    assert all(r["ours_found"] > 0.5 and r["haar_found"] > 0.5 and r["seed_found"] > 0.5 for r in sizes.values())
+    assert set(res["webcam"]["tilted"]) == {"100@30", "240@30"}
+    assert all(r["ours_found"] > 0.5 for r in res["webcam"]["tilted"].values())  # YuNet finds tilted faces
     assert all(0 < s < 60 for s in res["startup"].values())
 
 

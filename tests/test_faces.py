@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from emotion.serve.cam import main as cam_main
-from emotion.serve.faces import FaceDetector, VideoFaceDetector, iou
+from emotion.serve.faces import FaceDetector, VideoFaceDetector, YuNetDetector, haar_scanner, iou, photo_detector
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,25 @@ def found_share(detector, photo, face_width: int, frames: int = 24) -> float:
     return hits / frames
 
 
+SCANNERS = {"yunet": photo_detector, "haar": haar_scanner}
+
+
+@pytest.mark.parametrize("kind", SCANNERS)
 @pytest.mark.parametrize("face_width", [60, 240])
-def test_small_and_large_faces_are_found_in_every_frame(photo, face_width):
-    assert found_share(VideoFaceDetector(), photo, face_width) >= 0.95
+def test_small_and_large_faces_are_found_in_every_frame(photo, face_width, kind):
+    assert found_share(VideoFaceDetector(SCANNERS[kind]()), photo, face_width) >= 0.95
+
+
+def test_the_video_detector_searches_with_yunet_and_gives_landmarks_that_follow_the_face(photo):
+    detector = VideoFaceDetector()
+    assert isinstance(detector.scanner, YuNetDetector)
+    for i in range(10):
+        frame, truth = frame_with_face(photo, 120, 200 + 12 * i)
+        boxes, marks = detector.detect(frame)
+        assert len(boxes) == 1 and marks.shape == (1, 5, 2) and iou(boxes[0], truth) >= 0.4, i
+        x, y, w, h = boxes[0]
+        assert ((marks[0] >= (x, y)) & (marks[0] <= (x + w, y + h))).all(), i  # fresh landmarks every frame
+    assert VideoFaceDetector(haar_scanner()).detect(frame)[1] is None
 
 
 def test_a_60px_face_is_what_the_old_downscaled_search_missed(photo):
@@ -46,17 +62,59 @@ def test_a_60px_face_is_what_the_old_downscaled_search_missed(photo):
     assert found_share(FaceDetector(detect_width=320, min_face=48, scale_factor=1.2), photo, 60, frames=6) < 0.5
 
 
-def test_whole_frame_searches_run_every_scan_every_frames_and_faces_are_followed_in_between(photo):
+@pytest.mark.parametrize("kind", SCANNERS)
+def test_whole_frame_searches_run_every_scan_every_frames_and_faces_are_followed_in_between(photo, kind):
+    scanner = SCANNERS[kind]()
     scans = []
-    scanner = FaceDetector(scale_factor=1.2, detect_width=0, min_face=48)
+    detect = scanner.detect
+    scanner.detect = lambda frame, *a: scans.append(a) or detect(frame, *a)  # count the expensive calls
     detector = VideoFaceDetector(scanner=scanner, scan_every=8)
-    detector.scanner = lambda gray: scans.append(1) or scanner(gray)  # count the expensive calls
-    detector.scanner.cascade = scanner.cascade
     for i in range(16):
         frame, truth = frame_with_face(photo, 100, 200 + 10 * i)  # moves 160 px between the two scans
         boxes = detector(frame)
         assert len(boxes) == 1 and iou(boxes[0], truth) >= 0.5, i
     assert len(scans) == 2
+
+
+def test_yunets_turned_searches_take_turns_one_angle_per_scan(photo):
+    scanner = photo_detector()
+    angles = []
+    detect = scanner.detect
+    scanner.detect = lambda frame, rotations=None: angles.append(rotations) or detect(frame, rotations)
+    detector = VideoFaceDetector(scanner=scanner, scan_every=2)
+    frame, _ = frame_with_face(photo, 100, 320)
+    for _ in range(8):
+        detector(frame)
+    assert angles == [(0.0,), (-30.0,), (30.0,), (0.0,)]
+    detector.reset()
+    detector(frame)
+    assert angles[-1] == (0.0,)  # a new stream starts upright
+
+
+def tilted(photo, face_width: int, angle: float, cx: int = 320) -> tuple[np.ndarray, tuple[int, ...]]:
+    frame, truth = frame_with_face(photo, face_width, cx)
+    turn = cv2.getRotationMatrix2D((cx, 240), angle, 1.0)
+    return cv2.warpAffine(frame, turn, (640, 480), borderValue=(90, 90, 90)), truth
+
+
+def test_a_tilting_face_is_followed_on_turned_windows_whose_landmarks_keep_its_tilt(photo):
+    """Found upright, the face turns to 45° and stays there, with a whole-frame (upright) search every 4 frames.
+    Each window is turned by the face's last eye angle, so the landmarks (which the aligned crop levels) come close
+    to the true tilt; on unturned windows YuNet's landmarks stay near upright."""
+    turning = VideoFaceDetector(scan_every=4)
+    unturned = VideoFaceDetector(scan_every=4)
+    refind = unturned.scanner.refind
+    unturned.scanner.refind = lambda frame, box, landmarks, search: refind(frame, box, None, search)
+
+    def tilt(marks: np.ndarray) -> float:
+        (lx, ly), (rx, ry) = marks[:2]
+        return float(-np.degrees(np.arctan2(ry - ly, rx - lx)))  # the face turned counter-clockwise
+
+    for angle in [*np.linspace(0, 45, 16), *[45.0] * 12]:
+        frame, truth = tilted(photo, 120, angle)
+        (boxes, marks), (_, plain) = turning.detect(frame), unturned.detect(frame)
+        assert len(boxes) == 1 and iou(boxes[0], truth) >= 0.4, angle
+    assert abs(tilt(marks[0]) - 45) < 10 and abs(tilt(plain[0]) - 45) > 25
 
 
 def test_a_face_that_leaves_is_dropped_after_max_missed_frames(photo):
@@ -71,12 +129,35 @@ def test_a_face_that_leaves_is_dropped_after_max_missed_frames(photo):
 
 
 @pytest.mark.parametrize(
-    "args", [["--scan-every", "0"], ["--track-every", "0"], ["--scale-factor", "1.0"], ["--min-face", "0"]]
+    "args",
+    [
+        ["--scan-every", "0"],
+        ["--track-every", "0"],
+        ["--detector", "haar", "--scale-factor", "1.0"],
+        ["--min-face", "0"],
+        ["--detect-width", "-1"],
+    ],
 )
 def test_cam_refuses_bad_detector_settings(args, capsys):
     with pytest.raises(SystemExit) as exc:
         cam_main(["--headless", *args])
     assert exc.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_cam_refuses_a_haar_setting_for_yunet(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cam_main(["--headless", "--scale-factor", "1.3"])
+    assert exc.value.code == 2 and "--detector haar" in capsys.readouterr().err
+
+
+def test_the_cams_flags_reach_its_detector():
+    from emotion.serve.cam import video_scanner
+
+    assert video_scanner("yunet", None, None, None) == photo_detector()
+    moved = video_scanner("yunet", 320, 60, None)
+    assert isinstance(moved, YuNetDetector) and (moved.detect_width, moved.min_face) == (320, 60)
+    haar = video_scanner("haar", 0, 30, 1.3)
+    assert isinstance(haar, FaceDetector) and (haar.detect_width, haar.min_face, haar.scale_factor) == (0, 30, 1.3)
 
 
 def test_a_face_the_whole_frame_search_misses_is_aged_and_dropped_even_when_scanning_every_frame(photo):

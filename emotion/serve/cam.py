@@ -1,9 +1,10 @@
 """Live emotion demo: ``python -m emotion.cam [--source 0|VIDEO|FOLDER] [--headless --output OUT]``.
 
-Faces are found by :class:`emotion.serve.faces.VideoFaceDetector`: a full-resolution search of the whole frame every
-``--scan-every`` frames (faces from ``--min-face`` px to the frame height), and between those a cheap re-search in a
-small window around each known face. Each tracked face's probabilities are smoothed with an exponential moving
-average so labels do not flicker, and all faces of a frame are classified in one batch. Keys in the window: ``s``
+Faces are found by :class:`emotion.serve.faces.VideoFaceDetector`: a search of the whole frame every ``--scan-every``
+frames (YuNet by default, its turned searches for tilted faces taking turns; or ``--detector haar``), and between
+those a cheap re-search in a small window around each known face. YuNet's landmarks align each face onto FER2013's
+framing, as ``predict`` does. Each tracked face's probabilities are smoothed with an exponential moving average so
+labels do not flicker, and all faces of a frame are classified in one batch. Keys in the window: ``s``
 songs for the dominant emotion of the last seconds, ``q``/Esc quit.
 """
 
@@ -15,14 +16,22 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emotion.data.sources import IMAGE_EXTENSIONS
-from emotion.serve.faces import FaceDetector, StreamDetector, VideoFaceDetector, iou
+from emotion.serve.faces import (
+    FaceDetector,
+    StreamDetector,
+    VideoFaceDetector,
+    YuNetDetector,
+    haar_scanner,
+    iou,
+    photo_detector,
+)
 from emotion.serve.predictor import Face, Predictor
 
 #: Below this calibrated top probability a face is shown as "uncertain": the shipped models are right on 36-38% of
@@ -167,7 +176,8 @@ def run(
     for i, frame in enumerate(frames):
         if max_frames is not None and i >= max_frames:
             break
-        raw = predictor.predict(frame, detector(frame))
+        boxes, landmarks = detector.detect(frame)
+        raw = predictor.predict(frame, boxes, landmarks=landmarks)
         faces = tracker.update(raw)
         if on_frame is not None:
             on_frame(i, faces)
@@ -298,6 +308,15 @@ def _writer(output: Path, shape: tuple[int, ...]):
     return lambda frame, i: cv2.imwrite(str(output / f"frame_{i:06d}.png"), frame)
 
 
+def video_scanner(
+    kind: str, detect_width: int | None, min_face: int | None, scale_factor: float | None
+) -> FaceDetector | YuNetDetector:
+    """The whole-frame search of the cam: ``yunet`` (photo settings) or ``haar``, with the flags that were given."""
+    base = haar_scanner() if kind == "haar" else photo_detector()
+    given = {"detect_width": detect_width, "min_face": min_face, "scale_factor": scale_factor}
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.cam", description=__doc__.splitlines()[0])
     p.add_argument("--source", default="0", help="webcam index, video file or image folder (default 0)")
@@ -306,20 +325,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--headless", action="store_true", help="no window; write annotated output instead")
     p.add_argument("--output", type=Path, help="with --headless: OUT.mp4/OUT.avi, or a folder for PNG frames")
-    defaults = VideoFaceDetector()
+    p.add_argument(
+        "--detector",
+        choices=("yunet", "haar"),
+        default="yunet",
+        help="yunet (default: finds tilted faces, aligns them as FER2013 frames its faces) or haar (the old cascade)",
+    )
+    defaults, photo, haar = VideoFaceDetector(), photo_detector(), haar_scanner()
     for flag, kind, default, text in (
         ("--scan-every", int, defaults.scan_every, "search the whole frame for new faces every N frames"),
         ("--track-every", int, defaults.track_every, "re-find known faces near their last box every N frames"),
-        ("--detect-width", int, defaults.scanner.detect_width, "width of the whole-frame search (0 = full frame)"),
-        ("--min-face", int, defaults.scanner.min_face, "smallest face to find, in frame pixels (smaller = slower)"),
         (
-            "--scale-factor",
-            float,
-            defaults.scanner.scale_factor,
-            "scale step of the whole-frame search (smaller = slower)",
+            "--detect-width",
+            int,
+            None,
+            f"width of the whole-frame search (0 = full frame); default {photo.detect_width}, haar {haar.detect_width}",
         ),
+        (
+            "--min-face",
+            int,
+            None,
+            f"smallest face to find, in frame pixels; default {photo.min_face}/haar {haar.min_face}",
+        ),
+        ("--scale-factor", float, None, f"haar only: its search's scale step (smaller = slower); {haar.scale_factor}"),
     ):
-        p.add_argument(flag, type=kind, default=default, help=f"{text}; default {default}")
+        p.add_argument(flag, type=kind, default=default, help=text if default is None else f"{text}; default {default}")
     p.add_argument(
         "--uncertain-below",
         type=float,
@@ -349,7 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--table {args.table}: give a .csv or a .json file")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         p.error(f"--plot {args.plot}: give a .png file")
-    if args.scale_factor <= 1 or args.min_face < 1 or args.detect_width < 0:
+    if args.scale_factor is not None and args.detector != "haar":
+        p.error("--scale-factor sets the Haar cascade's search; add --detector haar, or leave it out")
+    too_small = [
+        args.scale_factor is not None and args.scale_factor <= 1,
+        args.min_face is not None and args.min_face < 1,
+        args.detect_width is not None and args.detect_width < 0,
+    ]
+    if any(too_small):
         p.error("--scale-factor must be > 1, --min-face >= 1 and --detect-width >= 0 (0 = full resolution)")
     if (
         not args.headless
@@ -374,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = load_predictor(args.model, False)
         table = FrameTable(predictor.class_names, source_fps(args.source)) if args.table or args.plot else None
         detector = VideoFaceDetector(
-            FaceDetector(scale_factor=args.scale_factor, detect_width=args.detect_width, min_face=args.min_face),
+            video_scanner(args.detector, args.detect_width, args.min_face, args.scale_factor),
             scan_every=args.scan_every,
             track_every=args.track_every,
         )

@@ -27,11 +27,12 @@ FER_LANDMARKS = np.array([[15.72, 19.05], [32.15, 18.77], [24.24, 27.89], [17.52
 
 
 class StreamDetector(Protocol):
-    """What the cam needs of a detector: boxes for each frame in order, and a fresh start for a new stream."""
+    """What the cam needs of a detector: each frame's boxes ``N×4`` and landmarks (``N×5×2``, or None for a
+    detector without them), frames in order, and a fresh start for a new stream."""
 
     def reset(self) -> None: ...
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray: ...
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 @dataclass
@@ -43,6 +44,7 @@ class FaceDetector:
     min_size: int = 24  # pixels in the downscaled frame
     detect_width: int = 320
     min_face: int = 0  # smallest face to look for, in full-frame pixels (larger = fewer scales = faster)
+    track_size: int = 48  # a followed face is re-found in a window scaled so that it is about this wide
 
     def __post_init__(self) -> None:
         path = Path(cv2.data.haarcascades) / CASCADE
@@ -64,6 +66,39 @@ class FaceDetector:
         boxes = np.round(np.asarray(boxes, np.float64) / scale).astype(np.int32)
         return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])]
 
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, None]:
+        """Boxes, largest first, and no landmarks (the cascade has none)."""
+        return self(frame), None
+
+    def refind(
+        self, frame: np.ndarray, box: np.ndarray, landmarks: None = None, search: float = 0.5
+    ) -> tuple[np.ndarray, None] | None:
+        """The face last seen at ``box``, searched for in a window ``search`` box widths around it, scaled so the
+        face is ~``track_size`` px, over a few scales only; None when it is not there."""
+        x, y, w, h = (int(v) for v in box)
+        pad = int(round(search * max(w, h)))
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(frame.shape[1], x + w + pad), min(frame.shape[0], y + h + pad)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        window = frame[y0:y1, x0:x1]
+        scale = self.track_size / max(w, h)
+        window = cv2.resize(
+            window if window.ndim == 2 else cv2.cvtColor(window, cv2.COLOR_BGR2GRAY),
+            None,
+            fx=scale,
+            fy=scale,
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
+        lo, hi = int(self.track_size * 0.7), int(self.track_size * 1.45)
+        boxes = self.cascade.detectMultiScale(window, 1.1, 3, minSize=(lo, lo), maxSize=(hi, hi))
+        if len(boxes) == 0:
+            return None
+        cx, cy = (x + w / 2 - x0) * scale, (y + h / 2 - y0) * scale
+        bx, by, bw, bh = min(boxes, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
+        found = np.round(np.array([x0 + bx / scale, y0 + by / scale, bw / scale, bh / scale])).astype(np.int32)
+        return found, None
+
 
 @dataclass
 class YuNetDetector:
@@ -76,35 +111,37 @@ class YuNetDetector:
     detect_width: int = 640
     min_face: int = 0
     rotations: tuple[float, ...] = (0.0,)  # also search the frame turned by these angles (for tilted faces)
+    track_size: int = 64  # a followed face is re-found in a window scaled so that it is about this wide
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
             raise RuntimeError(f"{YUNET} is missing; reinstall the emotion package (it ships the YuNet weights)")
-        self.net = cv2.FaceDetectorYN.create(str(YUNET), "", (320, 320), self.score_threshold, self.nms_threshold)
-        self._size: tuple[int, int] | None = None
+        self.net = self._net()
+        self._window_net = self._net()  # a second net for small windows: resizing one net's input costs ~1 ms
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def _net(self) -> cv2.FaceDetectorYN:
+        return cv2.FaceDetectorYN.create(str(YUNET), "", (320, 320), self.score_threshold, self.nms_threshold)
 
     def reset(self) -> None:  # a detector of single frames: nothing carries over between streams
         pass
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes ``N×4`` (x, y, w, h) and landmarks ``N×5×2`` in frame pixels, largest face first."""
-        found = self.rows(frame)
+    def detect(self, frame: np.ndarray, rotations: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``N×4`` (x, y, w, h) and landmarks ``N×5×2`` in frame pixels, largest face first; ``rotations``
+        replaces the detector's own for this call."""
+        found = self.rows(frame, rotations)
         boxes = np.round(found[:, :4]).astype(np.int32)
         order = np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")
         return boxes[order], found[order, 4:14].reshape(-1, 5, 2)
 
-    def rows(self, frame: np.ndarray) -> np.ndarray:
+    def rows(self, frame: np.ndarray, rotations: tuple[float, ...] | None = None) -> np.ndarray:
         """YuNet's detections after merging the turned searches, in frame pixels: ``N×15`` rows of box (x, y, w, h),
         five landmarks (x, y) and score."""
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        found = np.concatenate(
-            [self._rows(small, angle) for angle in self.rotations] or [np.zeros((0, 15), np.float32)]
-        )
+        turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
+        found = np.concatenate([self._rows(self.net, small, t) for t in turns] or [np.zeros((0, 15), np.float32)])
         if len(found) == 0:
             return found
         keep = cv2.dnn.NMSBoxes(found[:, :4].tolist(), found[:, 14].tolist(), 0.0, self.nms_threshold)
@@ -112,29 +149,91 @@ class YuNetDetector:
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
-    def _rows(self, image: np.ndarray, angle: float) -> np.ndarray:
-        """YuNet's rows (box, 5 landmarks, score) on ``image`` turned by ``angle`` degrees, mapped back."""
+    def refind(
+        self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None = None, search: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The face last seen at ``box`` (with ``landmarks``), searched for in a square window ``search`` box
+        widths around it, scaled so the face is ~``track_size`` px and turned so that its eyes are level (a face
+        that tilts further between frames stays findable); None when it is not there."""
+        x, y, w, h = (float(v) for v in box)
+        side = max(w, h)
+        if side < 4:
+            return None
+        angle = 0.0
+        if landmarks is not None:
+            (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+            angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+        size = int(round(self.track_size * (1 + 2 * search)))
+        scale = self.track_size / side
+        frame = _bgr(frame)
+        # area-average a large face down first (a direct warp would alias it), then turn and place it
+        shrink = min(1.0, 2 * scale)
+        if shrink < 1:
+            r = int(np.ceil(side * (0.5 + search) * 1.5))
+            cx, cy = x + w / 2, y + h / 2
+            x0, y0 = max(0, int(cx - r)), max(0, int(cy - r))
+            roi = frame[y0 : min(frame.shape[0], int(cy + r)), x0 : min(frame.shape[1], int(cx + r))]
+            if roi.shape[0] < 2 or roi.shape[1] < 2:
+                return None
+            frame = cv2.resize(roi, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+            to_small = np.array([[shrink, 0, -x0 * shrink], [0, shrink, -y0 * shrink]], np.float64)
+        else:
+            to_small = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+        centre = to_small @ np.array([x + w / 2, y + h / 2, 1.0])
+        place = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale / shrink)
+        place[:, 2] += size / 2 - centre
+        window = cv2.warpAffine(frame, place, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        forward = np.vstack([place, [0, 0, 1]]) @ np.vstack([to_small, [0, 0, 1]])
+        rows = self._rows(self._window_net, window, (None, cv2.invertAffineTransform(forward[:2])))
+        sides = np.maximum(rows[:, 2], rows[:, 3])
+        rows = rows[(sides > 0.5 * side) & (sides < 2 * side)]
+        if len(rows) == 0:
+            return None
+        centres = rows[:, 0:2] + rows[:, 2:4] / 2
+        best = rows[int(np.argmin(np.hypot(*(centres - (x + w / 2, y + h / 2)).T)))]
+        return np.round(best[:4]).astype(np.int32), best[4:14].reshape(5, 2)
+
+    def _rows(
+        self, net: cv2.FaceDetectorYN, image: np.ndarray, turn: tuple[np.ndarray | None, np.ndarray]
+    ) -> np.ndarray:
+        """YuNet's rows (box, 5 landmarks, score) on ``image`` warped by ``turn[0]`` (None: as it is), mapped back
+        into the source by ``turn[1]``."""
+        forward, back = turn
         h, w = image.shape[:2]
-        if angle:
-            turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-            image = cv2.warpAffine(image, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
-        if (w, h) != self._size:
-            self.net.setInputSize((w, h))
-            self._size = (w, h)
-        _, rows = self.net.detect(np.ascontiguousarray(image))
+        if forward is not None:
+            image = cv2.warpAffine(image, forward, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        if self._sizes.get(id(net)) != (w, h):
+            net.setInputSize((w, h))
+            self._sizes[id(net)] = (w, h)
+        _, rows = net.detect(np.ascontiguousarray(image))
         if rows is None:
             return np.zeros((0, 15), np.float32)
         rows = rows.astype(np.float32)
-        if angle:
-            back = cv2.invertAffineTransform(turn)
-            rows[:, 4:14] = cv2.transform(rows[:, 4:14].reshape(-1, 1, 2), back).reshape(-1, 10)
-            # the box keeps its size around its turned-back centre (an axis-aligned hull of its corners would grow)
-            centre = cv2.transform((rows[:, 0:2] + rows[:, 2:4] / 2).reshape(-1, 1, 2), back).reshape(-1, 2)
-            rows[:, 0:2] = centre - rows[:, 2:4] / 2
+        rows[:, 4:14] = cv2.transform(rows[:, 4:14].reshape(-1, 1, 2), back).reshape(-1, 10)
+        # the box keeps its shape around its mapped-back centre (an axis-aligned hull of its corners would grow)
+        centre = cv2.transform((rows[:, 0:2] + rows[:, 2:4] / 2).reshape(-1, 1, 2), back).reshape(-1, 2)
+        rows[:, 2:4] *= float(np.hypot(back[0, 0], back[0, 1]))
+        rows[:, 0:2] = centre - rows[:, 2:4] / 2
         return rows
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.detect(frame)[0]
+
+
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR) if frame.shape[2] == 4 else frame
+
+
+def _turn(shape: tuple[int, ...], angle: float) -> tuple[np.ndarray | None, np.ndarray]:
+    """The warp that turns an image of ``shape`` by ``angle`` degrees about its centre (None for 0°) and the one
+    that maps the turned image's points back."""
+    if not angle:
+        return None, np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+    h, w = shape[:2]
+    forward = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return forward, cv2.invertAffineTransform(forward)
 
 
 #: A detector of single frames: Haar (boxes) or YuNet (boxes and landmarks).
@@ -151,22 +250,43 @@ def iou(a: np.ndarray | tuple[int, ...], b: np.ndarray | tuple[int, ...]) -> flo
     return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
+#: YuNet's score threshold for photos and video scans, chosen on training faces in scenes
+#: (``experiments/faces_in_the_field/``): 0.45 kept false boxes at 1% of frames with 97% of the faces found.
+SCORE_THRESHOLD = 0.45
+
+
+def photo_detector() -> YuNetDetector:
+    """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces)."""
+    return YuNetDetector(score_threshold=SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0))
+
+
+def haar_scanner() -> FaceDetector:
+    """The Haar cascade as the video detector's whole-frame search: full resolution, faces from 48 px."""
+    return FaceDetector(scale_factor=1.2, detect_width=0, min_face=48)
+
+
+@dataclass
+class _Seen:
+    box: np.ndarray  # x, y, w, h
+    landmarks: np.ndarray | None  # 5×2, or None from a detector without landmarks
+    missed: int = 0  # frames since it was last found
+
+
 @dataclass
 class VideoFaceDetector:
-    """Faces of a video stream, from ``scanner.min_face`` pixels to the full frame height, for a fraction of the
-    cost of a full-resolution search in every frame.
+    """Faces of a video stream for a fraction of the cost of a whole-frame search in every frame.
 
-    Every ``scan_every`` frames the whole frame is searched by ``scanner`` (full resolution by default, so faces of
-    ~50 px are found). In the frames between, every known face is re-found in a window around its last box
-    (``search`` box widths on each side), resized so the face is ~``track_size`` px and searched over a few scales
-    only, every ``track_every`` frames. A face that is not re-found keeps its box for ``max_missed`` frames, then is
+    Every ``scan_every`` frames the whole frame is searched by ``scanner`` (YuNet by default; its turned searches
+    take turns, one angle per scan, so a tilted face is picked up within a few scans at the cost of one). In the
+    frames between, every known face is re-found in a window around its last box (``search`` box widths on each
+    side; the scanner's ``refind``: YuNet turns the window so the face's eyes are level and gives fresh landmarks),
+    every ``track_every`` frames. A face that is not re-found keeps its box for ``max_missed`` frames, then is
     dropped. Call once per frame, in order; :meth:`reset` before another stream.
     """
 
-    scanner: FaceDetector = field(default_factory=lambda: FaceDetector(scale_factor=1.2, detect_width=0, min_face=48))
+    scanner: Detector = field(default_factory=photo_detector)
     scan_every: int = 8
     track_every: int = 1
-    track_size: int = 48
     search: float = 0.5
     max_missed: int = 4
 
@@ -177,75 +297,61 @@ class VideoFaceDetector:
 
     def reset(self) -> None:
         self.frame_index = 0
-        self.tracks: list[list[int]] = []  # [x, y, w, h, frames since last seen]
+        self.scans = 0
+        self.tracks: list[_Seen] = []
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """Boxes ``N×4`` as (x, y, w, h) in frame pixels, largest first."""
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Boxes ``N×4`` (x, y, w, h) in frame pixels, largest first, and their landmarks (None with Haar)."""
         i, self.frame_index = self.frame_index, self.frame_index + 1
         if i % self.scan_every == 0:
-            self._merge(gray, self.scanner(gray))
+            self._merge(frame, *self._scan(frame))
         elif i % self.track_every == 0:
-            self._follow(gray, self.tracks)
-        self.tracks = [t for t in self.tracks if t[4] <= self.max_missed]
-        if not self.tracks:
-            return np.zeros((0, 4), np.int32)
-        boxes = np.array([t[:4] for t in self.tracks], np.int32)
-        return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")]
+            self._follow(frame, self.tracks)
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        self.tracks.sort(key=lambda t: -int(t.box[2]) * int(t.box[3]))
+        boxes = np.array([t.box for t in self.tracks], np.int32).reshape(-1, 4)
+        if isinstance(self.scanner, FaceDetector):
+            return boxes, None
+        return boxes, np.array([t.landmarks for t in self.tracks], np.float32).reshape(-1, 5, 2)
 
-    def _follow(self, gray: np.ndarray, tracks: list[list[int]]) -> None:
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.detect(frame)[0]
+
+    def _scan(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(self.scanner, YuNetDetector) and len(self.scanner.rotations) > 1:
+            angle = self.scanner.rotations[self.scans % len(self.scanner.rotations)]
+            self.scans += 1
+            return self.scanner.detect(frame, (angle,))
+        return self.scanner.detect(frame)
+
+    def _follow(self, frame: np.ndarray, tracks: list[_Seen]) -> None:
         """Re-find each of ``tracks`` in its window; one not found ages by a frame."""
         for track in tracks:
-            box = self._refind(gray, track[:4])
-            track[:] = [*box, 0] if box is not None else [*track[:4], track[4] + 1]
-        self._dedupe()
-
-    def _merge(self, gray: np.ndarray, found: np.ndarray) -> None:
-        """A scan's boxes replace the tracks they overlap; tracks it missed are re-found in their window."""
-        matched = [False] * len(self.tracks)
-        new = []
-        for box in found:
-            j = max(range(len(self.tracks)), key=lambda k: iou(self.tracks[k][:4], box), default=None)
-            if j is not None and not matched[j] and iou(self.tracks[j][:4], box) > 0.2:
-                self.tracks[j][:], matched[j] = [*map(int, box), 0], True
+            found = self.scanner.refind(frame, track.box, track.landmarks, self.search)
+            if found is None:
+                track.missed += 1
             else:
-                new.append([*map(int, box), 0])
-        self._follow(gray, [t for t, m in zip(self.tracks, matched) if not m])
-        self.tracks += new
+                track.box, track.landmarks, track.missed = found[0], found[1], 0
         self._dedupe()
 
-    def _refind(self, gray: np.ndarray, box: list[int]) -> tuple[int, int, int, int] | None:
-        x, y, w, h = box
-        pad = int(round(self.search * max(w, h)))
-        x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(gray.shape[1], x + w + pad), min(gray.shape[0], y + h + pad)
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return None
-        scale = self.track_size / max(w, h)
-        window = cv2.resize(
-            gray[y0:y1, x0:x1],
-            None,
-            fx=scale,
-            fy=scale,
-            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-        )
-        lo, hi = int(self.track_size * 0.7), int(self.track_size * 1.45)
-        boxes = self.scanner.cascade.detectMultiScale(window, 1.1, 3, minSize=(lo, lo), maxSize=(hi, hi))
-        if len(boxes) == 0:
-            return None
-        cx, cy = (x + w / 2 - x0) * scale, (y + h / 2 - y0) * scale
-        bx, by, bw, bh = min(boxes, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2 + (b[1] + b[3] / 2 - cy) ** 2)
-        return (
-            int(round(x0 + bx / scale)),
-            int(round(y0 + by / scale)),
-            int(round(bw / scale)),
-            int(round(bh / scale)),
-        )
+    def _merge(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> None:
+        """Known faces are re-found in their windows as between scans (a tilted face keeps its turned window's
+        landmarks; an upright scan's would undo its tilt); the scan's faces take the place of the tracks that were
+        not re-found and start new tracks where there were none."""
+        self._follow(frame, self.tracks)
+        for k, box in enumerate(boxes):
+            seen = _Seen(box, None if landmarks is None else landmarks[k])
+            j = max(range(len(self.tracks)), key=lambda t: iou(self.tracks[t].box, box), default=None)
+            if j is None or iou(self.tracks[j].box, box) <= 0.2:
+                self.tracks.append(seen)
+            elif self.tracks[j].missed:
+                self.tracks[j] = seen
+        self._dedupe()
 
     def _dedupe(self) -> None:
-        kept: list[list[int]] = []
-        for t in sorted(self.tracks, key=lambda t: t[4]):  # freshest first
-            if all(iou(t[:4], k[:4]) < 0.4 for k in kept):
+        kept: list[_Seen] = []
+        for t in sorted(self.tracks, key=lambda t: t.missed):  # freshest first
+            if all(iou(t.box, k.box) < 0.4 for k in kept):
                 kept.append(t)
         self.tracks = kept
 

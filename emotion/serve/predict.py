@@ -20,9 +20,9 @@ from rich.table import Table
 
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
-from emotion.serve.faces import Detector, FaceDetector
+from emotion.serve.faces import Detector, FaceDetector, photo_detector
 from emotion.serve.images import read_image
-from emotion.serve.predictor import Predictor, photo_detector
+from emotion.serve.predictor import Predictor
 
 
 def iter_images(paths: list[str]) -> list[Path]:

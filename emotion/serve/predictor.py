@@ -17,7 +17,7 @@ import numpy as np
 
 from emotion.data.sources import to_gray_square
 from emotion.models.tta import check_tta, numpy_views
-from emotion.serve.faces import Detector, YuNetDetector, crop_faces
+from emotion.serve.faces import Detector, crop_faces, photo_detector
 from emotion.serve.images import as_frame
 
 
@@ -75,15 +75,6 @@ class _OnnxBackend:
         return self.session.run(None, {"pixels": x})[0]
 
 
-def photo_detector() -> YuNetDetector:
-    """The detector for single images: YuNet at full 640-px width, also searched turned by ±30° (tilted faces) —
-    settings chosen on training faces in scenes (``experiments/faces_in_the_field/``)."""
-    return YuNetDetector(score_threshold=PHOTO_SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0))
-
-
-PHOTO_SCORE_THRESHOLD = 0.45
-
-
 @dataclass
 class Predictor:
     """``detector``: a YuNet (landmarks: faces are aligned onto FER2013's framing) or a Haar detector (a square of
@@ -124,18 +115,21 @@ class Predictor:
         probs = self.classify(faces)
         return [Face((0, 0, img.shape[1], img.shape[0]), p, self.class_names) for img, p in zip(images, probs)]
 
-    def predict(self, image: Any, boxes: np.ndarray | None = None, colour: str = "bgr") -> list[Face]:
+    def predict(
+        self,
+        image: Any,
+        boxes: np.ndarray | None = None,
+        colour: str = "bgr",
+        landmarks: np.ndarray | None = None,
+    ) -> list[Face]:
         """Detect (unless ``boxes`` are given) and classify every face of an image: a file path, a PIL image or an
-        array (gray, or colour in ``colour`` order: ``bgr`` as OpenCV gives it, ``rgb`` as PIL/matplotlib do)."""
+        array (gray, or colour in ``colour`` order: ``bgr`` as OpenCV gives it, ``rgb`` as PIL/matplotlib do).
+        Given ``boxes``, their ``landmarks`` (``N×5×2``, YuNet's order) align the crops; without, squares are cut."""
         frame = as_frame(image, colour)
-        landmarks = None
         if boxes is None:
             if self.detector is None:
                 raise ValueError("no face detector configured; pass boxes or pre-cropped faces")
-            if isinstance(self.detector, YuNetDetector):
-                boxes, landmarks = self.detector.detect(frame)
-            else:
-                boxes = self.detector(frame)
+            boxes, landmarks = self.detector.detect(frame)
         crops = crop_faces(frame, boxes, self.input_size, self.margin, landmarks)
         probs = self.classify(crops)
         return [Face(tuple(int(v) for v in b), p, self.class_names) for b, p in zip(boxes, probs)]

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenes import SIZES, TILTS, scenes, score  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
-from emotion.serve.faces import FaceDetector  # noqa: E402
-from emotion.serve.predictor import Predictor, photo_detector  # noqa: E402
+from emotion.serve.faces import FaceDetector, photo_detector  # noqa: E402
+from emotion.serve.predictor import Predictor  # noqa: E402
 
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned")
 

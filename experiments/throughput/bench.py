@@ -290,9 +290,14 @@ FACE_SIZES = (
 )  # face widths in a 640×480 frame: ~3 m from a laptop camera to ~25 cm
 
 
-def face_video(path: Path, frames: int, face_width: int) -> np.ndarray:
-    """A 640×480 MJPG video of the astronaut's face ``face_width`` px wide (the Haar box) swaying ±60 px over a
-    textured background (skimage's coffee photo); returns each frame's true face box (``frames×4``, x y w h)."""
+#: tilted-face rows: (face width, tilt in degrees)
+TILTED = ((100, 30), (240, 30))
+
+
+def face_video(path: Path, frames: int, face_width: int, tilt: float = 0.0) -> np.ndarray:
+    """A 640×480 MJPG video of the astronaut's face ``face_width`` px wide (the Haar box), tilted by ``tilt``
+    degrees, swaying ±60 px over a textured background (skimage's coffee photo); returns each frame's true face box
+    (``frames×4``, x y w h)."""
     import cv2
     from skimage import data as skdata
 
@@ -302,6 +307,9 @@ def face_video(path: Path, frames: int, face_width: int) -> np.ndarray:
     x, y, w, h = FaceDetector(detect_width=0)(photo)[0]
     scale = face_width / w
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if tilt:
+        turn = cv2.getRotationMatrix2D(((x + w / 2) * scale, (y + h / 2) * scale), tilt, 1.0)
+        photo = cv2.warpAffine(photo, turn, photo.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
     background = cv2.resize(cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR), (640, 480))
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
     truth = []
@@ -325,39 +333,41 @@ class SeedDetector:
     def __init__(self) -> None:
         from emotion.serve.faces import FaceDetector
 
-        self.detect = FaceDetector(scale_factor=1.1, min_neighbors=5, min_size=30, detect_width=0)
+        self.haar = FaceDetector(scale_factor=1.1, min_neighbors=5, min_size=30, detect_width=0)
 
     def reset(self) -> None:
         pass
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        return self.detect(frame)
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.haar.detect(frame)
 
 
 def webcam_fps(frames: int, model: str) -> dict[str, Any]:
     """The cam pipeline (decode + detect + crop + classify + draw, no display) with ``emotion.serve.cam``'s default
-    detector and with the seed's, per face size: frames/s and the share of frames whose true face was found."""
+    detector (YuNet), with its Haar option and with the seed's pipeline, per face size and for tilted faces:
+    frames/s and the share of frames whose true face was found."""
     from emotion.serve.cam import run
-    from emotion.serve.faces import VideoFaceDetector, iou
+    from emotion.serve.faces import VideoFaceDetector, haar_scanner, iou
     from emotion.serve.predictor import Predictor
 
     predictor = Predictor.from_pretrained(model, detector=None)
-    out: dict[str, Any] = {"face_sizes": {}}
+    detectors = {"ours": VideoFaceDetector, "haar": lambda: VideoFaceDetector(haar_scanner()), "seed": SeedDetector}
+    out: dict[str, Any] = {"face_sizes": {}, "tilted": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for size in FACE_SIZES:
-            video = Path(tmp) / f"face{size}.avi"
-            truth = face_video(video, frames, size)
+        for size, tilt in [*((s, 0) for s in FACE_SIZES), *TILTED]:
+            video = Path(tmp) / f"face{size}_{tilt}.avi"
+            truth = face_video(video, frames, size, tilt)
             row = {}
-            for name, detector in (("ours", VideoFaceDetector()), ("seed", SeedDetector())):
+            for name, make in detectors.items():
                 found = np.zeros(frames, bool)
 
                 def score(i: int, faces: list, found: np.ndarray = found, truth: np.ndarray = truth) -> None:
                     found[i] = any(iou(f.box, truth[i]) >= 0.3 for f in faces)
 
-                stats, _ = run(predictor, str(video), headless=True, detector=detector, draw=True, on_frame=score)
+                stats, _ = run(predictor, str(video), headless=True, detector=make(), draw=True, on_frame=score)
                 row[f"{name}_fps"] = stats.fps
                 row[f"{name}_found"] = float(found.mean())
-            out["face_sizes"][size] = row
+            out["tilted" if tilt else "face_sizes"][f"{size}@{tilt}" if tilt else size] = row
     sizes = out["face_sizes"].values()
     out["ours_min_fps"] = min(r["ours_fps"] for r in sizes)
     out["ours_min_found"] = min(r["ours_found"] for r in sizes)
@@ -470,13 +480,17 @@ def print_rows(res: dict[str, Any]) -> None:
             rows.append((f"  {name} accuracy on the {r['test_images']} test-split faces", f"{r['test_accuracy']:.4f}"))
     if "webcam" in res:
         cam = res["webcam"]
-        for size, r in cam["face_sizes"].items():
-            rows.append(
-                (
-                    f"webcam 640x480, {size}-px face: FPS / face found, ours vs seed",
-                    f"{r['ours_fps']:.1f} / {r['ours_found']:.0%}   vs {r['seed_fps']:.1f} / {r['seed_found']:.0%}",
+        for label, group in (("face", cam["face_sizes"]), ("face tilted", cam.get("tilted", {}))):
+            for size, r in group.items():
+                size = str(size).replace("@", "-px, ") + ("°" if "@" in str(size) else "-px")
+                rows.append(
+                    (
+                        f"webcam 640x480, {size} {label}: FPS / face found, ours (haar) vs seed",
+                        f"{r['ours_fps']:.1f} / {r['ours_found']:.0%}"
+                        + (f" ({r['haar_fps']:.1f} / {r['haar_found']:.0%})" if "haar_fps" in r else "")
+                        + f"   vs {r['seed_fps']:.1f} / {r['seed_found']:.0%}",
+                    )
                 )
-            )
         rows.append(
             (
                 "webcam, ours: lowest FPS / lowest share found over the sizes",
