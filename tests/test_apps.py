@@ -436,8 +436,9 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
 
 
 def test_the_cam_classifies_aligned_crops_as_predict_does(face_video, tmp_path):
-    """With the shipped default model: the cam's first frame, whose only search is an upright YuNet one, gives the probabilities ``predict`` gives
-    that frame with the same search: the same landmarks, the same aligned crop (not the square the cam once cut)."""
+    """With the shipped default model: the cam's first frame, whose only search is an upright YuNet one, gives the
+    probabilities ``predict`` gives that frame with the same search: the same landmarks, the same aligned crop (not
+    the square the cam once cut)."""
     import json
     from dataclasses import replace
 
