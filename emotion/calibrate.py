@@ -9,6 +9,8 @@ classes is the same at any temperature). The table of confidence thresholds just
 
 from __future__ import annotations
 
+import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
+
 import hydra
 from omegaconf import DictConfig
 

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
+
 import hydra
 from omegaconf import DictConfig
 

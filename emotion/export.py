@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
+
 import hydra
 from omegaconf import DictConfig, ListConfig
 

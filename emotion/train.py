@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
+
 import hydra
 from omegaconf import DictConfig
 

@@ -13,6 +13,7 @@ import torch
 
 from emotion.errors import UserError
 from emotion.export import export_model, model_files
+from emotion.labels import FER2013_CLASSES
 from emotion.models import EmotionCNN
 from emotion.models.checkpoint import save_safetensors
 from emotion.serve.cam import FaceTracker, SourceError, open_source, run
@@ -456,3 +457,43 @@ def test_the_cam_classifies_aligned_crops_as_predict_does(face_video, tmp_path):
     assert np.allclose([first["probs"][c] for c in predictor.class_names], face.probs, atol=1e-3)
     square = Predictor.from_pretrained(detector=None).predict(frame, np.array([face.box]))[0]
     assert not np.allclose(square.probs, face.probs, atol=1e-2)  # so the match above is the alignment's
+
+
+BLOCK_TORCH = "import sys\nsys.modules['torch'] = None  # a serving install: `import torch` fails\n"
+
+
+def test_without_torch_predict_and_the_python_api_run_the_default_model_and_a_torch_model_is_a_clear_error(
+    astronaut, tmp_path
+):
+    import json
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut)
+    code = BLOCK_TORCH + (
+        "import emotion\nfrom emotion.serve.predict import main\n"
+        f"faces = emotion.detect_emotions({str(photo)!r})\n"
+        "print(len(faces), faces[0].label)\n"
+        f"code = main([{str(photo)!r}, '--json'])\n"
+        f"bad = main([{str(photo)!r}, '--model', 'emotion_cnn'])\n"
+        "print(code, bad, 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    n, label = lines[0].split()
+    assert n == "1" and label in FER2013_CLASSES
+    assert json.loads("\n".join(lines[1:-1]))[0]["label"] == label  # the same model, the same answer
+    assert lines[-1] == "0 2 False"
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "no torch" in err[0] and "emotion[train]" in err[0]
+
+
+@pytest.mark.parametrize("module", ["emotion.train", "emotion.evaluate", "emotion.calibrate", "emotion.export"])
+def test_without_torch_the_training_apps_say_what_to_install_in_one_line(module):
+    code = BLOCK_TORCH + f"import runpy\nrunpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.strip() == (
+        f"error: python -m {module} needs the training stack, which this installation lacks (torch): "
+        "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."
+    )

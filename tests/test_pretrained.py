@@ -111,3 +111,21 @@ def test_evaluate_pretrained_on_a_folder(folder_data, tmp_path):
     cfg = make_cfg(tmp_path, ["pretrained=true", f"data.root={folder_data}", "tta=flip"], config_name="eval")
     result = evaluate(cfg)
     assert result["n_images"] == 14 and result["tta"] == "flip" and 0 <= result["accuracy"] <= 1
+
+
+def test_the_shipped_onnx_export_is_the_same_model_as_its_safetensors():
+    """The serving apps run the default model's shipped ONNX export (no torch): same spec and the same calibrated
+    probabilities as the safetensors file it was exported from, on drawn faces and on noise."""
+    from emotion.data.synthetic import draw_face
+    from emotion.models.pretrained import onnx_path
+    from emotion.serve.predictor import Predictor
+
+    names = [n for n in model_names()[1:] if "onnx" in model_card(n)]
+    assert model_card()["name"] in names
+    rng = np.random.default_rng(0)
+    faces = np.stack([draw_face(c, rng) for c in FER2013_CLASSES] + [rng.integers(0, 256, (48, 48), np.uint8)])
+    for name in names:
+        served, original = Predictor(str(onnx_path(name)), detector=None), Predictor(str(weights_path(name)), None)
+        assert served.backend.spec == json.loads(json.dumps(original.backend.spec)), name
+        assert np.abs(served.classify(faces) - original.classify(faces)).max() < 1e-4, name
+    assert Predictor.from_pretrained(detector=None).model_path == str(onnx_path())

@@ -1,7 +1,9 @@
 """Models shipped inside the package (``emotion/weights/*.safetensors``, spec in their metadata).
 
 ``emotion/weights/models.json`` is the one record of what is shipped: file, the run that produced it, and its
-measured PublicTest accuracy. ``default`` names the best of them.
+measured PublicTest accuracy. ``default`` names the best of them. A model with an ``onnx`` entry also ships as an
+ONNX export of the same weights (same spec, same calibrated probabilities): the serving apps run that one in ONNX
+Runtime, so a serving install needs no torch.
 """
 
 from __future__ import annotations
@@ -41,13 +43,21 @@ def weights_path(name: str | bool = "default") -> Path:
     return path
 
 
-def model_file(name_or_path: str) -> Path:
+def onnx_path(name: str | bool = "default") -> Path | None:
+    """The shipped ONNX export of a shipped model, or None when it has none (or this installation lacks it)."""
+    card = model_card(name)
+    path = WEIGHTS_DIR / card["onnx"] if "onnx" in card else None
+    return path if path is not None and path.is_file() else None
+
+
+def model_file(name_or_path: str, serving: bool = False) -> Path:
     """The one resolver of every tool's model argument: a model file's path, or a shipped model's name
-    (``default``/``true``, ``emotion_cnn``, …) → the file. FileNotFoundError says which names exist."""
+    (``default``/``true``, ``emotion_cnn``, …) → the file (``serving``: its ONNX export where one is shipped).
+    FileNotFoundError says which names exist."""
     if Path(name_or_path).is_file():
         return Path(name_or_path)
     if name_or_path in model_names() or name_or_path.lower() == "true":
-        return weights_path(name_or_path)
+        return (serving and onnx_path(name_or_path)) or weights_path(name_or_path)
     raise FileNotFoundError(
         f"{name_or_path!r} is neither a model file nor a shipped model ({', '.join(model_names())}); "
         "give the path of a .ckpt/.safetensors file or one of those names"

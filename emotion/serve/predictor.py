@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from emotion.data.sources import to_gray_square
+from emotion.errors import ModelFileError
 from emotion.models.tta import check_tta, numpy_views
 from emotion.serve.faces import Detector, crop_faces, photo_detector
 from emotion.serve.images import as_frame
@@ -50,7 +51,14 @@ class _TorchBackend:
     """A .ckpt or .safetensors model in PyTorch (imported here only: an .onnx model never loads torch)."""
 
     def __init__(self, path: str | Path) -> None:
-        import torch
+        try:
+            import torch
+        except ModuleNotFoundError:
+            raise ModelFileError(
+                f"{path} is a PyTorch model and this installation has no torch (a serving install): give an .onnx "
+                "export (python -m emotion.export format=onnx, where torch is installed), a shipped model with an "
+                "ONNX export (the default), or install the training stack: pip install 'emotion[train]'"
+            ) from None
 
         from emotion.models.checkpoint import load_net
 
@@ -96,7 +104,7 @@ class Predictor:
     def from_pretrained(cls, name: str = "default", **kwargs: Any) -> Predictor:
         from emotion.models.pretrained import model_file
 
-        return cls(str(model_file(name)), **kwargs)
+        return cls(str(model_file(name, serving=True)), **kwargs)
 
     def classify(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``N×S×S`` uint8 grayscale faces → ``N×K`` probabilities (batched calls of at most ``batch_size``)."""
