@@ -121,3 +121,43 @@ def test_datamodule_mixes_training_batches_only(folder_data):
     dm.trainer = _Trainer(training=False)
     xv, yv = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     assert xv.dtype == torch.uint8 and yv.ndim == 1
+
+
+PLAIN = {"hflip": False, "rotate_deg": 0, "scale": (1, 1)}
+
+
+def test_brightness_and_contrast_move_each_faces_mean_and_spread_within_their_ranges():
+    x = torch.full((64, 1, 48, 48), 100, dtype=torch.uint8)
+    x[:, :, :, 24:] = 140
+    ref = x.float() / 255
+    lit = BatchAugment(**PLAIN, brightness=0.3)(x, 1)
+    gain = lit.mean(dim=(1, 2, 3)) / ref.mean(dim=(1, 2, 3))
+    assert 0.69 < gain.min() < 0.8 and 1.2 < gain.max() < 1.31 and len(set(gain.tolist())) == 64
+    spread = BatchAugment(**PLAIN, contrast=0.3)(x, 1).std(dim=(1, 2, 3)) / ref.std(dim=(1, 2, 3))
+    assert 0.69 < spread.min() < 0.8 and 1.2 < spread.max() < 1.31
+    assert torch.allclose(BatchAugment(**PLAIN, contrast=0.3)(x, 1).mean(dim=(1, 2, 3)), ref.mean(dim=(1, 2, 3)))
+
+
+def test_blur_smooths_about_blur_p_of_the_faces_and_keeps_their_mean():
+    x = batch(200)
+    ref = x.float() / 255
+    out = BatchAugment(**PLAIN, blur_p=0.5, blur_sigma=1.5)(x, 2)
+    rough = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    blurred = torch.tensor([not torch.allclose(o, r, atol=1e-5) for o, r in zip(out, ref)])
+    assert 70 < int(blurred.sum()) < 130  # the others are untouched
+    assert (rough(out[blurred]) < rough(ref[blurred])).all()
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), ref.mean(dim=(1, 2, 3)), atol=0.01)
+
+
+def test_noise_has_the_configured_spread():
+    x = torch.full((32, 1, 48, 48), 128, dtype=torch.uint8)
+    out = BatchAugment(**PLAIN, noise_std=0.02)(x, 3)
+    assert abs(float((out - 128 / 255).std()) - 0.02) < 0.002
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"brightness": 1.0}, {"contrast": -0.1}, {"blur_p": 1.5}, {"blur_sigma": 0}, {"noise_std": -1}]
+)
+def test_bad_photometric_values_are_refused(kwargs):
+    with pytest.raises(ValueError, match="augment."):
+        BatchAugment(**kwargs)

@@ -197,6 +197,8 @@ def test_a_training_run_prints_no_library_noise(tmp_path):
         ("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]"),
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
         ("model.distill.teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
+        ("model.init_from=/nowhere/start.ckpt", "model.init_from: '/nowhere/start.ckpt' is neither a model file"),
+        ("data.augment.blur_p=2", "augment.blur_p must be in [0, 1]"),
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):
@@ -289,3 +291,24 @@ def test_hyperparameters_are_logged_at_fit_start_without_plumbing(demo_run):
         acc.Reload()
         tags |= {t for t in acc.Tags()["scalars"] if t.startswith("hp/")}
     assert {"hp/val/acc", "hp/test/acc"} <= tags
+
+
+def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path):
+    """Fine-tuning: with lr=0 a run that starts from the demo model's checkpoint still holds exactly its weights
+    (and scores what it scores); without init_from it holds its own random start."""
+    tmp, _, _ = demo_run
+    source = json.loads((tmp / "run" / "metrics.json").read_text())["best_checkpoint"]
+    frozen = [*TINY, "model.optimizer.lr=0", "model.scheduler=null"]
+    train(make_cfg(tmp_path / "a", [*frozen, f"model.init_from={source}"]))
+    train(make_cfg(tmp_path / "b", frozen))
+    weights = lambda run: torch.load(run / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]  # noqa: E731
+    start = torch.load(source, weights_only=True)["state_dict"]
+    tuned, fresh = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(tuned[k], start[k]) for k in start if "running" not in k and "num_batches" not in k)
+    assert not torch.equal(fresh["net.fc2.weight"], start["net.fc2.weight"])
+    with pytest.raises(UserError, match="do not fit the configured network"):
+        make_cfg_and_train(tmp_path / "d", [*frozen, "model.init_from=emotion_vgg", "model=emotion_vgg"])
+
+
+def make_cfg_and_train(tmp_path, overrides):
+    return train(make_cfg(tmp_path, overrides))

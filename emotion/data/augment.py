@@ -1,9 +1,10 @@
 """Batched, per-sample augmentation on the batch's device, driven by an explicit seed.
 
 One ``affine_grid``/``grid_sample`` call applies random resized crop, rotation, translation and horizontal flip to
-a whole batch; random erasing is a vectorised mask. The parameters come from a CPU generator seeded per batch,
-so the augmentation of batch *b* in epoch *e* is a pure function of (seed, e, b): a resumed run sees exactly the
-images an uninterrupted one would.
+a whole batch; brightness, contrast, blur and noise (what a face cut from a photo or a webcam frame goes
+through: ``experiments/faces_in_the_field/``) are per-sample tensor operations; random erasing is a vectorised
+mask. The parameters come from a CPU generator seeded per batch, so the augmentation of batch *b* in epoch *e* is
+a pure function of (seed, e, b): a resumed run sees exactly the images an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class BatchAugment:
     erasing_scale: tuple[float, float] = (0.02, 0.2)
     erasing_value: float = 0.5
     padding_mode: str = "zeros"  # grid_sample padding: zeros | border | reflection
+    brightness: float = 0.0  # multiply each face by a factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.0  # scale each face's deviation from its mean by a factor from [1 - c, 1 + c]
+    blur_p: float = 0.0  # share of faces blurred, by a Gaussian of sigma drawn from (0, blur_sigma] pixels
+    blur_sigma: float = 1.0
+    noise_std: float = 0.0  # Gaussian pixel noise (pixels in [0, 1])
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -33,6 +39,14 @@ class BatchAugment:
             raise ValueError(f"augment.scale must satisfy 0 < min <= max <= 1, got {self.scale}")
         if not 0 <= self.erasing_p <= 1:
             raise ValueError(f"augment.erasing_p must be in [0, 1], got {self.erasing_p}")
+        for name in ("brightness", "contrast"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.blur_p <= 1 or not self.blur_sigma > 0 or not self.noise_std >= 0:
+            raise ValueError(
+                f"augment.blur_p must be in [0, 1], blur_sigma > 0 and noise_std >= 0; got {self.blur_p}, "
+                f"{self.blur_sigma}, {self.noise_std}"
+            )
         if self.padding_mode not in ("zeros", "border", "reflection"):
             raise ValueError(f"augment.padding_mode must be zeros, border or reflection, got {self.padding_mode!r}")
 
@@ -64,9 +78,39 @@ class BatchAugment:
         ).to(device=x.device, dtype=x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
+        if self.brightness or self.contrast:
+            out = self._light(out, g)
+        if self.blur_p > 0:
+            out = self._blur(out, g)
+        if self.noise_std > 0:
+            noise = torch.randn(out.shape, generator=g).to(device=out.device, dtype=out.dtype)
+            out = (out + self.noise_std * noise).clamp_(0, 1)
         if self.erasing_p > 0:
             out = self._erase(out, g)
         return out
+
+    def _light(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        u = torch.rand(x.shape[0], 2, generator=g).to(device=x.device, dtype=x.dtype).view(-1, 2, 1, 1)
+        gain = 1 + self.brightness * (2 * u[:, 0:1] - 1)
+        spread = 1 + self.contrast * (2 * u[:, 1:2] - 1)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        return ((x - mean) * spread + mean * gain).clamp_(0, 1)
+
+    def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """A separable Gaussian of its own sigma per face (one grouped convolution per axis); unblurred faces get
+        a unit kernel."""
+        n, c, h, w = x.shape
+        u = torch.rand(n, 2, generator=g, dtype=torch.float64)
+        sigma = torch.where(u[:, 0] < self.blur_p, self.blur_sigma * (1 - u[:, 1]), 0.0)  # (0, blur_sigma]
+        r = max(1, math.ceil(3 * self.blur_sigma))
+        t = torch.arange(-r, r + 1, dtype=torch.float64)
+        kernel = torch.exp(-(t**2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
+        kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(device=x.device, dtype=x.dtype)
+        kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (face, channel)
+        y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode="replicate")
+        y = F.conv2d(y, kernel.view(n * c, 1, 1, -1), groups=n * c)
+        y = F.conv2d(y, kernel.view(n * c, 1, -1, 1), groups=n * c)
+        return y.view(n, c, h, w)
 
     def _erase(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, _, height, width = x.shape

@@ -23,13 +23,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     ) * (t * t)
 
 
-def teacher_file(name_or_path: str) -> str:
+def teacher_file(name_or_path: str, setting: str = "model.distill.teacher") -> str:
+    """A shipped model's name or a model file → the file; a UserError naming ``setting`` when it is neither."""
     from emotion.models.pretrained import model_file
 
     try:
         return str(model_file(str(name_or_path)))
     except FileNotFoundError as exc:
-        raise UserError(f"model.distill.teacher: {exc}") from None
+        raise UserError(f"{setting}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from emotion.errors import UserError
 from emotion.models import tta as tta_views
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
-from emotion.models.distill import Distillation
+from emotion.models.distill import Distillation, teacher_file
 from emotion.models.loss import LossConfig
 
 
@@ -43,7 +43,8 @@ class EmotionModule(L.LightningModule):
     ``optimizer``/``scheduler``: partials (Hydra ``_partial_: true``); a scheduler steps once per batch (its
     ``total_steps``/``T_max`` are filled in with the run's length) except ``ReduceLROnPlateau``, which steps once per
     epoch on ``val/acc``. ``loss``: :class:`LossConfig` fields; ``distill``: :class:`Distillation` fields;
-    ``tta``: the test-time augmentation of the test metrics (:mod:`emotion.models.tta`).
+    ``tta``: the test-time augmentation of the test metrics (:mod:`emotion.models.tta`); ``init_from``: a shipped
+    model's name or a model file whose weights the training starts from (fine-tuning; same architecture and classes).
     """
 
     def __init__(
@@ -56,13 +57,20 @@ class EmotionModule(L.LightningModule):
         tta: str = "none",
         channels_last: bool = False,
         compile: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
+        self.init_from = teacher_file(init_from, "model.init_from") if init_from else None
         self.loss_config = LossConfig(**dict(loss or {}))
         self.distill = Distillation(**dict(distill or {}))
         self.tta = tta_views.check_tta(tta)
         self.channels_last = channels_last
-        hparams = {"loss": asdict(self.loss_config), "distill": asdict(self.distill), "tta": tta}
+        hparams = {
+            "loss": asdict(self.loss_config),
+            "distill": asdict(self.distill),
+            "tta": tta,
+            "init_from": init_from,
+        }
         self.save_hyperparameters(hparams | {"channels_last": channels_last, "compile": compile}, logger=False)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
@@ -108,6 +116,8 @@ class EmotionModule(L.LightningModule):
         return int(measure_flops(net, lambda: net(x), loss_fn=torch.Tensor.sum)) // 2
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from:  # before Lightning restores a resumed run's checkpoint over it
+            self.load_initial_weights(self.init_from)
         dm = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
@@ -116,6 +126,21 @@ class EmotionModule(L.LightningModule):
             self.class_weights = self.loss_config.class_weights(dm.class_counts()).to(self.device)
         if dm is not None and tuple(dm.class_names) != self.class_names:
             raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
+
+    def load_initial_weights(self, path: str) -> None:
+        from emotion.models.checkpoint import load_net
+
+        source = load_net(path)
+        check_compatible(source.spec(), self.net.spec(), "model.init_from")
+        try:
+            self.net.load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            lines = str(exc).splitlines()
+            detail = next((line.strip() for line in lines if "size mismatch" in line), lines[0])
+            raise UserError(
+                f"model.init_from={path}: its weights do not fit the configured network ({detail}); "
+                "configure the same widths (model.net.*) as the model it comes from"
+            ) from None
 
     def on_fit_start(self) -> None:
         if self.distill.teacher and not self._teacher:
