@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import numbers
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
-from emotion.errors import UserError
+from emotion.errors import UserError, fail
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,29 @@ def quiet_libraries() -> None:
             logger.addFilter(_DropNoise())
     for pattern in NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    if "lightning" in sys.modules:
+        route_lightning_logs()
+
+
+def to_log_files(level: int, message: str) -> None:
+    """A record for the run's log files (Hydra's ``<job>.log``) only, not for the console."""
+    record = log.makeRecord(log.name, level, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def route_lightning_logs() -> None:
+    """Lightning prints its messages with a console handler of its own (``INFO: …``) and also passes them to the
+    root logger, whose Hydra handlers print and file them: under Hydra, leave them to Hydra's handlers alone, so each
+    line is printed once and still reaches the run's log file. Call after importing lightning."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def is_multirun() -> bool:
@@ -58,7 +82,8 @@ def is_multirun() -> bool:
 
 @contextlib.contextmanager
 def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
-    """Turn configuration and data errors into one readable message and exit status 1, not a traceback.
+    """Turn configuration and data errors into one readable line and exit status 2 (:mod:`emotion.errors`), not a
+    traceback.
 
     In a multirun (sweep) a failed job — bad values, divergence, any error — is logged and recorded as
     ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
@@ -75,12 +100,13 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
             message = f"{type(exc).__name__}: {exc}"
         else:
             raise
-        log.error("%s", message)
-        if is_multirun():
+        if is_multirun():  # the sweep goes on: the job's error is logged (console and its log file) and recorded
+            log.error("%s", message)
             if out_dir is not None:
                 atomic_write_text(Path(out_dir) / "failed.json", json.dumps({"status": "failed", "error": message}))
             return
-        raise SystemExit(f"error: {message}") from None
+        to_log_files(logging.ERROR, message)  # the console gets it once, from fail()
+        fail(message)
 
 
 #: Trainer settings that must be whole numbers (or null): checked before anything is built or read.
@@ -178,7 +204,7 @@ def check_renamed(overrides: list[str]) -> None:
             new = RENAMED_KEYS[key]
             value = arg.split("=", 1)[1] if "=" in arg else "VALUE"
             hint = f"it is now {new}: {new}={value}" if new else f"it was removed ({REMOVED_WHY[key]})"
-            raise SystemExit(f"error: {key} is no longer a setting; {hint}")
+            fail(f"{key} is no longer a setting; {hint}")
 
 
 def model_path(cfg: DictConfig) -> str:

@@ -1,4 +1,17 @@
-"""Errors whose message is the whole story: entry points print them without a traceback."""
+"""Errors whose message is the whole story, and the one convention every command follows to report them.
+
+Exit status: **0** done; **2** nothing was done because of something the user can fix (a bad argument, setting,
+data set, model file or output path), reported as one line ``error: …`` on stderr — argparse's status for bad
+arguments; **1** the command ran but some inputs failed (``predict``'s unreadable images, each named and counted)
+or a bug (a traceback). Every entry point reports through :func:`report` / :func:`fail`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+EXIT_USAGE = 2
 
 
 class UserError(Exception):
@@ -11,3 +24,14 @@ class DatasetError(UserError, ValueError):
 
 class ModelFileError(UserError, ValueError):
     """A model file that cannot (or must not) be loaded, or does not fit the configured model."""
+
+
+def report(error: BaseException | str) -> int:
+    """Print ``error: …`` on one line of stderr; returns :data:`EXIT_USAGE` (``return report(exc)`` in a main)."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def fail(error: BaseException | str) -> NoReturn:
+    """:func:`report`, then exit with :data:`EXIT_USAGE`."""
+    raise SystemExit(report(error))

@@ -25,7 +25,7 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path, resolve_model
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path, resolve_model, route_lightning_logs
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     compare_tta = cfg.get("compare_tta") or cfg.tta
     check_config(cfg)  # all of the above before torch and Lightning are imported
     import lightning as L
+
+    route_lightning_logs()
     import torch
 
     from emotion.atomic import save_figure, write_json

@@ -27,7 +27,9 @@ if absent := missing():
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
     app = f"python -m {name}" if name else "this command"
-    raise SystemExit(
-        f"error: {app} needs the training stack, which this installation lacks ({', '.join(absent)}): "
+    from emotion.errors import fail
+
+    fail(
+        f"{app} needs the training stack, which this installation lacks ({', '.join(absent)}): "
         "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."
     )

@@ -14,7 +14,7 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, check_renamed, fail_cleanly
+from emotion.cli import CONF_DIR, check_config, check_renamed, fail_cleanly, route_lightning_logs
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     check_config(cfg)  # before torch and Lightning are imported: a bad value answers in about a second
     import lightning as L
+
+    route_lightning_logs()
 
     from emotion.training.callbacks import EvalResults, MetricsHistory
     from emotion.training.runs import instantiate_all, log_hyperparameters, resolve_ckpt_path, write_run_report

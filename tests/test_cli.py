@@ -68,7 +68,8 @@ def test_help_imports_no_training_stack(module):
 )
 def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):
     result, stderr = probe(module, *args, f"paths.root_dir={tmp_path}")
-    assert result == {"code": 1, "heavy": []}
+    assert result == {"code": 2, "heavy": []}  # emotion.errors.EXIT_USAGE, as argparse and the serving apps
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], stderr[-2000:]
+    assert stderr.count(message) == 1  # printed once (not again by a log handler)
     assert "Traceback" not in stderr

@@ -21,7 +21,7 @@ import numpy as np
 
 from emotion.data.sources import DecodeReport, decode_image, list_image_files, origin_of
 from emotion.data.twins import near_duplicate_groups
-from emotion.errors import DatasetError
+from emotion.errors import DatasetError, report
 from emotion.labels import FER2013_CLASSES
 
 
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = audit(args.root)
     except DatasetError as exc:
-        print(f"error: {exc}")
-        return 2
+        return report(exc)
     out = args.out or Path(f"audit-{Path(args.root).resolve().name}")
     out.mkdir(parents=True, exist_ok=True)
     contact_sheet(result, out / "audit_contact_sheet.png")

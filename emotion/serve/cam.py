@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.errors import report
 from emotion.serve.faces import (
     FaceDetector,
     StreamDetector,
@@ -393,12 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         and sys.platform.startswith("linux")
         and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     ):
-        print(
-            "error: no display to show the video in (DISPLAY is not set); run with --headless --output out.mp4 "
-            "(or a folder for PNG frames), or from a desktop session",
-            file=sys.stderr,
+        return report(
+            "no display to show the video in (DISPLAY is not set); run with --headless --output out.mp4 "
+            "(or a folder for PNG frames), or from a desktop session"
         )
-        return 2
 
     from emotion.errors import ModelFileError
     from emotion.serve.predict import load_predictor
@@ -428,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             table=table,
         )
     except (SourceError, ModelFileError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     top = ", ".join(f"{k} {v}" for k, v in stats.labels.most_common())
     print(
         f"{stats.frames} frames, {stats.frames_with_faces} with faces, {stats.faces} faces, {stats.fps:.1f} FPS"

@@ -144,18 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from emotion.errors import ModelFileError
+    from emotion.errors import ModelFileError, report
 
     try:
         predictor = load_predictor(args.model, not args.no_detect, args.tta, args.detector, args.min_face)
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     files = iter_images(args.paths)
     if not files:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        print(f"error: no image files in {', '.join(args.paths)} (looked for {exts}, recursively)", file=sys.stderr)
-        return 1
+        return report(f"no image files in {', '.join(args.paths)} (looked for {exts}, recursively)")
     rows = predict_files(predictor, files, not args.no_detect, args.annotate)
     try:
         if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.errors import report
 from emotion.labels import FER2013_CLASSES
 from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, print_recommendations, recommend
 
@@ -77,15 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             mood, label = probs, f"{names[int(np.argmax(probs))]} ({float(np.max(probs)):.0%})"
         songs = recommend(mood, names, n=args.n, strategy=args.strategy, catalog=catalog, seed=args.seed)
     except (CatalogError, ValueError, ModelFileError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     print_recommendations(songs, f"{label} [{args.strategy}]")
     if len(songs) < args.n:
         print(f"(only {len(songs)} songs with distinct artists in the catalog)", file=sys.stderr)
     if args.open:
         if not 1 <= args.open <= len(songs):
-            print(f"error: --open {args.open} is not in 1..{len(songs)}", file=sys.stderr)
-            return 2
+            return report(f"--open {args.open} is not in 1..{len(songs)}")
         webbrowser.open(songs[args.open - 1].spotify_url)
     return 0
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from emotion.errors import report as report_error
+
 
 def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
@@ -212,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         md, rows = report(args.sweep_dir, args.metric, args.mode)
     except FileNotFoundError as exc:
-        print(f"error: {exc}")
-        return 2
+        return report_error(exc)
     print(md)
     failed = sum(r["status"] == "failed" for r in rows)
     print(f"{len(rows)} runs, {failed} failed; wrote sweep.md, sweep.csv, sweep.png in {args.sweep_dir}")
