@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from emotion.data.cache import load_raw
 from tests.conftest import write_face
@@ -48,3 +49,22 @@ def test_atomic_writes_leave_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["history.json"]
     atomic_write_text(target, "new")
     assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_get_the_mode_the_umask_gives_and_keep_an_existing_files(tmp_path, umask, mode):
+    import os
+
+    from emotion.atomic import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "new.json", "{}")
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "new")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == mode
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"

@@ -217,3 +217,16 @@ def test_an_aligned_crop_undoes_rotation_scale_and_shift_to_fers_framing():
     box = np.array([[320 - 96, 240 - 96, 192, 192]])
     unaligned = np.abs(crop_faces(frame, box, margin=0.0)[0].astype(int) - face.astype(int))[inner].mean()
     assert err < 8 and unaligned > 3 * err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--headless", "--output", "out.xyz"], "give OUT.mp4 or OUT.avi"),
+        (["--output", "out.mp4"], "add --headless"),
+    ],
+)
+def test_cam_refuses_an_output_it_would_not_write_as_named(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cam_main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """End-to-end: Hydra composition → Lightning fit/validate/test → metrics.json, on generated faces."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -315,3 +316,32 @@ def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path)
 
 def make_cfg_and_train(tmp_path, overrides):
     return train(make_cfg(tmp_path, overrides))
+
+
+def _pickle_payload(path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this ran while loading",))
+
+    torch.save({"state_dict": {}, "epoch": 0, "optimizer_states": [], "x": Payload()}, path, pickle_module=pickle)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(os.urandom(4096)), "is not a PyTorch checkpoint"),
+        (_pickle_payload, "contains pickled Python objects"),
+        (lambda p: torch.save({"weights": torch.zeros(2)}, p), "holds no training state to resume"),
+    ],
+    ids=["random-bytes", "pickle-payload", "not-a-training-checkpoint"],
+)
+def test_resuming_from_a_bad_checkpoint_is_one_line_before_lightning_opens_it(tmp_path, make, message):
+    bad = tmp_path / "bad.ckpt"
+    make(bad)
+    res = run_cli("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", f"ckpt_path={bad}", timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0] and "model.init_from" in errors[0]
+    assert "weights_only=False" not in res.stderr and "this ran while loading" not in res.stdout + res.stderr

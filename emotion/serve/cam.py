@@ -380,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--table {args.table}: give a .csv or a .json file")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         p.error(f"--plot {args.plot}: give a .png file")
+    if args.output is not None and args.output.suffix and args.output.suffix.lower() not in (".mp4", ".avi"):
+        p.error(f"--output {args.output}: give OUT.mp4 or OUT.avi (a video), or a folder name without a suffix (PNGs)")
+    if args.output is not None and not args.headless:
+        p.error("--output is written with --headless (the window shows the video otherwise); add --headless")
     if args.scale_factor is not None and args.detector != "haar":
         p.error("--scale-factor sets the Haar cascade's search; add --detector haar, or leave it out")
     too_small = [

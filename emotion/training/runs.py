@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import save_figure, write_json
 from emotion.cli import check_config
-from emotion.errors import UserError
+from emotion.errors import ModelFileError, UserError
 from emotion.training.reports import confusion_matrix_figure, cpu_has_native_bf16, curves_figure, hardware
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,24 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
         )
     if not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist; pass a .ckpt file, 'last', or null")
+    check_resumable(ckpt_path)
     return ckpt_path
+
+
+def check_resumable(path: str) -> None:
+    """A training checkpoint of ``emotion.train``, loaded the safe way first: a damaged file, a pickle that would
+    run code, or a model file that holds no training state is refused in one line before Lightning opens it."""
+    from emotion.models.checkpoint import read_checkpoint
+
+    hint = "to start a training from a model's weights, use model.init_from=PATH instead"
+    try:
+        state = read_checkpoint(path)
+    except ModelFileError as exc:
+        raise UserError(f"ckpt_path: {exc} ({hint})") from None
+    if not isinstance(state, dict) or not {"state_dict", "epoch", "optimizer_states"} <= state.keys():
+        raise UserError(
+            f"ckpt_path={path} holds no training state to resume (not a checkpoint of emotion.train); {hint}"
+        )
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
