@@ -9,12 +9,14 @@ classes is the same at any temperature). The table of confidence thresholds just
 
 from __future__ import annotations
 
+import sys
+
 import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
 
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, fail_cleanly
+from emotion.cli import CONF_DIR, fail_cleanly, preflight
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
@@ -26,4 +28,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:])
     main()

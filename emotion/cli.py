@@ -165,7 +165,7 @@ def check_data_numbers(cfg: DictConfig) -> None:
 def check_data(cfg: DictConfig) -> None:
     """A missing data set that nothing can download fails now (generated data sets are made later)."""
     data = cfg.get("data")
-    if not isinstance(data, DictConfig) or data.get("synthesize") is not None or not data.get("root"):
+    if not isinstance(data, DictConfig) or data.get("synthesize") is not None or data.get("root") is None:
         return
     from emotion.data.locate import check_root
 
@@ -194,6 +194,31 @@ RENAMED_KEYS: dict[str, str | None] = {
     "model.scheduler_interval": None,
 }
 REMOVED_WHY = {"model.scheduler_interval": "schedulers step once per batch, ReduceLROnPlateau once per epoch"}
+
+
+def preflight(argv: list[str]) -> None:
+    """Before Hydra sees the command line: renamed settings and values Hydra cannot read, each in one line."""
+    check_renamed(argv)
+    check_overrides(argv)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Hydra's override grammar reads unquoted values of a limited alphabet; anything else (``ü``, ``é``, spaces
+    kept by the shell) would be a bare lexer error. Say which override and how to quote it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as exc:
+            key, value = arg.split("=", 1)
+            odd = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "/._-:+*@,[]{}()~%$"))})
+            why = f"characters Hydra reads only inside quotes ({' '.join(odd)})" if odd else str(exc).splitlines()[0]
+            fail(f"cannot read the override {arg}: {why}; quote the value, e.g. '{key}=\"{value}\"'")
 
 
 def check_renamed(overrides: list[str]) -> None:

@@ -25,7 +25,7 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path, resolve_model, route_lightning_logs
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, model_path, preflight, resolve_model, route_lightning_logs
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -170,4 +170,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:])
     main()

@@ -12,6 +12,7 @@ against PyTorch runs as part of every export.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import emotion.stack  # noqa: F401  (first: a one-line error in a serving install)
@@ -19,7 +20,7 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from emotion.cli import CONF_DIR, fail_cleanly, model_path, resolve_model
+from emotion.cli import CONF_DIR, fail_cleanly, model_path, preflight, resolve_model
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -61,4 +62,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:])
     main()

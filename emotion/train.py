@@ -14,7 +14,7 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, check_config, check_renamed, fail_cleanly, route_lightning_logs
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, preflight, route_lightning_logs
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -108,5 +108,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_renamed(sys.argv[1:])
+    preflight(sys.argv[1:])
     main()

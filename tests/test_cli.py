@@ -64,6 +64,14 @@ def test_help_imports_no_training_stack(module):
         ("emotion.train", ["trainer.max_epochs=0"], "trainer.max_epochs must be >= 1 (or -1: no limit), got 0"),
         ("emotion.train", ["data.batch_size=32.5"], "data.batch_size must be a whole number >= 1, got 32.5"),
         ("emotion.evaluate", ["pretrained=true", "ckpt_path=/x.ckpt"], "two models given: pretrained=True"),
+        ("emotion.train", ["experiment=baseline", "data.root=pyproject.toml"], "is a file, not a folder"),
+        ("emotion.train", ["experiment=baseline", "data.root="], "data.root is empty"),
+        ("emotion.evaluate", ["pretrained=true", "data.root=/tmp/données_ü"], "characters Hydra reads only inside"),
+        (
+            "emotion.export",
+            ["pretrained=true", "out=/tmp/modèle.onnx"],
+            "quote the value, e.g. 'out=\"/tmp/modèle.onnx\"'",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):

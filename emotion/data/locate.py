@@ -39,9 +39,19 @@ def missing_dataset_error(root: Path, tried: list[str]) -> DatasetError:
 
 def check_root(root: str | Path, download: bool) -> None:
     """Fail now when ``root`` is missing and no download can fetch it (a download itself is left to the loader)."""
+    if not str(root).strip():
+        raise DatasetError(
+            "data.root is empty: give the folder that holds FER2013 (train/ and test/, or fer2013.csv), e.g. "
+            "data.root=../shared/data/fer2013, or set FER2013_ROOT=DIR"
+        )
     root = Path(root)
-    if root.exists():
+    if root.is_dir():
         return
+    if root.exists():
+        raise DatasetError(
+            f"data.root={root} is a file, not a folder: give the folder that holds train/ and test/ (the Kaggle "
+            "layout) or fer2013.csv"
+        )
     blockers = kaggle_blockers() if download else ["no download (data.download=false)"]
     if blockers:
         raise missing_dataset_error(root, [str(root), *blockers])
@@ -49,10 +59,10 @@ def check_root(root: str | Path, download: bool) -> None:
 
 def locate(root: str | Path, download: bool) -> Path:
     """The data root: ``root`` when it exists, else the Kaggle download (when possible), else :class:`DatasetError`."""
+    check_root(root, download)  # an empty root or a file is refused; a missing root is downloaded, if it can be
     root = Path(root)
-    if root.exists():
+    if root.is_dir():
         return root
-    check_root(root, download)
     import kagglehub
 
     try:
