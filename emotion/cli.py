@@ -90,6 +90,10 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
     """
     quiet_libraries()
     try:
+        if out_dir is not None:
+            from emotion.run_lock import hold
+
+            hold(out_dir)  # held already by a single run (preflight); a sweep's job takes its own here
         yield
     except Exception as exc:
         if isinstance(exc, InstantiationException):
@@ -196,10 +200,37 @@ RENAMED_KEYS: dict[str, str | None] = {
 REMOVED_WHY = {"model.scheduler_interval": "schedulers step once per batch, ReduceLROnPlateau once per epoch"}
 
 
-def preflight(argv: list[str]) -> None:
-    """Before Hydra sees the command line: renamed settings and values Hydra cannot read, each in one line."""
+def preflight(argv: list[str], config_name: str) -> None:
+    """Before Hydra sees the command line: renamed settings and values Hydra cannot read, each in one line; then the
+    run folder's lock (:mod:`emotion.run_lock`), before Hydra writes its own files into the folder."""
     check_renamed(argv)
     check_overrides(argv)
+    try:
+        run_dir = single_run_dir(argv, config_name)
+    except Exception:  # a config Hydra will refuse itself a moment later, with its own message
+        return
+    if run_dir is not None:
+        from emotion.run_lock import hold
+
+        try:
+            hold(run_dir)
+        except UserError as exc:
+            fail(exc)
+
+
+def single_run_dir(argv: list[str], config_name: str) -> Path | None:
+    """The folder ``python -m emotion.<app> ARGV`` will write into, when ARGV names it (``run_name=…``); None for a
+    sweep, an info flag or a default (time-stamped) name, which the training locks once Hydra has made its folder."""
+    if any(arg.startswith("-") for arg in argv) or not any(arg.startswith("run_name=") for arg in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=list(argv), return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return Path(str(cfg.hydra.run.dir))
 
 
 def check_overrides(argv: list[str]) -> None:

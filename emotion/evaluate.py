@@ -170,5 +170,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:])
+    preflight(sys.argv[1:], "eval")
     main()

@@ -62,5 +62,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:])
+    preflight(sys.argv[1:], "export")
     main()

@@ -108,5 +108,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:])
+    preflight(sys.argv[1:], "train")
     main()

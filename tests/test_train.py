@@ -345,3 +345,30 @@ def test_resuming_from_a_bad_checkpoint_is_one_line_before_lightning_opens_it(tm
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0] and "model.init_from" in errors[0]
     assert "weights_only=False" not in res.stderr and "this ran while loading" not in res.stdout + res.stderr
+
+
+def test_a_second_run_with_the_same_run_name_is_refused_until_the_first_ends_even_by_a_crash(tmp_path):
+    """The holder takes the run folder's lock as a training does and is then killed (SIGKILL): while it lives, a
+    training with that run_name is refused before Hydra writes anything there; after, it runs."""
+    run_dir = tmp_path / "logs" / "train" / "runs" / "shared"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from emotion.run_lock import hold; hold({str(run_dir)!r}); print('held', flush=True); "
+         "import time; time.sleep(120)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", "run_name=shared")
+        res = run_cli(*args, timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip().splitlines() == [
+            f"error: {run_dir} is in use by a run that is still going (pid {holder.pid}); wait for it to finish, "
+            "or give this one another run_name"
+        ]
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing of the refused run's
+    finally:
+        holder.kill()
+        holder.wait()
+    res = run_cli(*args, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (run_dir / "metrics.json").is_file()
