@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
-from emotion.errors import UserError, fail
+from emotion.errors import UserError, fail, file_system_message
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
             message = f"invalid configuration: {exc.__cause__ or exc}"
         elif isinstance(exc, UserError):
             message = str(exc)
+        elif file_system_message(exc):  # files written before it are whole: each is written atomically
+            message = f"{file_system_message(exc)}; files written before it are complete"
         elif is_multirun():
             message = f"{type(exc).__name__}: {exc}"
         else:
@@ -209,19 +211,25 @@ def preflight(argv: list[str], config_name: str) -> None:
         run_dir = single_run_dir(argv, config_name)
     except Exception:  # a config Hydra will refuse itself a moment later, with its own message
         return
-    if run_dir is not None:
-        from emotion.run_lock import hold
+    if run_dir is None:
+        return
+    from emotion.atomic import writable_folder
+    from emotion.run_lock import hold
 
-        try:
+    try:
+        writable_folder(run_dir.parent)  # Hydra makes the run folder in there before any code of ours runs
+        if any(arg.startswith("run_name=") for arg in argv):  # a default name is time-stamped: locked in the task
             hold(run_dir)
-        except UserError as exc:
-            fail(exc)
+    except UserError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(file_system_message(exc) or exc)
 
 
 def single_run_dir(argv: list[str], config_name: str) -> Path | None:
-    """The folder ``python -m emotion.<app> ARGV`` will write into, when ARGV names it (``run_name=…``); None for a
-    sweep, an info flag or a default (time-stamped) name, which the training locks once Hydra has made its folder."""
-    if any(arg.startswith("-") for arg in argv) or not any(arg.startswith("run_name=") for arg in argv):
+    """The folder ``python -m emotion.<app> ARGV`` will write into (with a default run_name: one like it, since the
+    time stamp moves on); None for a sweep or an info flag (``-m``, ``--help``, ``--cfg``)."""
+    if any(arg.startswith("-") for arg in argv):
         return None
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -8,6 +8,7 @@ or a bug (a traceback). Every entry point reports through :func:`report` / :func
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import NoReturn
 
@@ -24,6 +25,20 @@ class DatasetError(UserError, ValueError):
 
 class ModelFileError(UserError, ValueError):
     """A model file that cannot (or must not) be loaded, or does not fit the configured model."""
+
+
+#: What an output path or a full disk raises: the user's to fix (another place, free space), not a bug.
+FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
+def file_system_message(exc: BaseException, where: str = "paths.log_dir=DIR / out=PATH") -> str | None:
+    """The one line for an OSError of :data:`FILE_SYSTEM_ERRNOS` (None for any other error); ``where`` names the
+    setting that moves the output."""
+    if not isinstance(exc, OSError) or exc.errno not in FILE_SYSTEM_ERRNOS:
+        return None
+    what = f"{exc.filename}: " if exc.filename else ""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return f"{what}{exc.strerror}; {'free disk space, or ' if full else ''}write elsewhere ({where})"
 
 
 def report(error: BaseException | str) -> int:

@@ -1,6 +1,7 @@
 """Export, Predictor, predict CLI, webcam demo (headless, on a generated video of a real face) and songs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -497,3 +498,77 @@ def test_without_torch_the_training_apps_say_what_to_install_in_one_line(module)
         f"error: python -m {module} needs the training stack, which this installation lacks (torch): "
         "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."
     )
+
+
+def _unwritable() -> Path | None:
+    """A folder even root cannot write into (sysfs), or None where there is none."""
+    probe = Path("/sys/emotion-probe")
+    try:
+        probe.mkdir()
+    except OSError:
+        return probe
+    probe.rmdir()
+    return None
+
+
+UNWRITABLE = _unwritable()
+needs_unwritable = pytest.mark.skipif(UNWRITABLE is None, reason="no read-only folder here (/sys is writable)")
+
+
+@pytest.mark.parametrize("where", ["a-file", pytest.param("read-only", marks=needs_unwritable)])
+def test_predict_annotate_into_a_file_or_a_read_only_folder_is_one_line_before_any_work(
+    weights, tmp_path, capsys, where
+):
+    target = tmp_path / "taken" if where == "a-file" else UNWRITABLE / "annotated"
+    if where == "a-file":
+        target.write_text("mine")
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((48, 48), 128, np.uint8))
+    code = predict_main([str(tmp_path / "face.png"), "--model", str(weights), "--annotate", str(target)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: --annotate ") and "\n" not in err
+    assert err.endswith(
+        "is a file, not a folder; write elsewhere (--annotate DIR)" if where == "a-file" else "(--annotate DIR)"
+    )
+    assert where != "a-file" or target.read_text() == "mine"
+
+
+def test_predict_keeps_every_prediction_when_an_annotated_copy_cannot_be_written(
+    weights, tmp_path, capsys, monkeypatch
+):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((48, 48), 60 * i, np.uint8))
+    monkeypatch.setattr("emotion.serve.predict.cv2.imwrite", lambda path, img: not path.endswith("f1_annotated.png"))
+    args = [str(tmp_path), "--model", str(weights), "--no-detect", "--json", "--annotate", str(tmp_path / "out")]
+    code = predict_main(args)
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1  # ran, one output failed: reported, not lost
+    assert sorted(r["file"] for r in rows if "label" in r) == [str(tmp_path / f"f{i}.png") for i in range(3)]
+    (failed,) = [r for r in rows if "error" in r]
+    assert failed["file"].endswith("f1.png") and "could not be written" in failed["error"]
+
+
+@needs_unwritable
+def test_export_into_a_read_only_folder_is_one_line(weights, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "emotion.export", f"ckpt_path={weights}", "format=safetensors",
+         f"out={UNWRITABLE}/m.safetensors"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {UNWRITABLE}") and "write elsewhere (" in errors[0]
+
+
+@pytest.mark.parametrize("errno_", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_or_read_only_disk_during_a_run_is_one_line_and_exit_2(errno_, capsys):
+    import errno
+
+    from emotion.cli import fail_cleanly
+
+    code = getattr(errno, errno_)
+    with pytest.raises(SystemExit) as exc, fail_cleanly():
+        raise OSError(code, os.strerror(code), "/runs/x/checkpoints/last.ckpt")
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err
+    assert err.startswith(f"error: /runs/x/checkpoints/last.ckpt: {os.strerror(code)}; ")
+    assert ("free disk space" in err) == (errno_ == "ENOSPC")

@@ -18,6 +18,7 @@ import cv2
 from rich.console import Console
 from rich.table import Table
 
+from emotion.atomic import writable_folder
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import Detector, FaceDetector, photo_detector
@@ -74,8 +75,9 @@ def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotat
         for i, face in enumerate(faces):
             rows.append({"file": str(path), "face": i, **face.to_dict()})
         if annotate is not None and faces:
-            annotate.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(annotate / f"{path.stem}_annotated.png"), draw_faces(img.copy(), faces))
+            out = annotate / f"{path.stem}_annotated.png"
+            if not cv2.imwrite(str(out), draw_faces(img.copy(), faces)):  # full disk, vanished folder: say so
+                rows.append({"file": str(path), "error": f"its annotated copy could not be written to {out}"})
     return rows
 
 
@@ -144,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from emotion.errors import ModelFileError, report
+    from emotion.errors import ModelFileError, file_system_message, report
 
+    if args.annotate is not None:
+        try:
+            writable_folder(args.annotate)
+        except OSError as exc:
+            return report(f"--annotate {file_system_message(exc, '--annotate DIR') or exc}")
     try:
         predictor = load_predictor(args.model, not args.no_detect, args.tta, args.detector, args.min_face)
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
