@@ -372,3 +372,13 @@ def test_a_second_run_with_the_same_run_name_is_refused_until_the_first_ends_eve
     res = run_cli(*args, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_the_demo_reproduces_its_recorded_figure(demo_run):
+    """One source for the demo's number: experiments/demo/metrics.json. The README quotes it, and the suite's
+    demo training (the same recipe) lands within the spread between CPUs (see that card)."""
+    _, _, metrics = demo_run
+    recorded = json.loads((ROOT / "experiments" / "demo" / "metrics.json").read_text())["metrics"]["test/acc"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"test accuracy {recorded:.3f}" in readme and "experiments/demo/" in readme
+    assert abs(metrics["test/acc"] - recorded) <= 0.06
