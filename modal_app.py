@@ -222,9 +222,9 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from emotion.cli import check_renamed
+    from emotion.cli import check_overrides
 
-    check_renamed(list(overrides))
+    check_overrides(list(overrides))
     argv = training_argv(overrides, "/tmp/emotion-preflight", DATA_DIR, default_overrides, None)
     argv = [a for a in argv if not a.startswith(("ckpt_path=", "data.root="))]  # paths that exist only remotely
     GlobalHydra.instance().clear()

@@ -189,23 +189,9 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
         check_data(cfg)
 
 
-#: Config keys that moved (old → new; None: removed, with the reason), so an old command gets a pointer, not
-#: Hydra's "Key ... is not in struct".
-RENAMED_KEYS: dict[str, str | None] = {
-    "model.label_smoothing": "model.loss.label_smoothing",
-    "model.class_weighting": "model.loss.class_weighting",
-    "model.distill_teacher": "model.distill.teacher",
-    "model.distill_alpha": "model.distill.alpha",
-    "model.distill_temperature": "model.distill.temperature",
-    "model.scheduler_interval": None,
-}
-REMOVED_WHY = {"model.scheduler_interval": "schedulers step once per batch, ReduceLROnPlateau once per epoch"}
-
-
 def preflight(argv: list[str], config_name: str) -> None:
-    """Before Hydra sees the command line: renamed settings and values Hydra cannot read, each in one line; then the
-    run folder's lock (:mod:`emotion.run_lock`), before Hydra writes its own files into the folder."""
-    check_renamed(argv)
+    """Before Hydra sees the command line: values Hydra cannot read, in one line; then the run folder's lock
+    (:mod:`emotion.run_lock`), before Hydra writes its own files into the folder."""
     check_overrides(argv)
     try:
         run_dir = single_run_dir(argv, config_name)
@@ -258,17 +244,6 @@ def check_overrides(argv: list[str]) -> None:
             odd = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "/._-:+*@,[]{}()~%$"))})
             why = f"characters Hydra reads only inside quotes ({' '.join(odd)})" if odd else str(exc).splitlines()[0]
             fail(f"cannot read the override {arg}: {why}; quote the value, e.g. '{key}=\"{value}\"'")
-
-
-def check_renamed(overrides: list[str]) -> None:
-    """Refuse overrides of keys in :data:`RENAMED_KEYS` with the new name (before Hydra composes anything)."""
-    for arg in overrides:
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if key in RENAMED_KEYS:
-            new = RENAMED_KEYS[key]
-            value = arg.split("=", 1)[1] if "=" in arg else "VALUE"
-            hint = f"it is now {new}: {new}={value}" if new else f"it was removed ({REMOVED_WHY[key]})"
-            fail(f"{key} is no longer a setting; {hint}")
 
 
 def model_path(cfg: DictConfig) -> str:

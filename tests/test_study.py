@@ -143,31 +143,3 @@ def test_the_composed_configuration_runs_first_even_in_a_continued_study(tmp_pat
     assert "model.optimizer.lr=0.001" in launcher.calls[0][1]
     study, launcher = study_in(tmp_path, ["ok"], 4, composed=composed)  # ran once already: not again
     assert [t.params["model.optimizer.lr"] for t in study.trials].count(0.001) == 1
-
-
-def test_a_study_made_before_a_key_was_renamed_continues_under_the_new_name(tmp_path):
-    """study-recipe-v1 searched ``model.label_smoothing`` (now ``model.loss.label_smoothing``): its trials are kept,
-    in order, with the new name, and the old file is backed up."""
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    old = optuna.create_study(storage=storage, study_name="s", direction="maximize")
-    ls = optuna.distributions.FloatDistribution(0.0, 0.2)
-    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
-    for state, value, smoothing in ((State.COMPLETE, 0.5, 0.1), (State.PRUNED, None, 0.05), (State.FAIL, None, 0.0)):
-        trial = optuna.trial.create_trial(
-            state=state,
-            value=value,
-            params={"model.label_smoothing": smoothing, "model.optimizer.lr": 1e-3},
-            distributions={"model.label_smoothing": ls, "model.optimizer.lr": lr},
-            intermediate_values={0: 0.3},
-        )
-        old.add_trial(trial)
-    params = {"model.loss.label_smoothing": "interval(0.0, 0.2)", "model.optimizer.lr": PARAMS["model.optimizer.lr"]}
-    launcher = FakeLauncher(storage, ["ok"])
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    study = run_study(launcher, config, [], storage=storage, study_name="s", n_trials=4, params=params)
-    assert [t.state for t in study.trials] == [State.COMPLETE, State.PRUNED, State.FAIL, State.COMPLETE]
-    assert [t.params["model.loss.label_smoothing"] for t in study.trials[:3]] == [0.1, 0.05, 0.0]
-    assert all("model.label_smoothing" not in t.params for t in study.trials)
-    assert study.trials[0].value == 0.5 and study.trials[1].intermediate_values == {0: 0.3}
-    assert [idx for idx, _ in launcher.calls] == [3]
-    assert (tmp_path / "optuna.db.before-rename").is_file()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from emotion.cli import RENAMED_KEYS
 from emotion.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -79,33 +77,6 @@ def recover_interrupted(study: optuna.Study) -> int:
         study.enqueue_trial(trial.params, skip_if_exists=False)
         log.warning("trial %d was interrupted; queued again with the same parameters", trial.number)
     return len(stale)
-
-
-def rename_params(
-    study: optuna.Study, storage: str | None, renamed: Mapping[str, str], sampler: Any = None
-) -> optuna.Study:
-    """A study made before a searched config key was renamed (``emotion.cli.RENAMED_KEYS``) → the same study with the
-    new names: its trials are re-created in order (numbers, states, values, pruning reports and attributes kept) in a
-    fresh study of the same name. An SQLite file is first copied to ``….before-rename``."""
-    trials = study.get_trials(deepcopy=True)
-    if not storage or not any(k in renamed for t in trials for k in t.params):
-        return study
-    if storage.startswith("sqlite:///"):
-        path = Path(storage.removeprefix("sqlite:///"))
-        shutil.copy2(path, path.with_name(path.name + ".before-rename"))
-    optuna.delete_study(study_name=study.study_name, storage=storage)
-    new = optuna.create_study(storage=storage, study_name=study.study_name, direction=study.direction, sampler=sampler)
-    for trial in sorted(trials, key=lambda t: t.number):
-        params = {renamed.get(k, k): v for k, v in trial.params.items()}
-        if trial.state == optuna.trial.TrialState.WAITING:
-            new.enqueue_trial(params, skip_if_exists=False)
-            continue
-        trial.params, trial.distributions = params, {renamed.get(k, k): d for k, d in trial.distributions.items()}
-        new.add_trial(trial)
-    log.warning(
-        "study %r: renamed %s in its trials", study.study_name, ", ".join(f"{a} → {b}" for a, b in renamed.items())
-    )
-    return new
 
 
 def finished(study: optuna.Study) -> int:
@@ -163,7 +134,6 @@ def run_study(
         raise UserError("hparams_search: nothing to search; give hydra.sweeper.params or a sweep override")
     study = open_study(storage, study_name, direction, sampler)
     recover_interrupted(study)
-    study = rename_params(study, storage, {k: v for k, v in RENAMED_KEYS.items() if v}, sampler)
     baseline = composed_values(config, space) if baseline_first else {}
     if baseline and not any(all(t.params.get(k) == v for k, v in baseline.items()) for t in study.trials):
         study.enqueue_trial(baseline)  # also when continuing a study that never ran it
