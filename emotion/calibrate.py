@@ -27,6 +27,11 @@ def main(cfg: DictConfig) -> None:
         calibrate(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m emotion.calibrate`` / ``emotion-calibrate``: the checks Hydra cannot make, then Hydra's app."""
     preflight(sys.argv[1:], "calibrate")
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -169,6 +169,11 @@ def main(cfg: DictConfig) -> float:
         return evaluate(cfg)["accuracy"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m emotion.evaluate`` / ``emotion-evaluate``: the checks Hydra cannot make, then Hydra's app."""
     preflight(sys.argv[1:], "eval")
     main()
+
+
+if __name__ == "__main__":
+    cli()

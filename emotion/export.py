@@ -61,6 +61,11 @@ def main(cfg: DictConfig) -> None:
             print(f"wrote {path} (parity with PyTorch: max abs diff {diff:.2e})")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m emotion.export`` / ``emotion-export``: the checks Hydra cannot make, then Hydra's app."""
     preflight(sys.argv[1:], "export")
     main()
+
+
+if __name__ == "__main__":
+    cli()

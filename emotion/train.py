@@ -107,6 +107,11 @@ def main(cfg: DictConfig) -> float | None:
     return float("nan")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m emotion.train`` / ``emotion-train``: the checks Hydra cannot make, then Hydra's app."""
     preflight(sys.argv[1:], "train")
     main()
+
+
+if __name__ == "__main__":
+    cli()

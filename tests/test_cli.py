@@ -81,3 +81,20 @@ def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, 
     assert len(errors) == 1 and message in errors[0], stderr[-2000:]
     assert stderr.count(message) == 1  # printed once (not again by a log handler)
     assert "Traceback" not in stderr
+
+
+def test_every_console_script_points_at_a_command_and_runs_as_python_m_does():
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"emotion-train", "emotion-evaluate", "emotion-predict", "emotion-cam", "emotion-songs"} <= set(scripts)
+    for name, target in scripts.items():
+        module, attr = target.split(":")
+        assert callable(getattr(importlib.import_module(module), attr)), name
+    bin_dir = Path(sys.executable).parent
+    res = subprocess.run([bin_dir / "emotion-train", "data.root=/x/ü"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.startswith("error: cannot read the override data.root=/x/ü")
+    res = subprocess.run([bin_dir / "emotion-predict", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "--detector" in res.stdout
