@@ -175,7 +175,7 @@ def test_predict_and_songs_on_empty_input_say_so(weights, tmp_path, capsys):
     from emotion.songs.__main__ import main as songs_main
 
     (tmp_path / "empty").mkdir()
-    assert predict_main([str(tmp_path / "empty"), "--model", str(weights)]) == 1
+    assert predict_main([str(tmp_path / "empty"), "--model", str(weights)]) == 2  # nothing to do: a usage error
     assert "error: no image files in" in capsys.readouterr().err
     (tmp_path / "zero.jpg").write_bytes(b"")
     assert songs_main(["--from-image", str(tmp_path / "zero.jpg"), "--model", str(weights)]) == 2
@@ -355,24 +355,41 @@ def test_torchscript_format_points_to_pt2(weights, tmp_path):
         export_cli(tmp_path, f"ckpt_path={weights}", "format=torchscript", f"out={tmp_path}/m.pt")
 
 
-def test_songs_from_cam_reads_the_mood_the_cam_hands_over(weights, face_video, tmp_path, capsys):
-    """songs runs the cam (`--mood-out`) instead of importing it: neither package imports the other."""
+def test_songs_from_cam_get_the_mood_the_cam_measured(weights, face_video, tmp_path, capsys):
+    """songs asks serving for a mood (emotion.serve.mood): the mean probabilities of the last seconds of the video,
+    the same the cam writes with --mood-out."""
+    import json
+
+    from emotion.serve.cam import main as cam_main
     from emotion.songs.__main__ import main as songs_main
 
-    assert songs_main(["--from-cam", str(face_video), "--model", str(weights), "--frames", "10", "-n", "3"]) == 0
-    out = capsys.readouterr().out
-    assert any(name in out for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
-    assert songs_main(["--from-cam", str(tmp_path / "nope.mp4"), "--model", str(weights)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: the webcam app failed:") and "nope.mp4" in err and "\n" not in err
-    res = subprocess.run(
-        [sys.executable, "-c", "import sys, emotion.songs.__main__; print('emotion.serve.cam' in sys.modules)"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    args = ["--model", str(weights)]
+    assert (
+        cam_main(
+            [
+                "--source",
+                str(face_video),
+                "--headless",
+                "--max-frames",
+                "10",
+                "--mood-out",
+                str(tmp_path / "m.json"),
+                *args,
+            ]
+        )
+        == 0
     )
-    assert res.stdout.strip() == "False"
+    mood = json.loads((tmp_path / "m.json").read_text())
+    label = mood["class_names"][int(np.argmax(mood["probs"]))]
+    capsys.readouterr()
+    assert songs_main(["--from-cam", str(face_video), *args, "--frames", "10", "-n", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{label} ({max(mood['probs']):.0%})" in out
+    assert songs_main(["--from-cam", str(tmp_path / "nope.mp4"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: video {tmp_path / 'nope.mp4'} does not exist"
+    with pytest.raises(SystemExit):
+        songs_main(["--emotion", "sad", "--live"])
 
 
 def test_detect_emotions_takes_a_path_a_pil_image_or_an_array_in_either_colour_order(astronaut, tmp_path):
@@ -493,7 +510,7 @@ def test_without_torch_predict_and_the_python_api_run_the_default_model_and_a_to
 def test_without_torch_the_training_apps_say_what_to_install_in_one_line(module):
     code = BLOCK_TORCH + f"import runpy\nrunpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1 and res.stdout == ""
+    assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip() == (
         f"error: python -m {module} needs the training stack, which this installation lacks (torch): "
         "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."

@@ -10,9 +10,12 @@ PACKAGE = ROOT / "emotion"
 FORBIDDEN = {
     "data": ("emotion.models", "emotion.serve", "emotion.training", "emotion.songs"),
     "models": ("emotion.serve", "emotion.training", "emotion.songs"),
-    "serve": ("emotion.training",),
-    "songs": ("emotion.serve.cam", "emotion.cam", "emotion.training"),  # the cam runs as a process (--from-cam)
+    "serve": ("emotion.training", "emotion.songs"),
+    "songs": ("emotion.training",),
 }
+#: what songs may use of serving: one narrow module (moods from photos and streams)
+SONGS_USE_OF_SERVE = {"emotion.serve.mood", "emotion.serve.mood.Mood", "emotion.serve.mood.mood_of_image",
+                      "emotion.serve.mood.mood_of_stream"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:
@@ -45,6 +48,17 @@ def test_lower_layers_never_import_upper_ones():
             if dep.startswith(FORBIDDEN.get(folder, ())):
                 bad.append(f"{name} imports {dep}")
     assert not bad, bad
+
+
+def test_songs_use_serving_through_its_mood_module_only():
+    wide = {
+        f"{name} imports {dep}"
+        for name, deps in graph().items()
+        if name.startswith("emotion.songs")
+        for dep in deps
+        if dep.startswith(("emotion.serve", "emotion.cam", "emotion.predict")) and dep not in SONGS_USE_OF_SERVE
+    }
+    assert not wide, wide
 
 
 def test_no_import_circle():

@@ -5,7 +5,7 @@ frames (YuNet by default, its turned searches for tilted faces taking turns; or 
 those a cheap re-search in a small window around each known face. YuNet's landmarks align each face onto FER2013's
 framing, as ``predict`` does. Each tracked face's probabilities are smoothed with an exponential moving average so
 labels do not flicker, and all faces of a frame are classified in one batch. Keys in the window: ``s``
-songs for the dominant emotion of the last seconds, ``q``/Esc quit.
+the mood of the last seconds to ``on_mood`` (songs: ``python -m emotion.songs --from-cam --live``), ``q``/Esc quit.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import IMAGE_EXTENSIONS
-from emotion.errors import report
+from emotion.errors import UserError, report
 from emotion.serve.faces import (
     FaceDetector,
     StreamDetector,
@@ -40,7 +40,7 @@ from emotion.serve.predictor import Face, Predictor
 UNCERTAIN_BELOW = 0.4
 
 
-class SourceError(RuntimeError):
+class SourceError(UserError, RuntimeError):
     """A camera or video that cannot be opened."""
 
 
@@ -155,7 +155,7 @@ def run(
     detector: StreamDetector | None = None,
     max_frames: int | None = None,
     draw: bool = True,
-    on_songs=None,
+    on_mood=None,
     uncertain_below: float = 0.0,
     on_frame=None,
     table: FrameTable | None = None,
@@ -206,8 +206,8 @@ def run(
                 key = cv2.waitKey(1) & 0xFF
                 if key in (ord("q"), 27):
                     break
-                if key == ord("s") and on_songs is not None and mood.mean() is not None:
-                    on_songs(mood.mean())
+                if key == ord("s") and on_mood is not None and mood.mean() is not None:
+                    on_mood(mood.mean())
     if not headless:
         cv2.destroyAllWindows()
     return stats, mood.mean()
@@ -371,8 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         help="write every face of every frame: frame, time, track id, box, probabilities, smoothed label",
     )
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write each track's emotions over time")
-    p.add_argument("--songs", type=int, default=0, metavar="N", help="at the end, recommend N songs for the mood")
-    p.add_argument("--strategy", default="match", choices=["match", "lift"])
     args = p.parse_args(argv)
     if args.scan_every < 1 or args.track_every < 1:
         p.error("--scan-every and --track-every must be >= 1")
@@ -405,10 +403,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from emotion.errors import ModelFileError
     from emotion.serve.predict import load_predictor
-    from emotion.songs import print_recommendations, recommend
-
-    def songs(probs: np.ndarray) -> None:
-        print_recommendations(recommend(probs, predictor.class_names, n=args.songs or 5, strategy=args.strategy))
 
     try:
         predictor = load_predictor(args.model, False)
@@ -426,7 +420,6 @@ def main(argv: list[str] | None = None) -> int:
             detector,
             args.max_frames,
             draw=not args.headless or args.output is not None,
-            on_songs=songs,
             uncertain_below=args.uncertain_below,
             table=table,
         )
@@ -445,13 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.plot}")
     if args.mood_out is not None:
         write_mood(args.mood_out, predictor.class_names, mood)
-    if args.songs and mood is not None:
-        songs(mood)
     return 0
 
 
 def write_mood(path: Path, class_names: tuple[str, ...], mood: np.ndarray | None) -> None:
-    """The hand-over to ``emotion.songs --from-cam`` (which runs this app rather than importing it)."""
+    """The mood of the last seconds as JSON (class names, mean probabilities; null probabilities when no face was
+    seen), for other programs."""
     import json
 
     from emotion.atomic import atomic_write_text

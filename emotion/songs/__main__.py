@@ -5,47 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import webbrowser
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from emotion.errors import report
+from emotion.errors import UserError, report
 from emotion.labels import FER2013_CLASSES
 from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, print_recommendations, recommend
 
-
-def mood_from_image(path: str, model: str | None) -> tuple[np.ndarray, tuple[str, ...]]:
-    from emotion.serve.predict import load_predictor, read_image
-
-    try:
-        image = read_image(Path(path))
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    predictor = load_predictor(model, True)
-    faces = predictor.predict(image)
-    if not faces:
-        raise ValueError(f"no face detected in {path}")
-    return faces[0].probs, predictor.class_names
-
-
-def mood_from_cam(source: str, model: str | None, frames: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Run ``python -m emotion.cam --headless`` on the source and read the mood file it hands over."""
-    import json
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        mood_file = Path(tmp) / "mood.json"
-        cmd = [sys.executable, "-m", "emotion.cam", "--source", source, "--headless", "--max-frames", str(frames)]
-        cmd += ["--mood-out", str(mood_file), *(["--model", model] if model else [])]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
-            raise ValueError(f"the webcam app failed: {last.removeprefix('error: ')}")
-        mood = json.loads(mood_file.read_text())
-    if mood["probs"] is None:
-        raise ValueError(f"no face seen in the first {frames} frames of source {source}")
-    return np.array(mood["probs"]), tuple(mood["class_names"])
+if TYPE_CHECKING:
+    from emotion.serve.mood import Mood
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,25 +26,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalog", help="your own CSV (title/track_name, artist/artists, valence, energy[, tempo])")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="model for --from-image/--from-cam (default: the shipped model)")
-    p.add_argument("--frames", type=int, default=75, help="frames to watch with --from-cam")
+    p.add_argument("--frames", type=int, default=75, help="frames to watch with --from-cam (without --live)")
+    p.add_argument(
+        "--live", action="store_true", help="with --from-cam: open the cam's window; s prints songs, q quits"
+    )
     p.add_argument("--open", type=int, metavar="K", help="open song K's Spotify search in the browser")
     args = p.parse_args(argv)
 
-    from emotion.errors import ModelFileError
+    if args.live and not args.from_cam:
+        p.error("--live goes with --from-cam")
+
+    def songs_for(found: Mood) -> list:
+        return recommend(
+            found.probs, found.class_names, n=args.n, strategy=args.strategy, catalog=catalog, seed=args.seed
+        )
 
     try:
         catalog = load_catalog(args.catalog)
         if args.emotion:
-            mood, names, label = args.emotion, FER2013_CLASSES, args.emotion
-        else:
-            probs, names = (
-                mood_from_image(args.from_image, args.model)
-                if args.from_image
-                else mood_from_cam(args.from_cam, args.model, args.frames)
+            songs = recommend(
+                args.emotion, FER2013_CLASSES, n=args.n, strategy=args.strategy, catalog=catalog, seed=args.seed
             )
-            mood, label = probs, f"{names[int(np.argmax(probs))]} ({float(np.max(probs)):.0%})"
-        songs = recommend(mood, names, n=args.n, strategy=args.strategy, catalog=catalog, seed=args.seed)
-    except (CatalogError, ValueError, ModelFileError, FileNotFoundError) as exc:
+            label = args.emotion
+        else:
+            from emotion.serve.mood import mood_of_image, mood_of_stream
+
+            if args.from_image:
+                found = mood_of_image(args.from_image, args.model)
+            else:
+                live = (
+                    (lambda m: print_recommendations(songs_for(m), f"{m.label} [{args.strategy}]"))
+                    if args.live
+                    else None
+                )
+                found = mood_of_stream(args.from_cam, args.model, None if args.live else args.frames, live)
+            songs, label = songs_for(found), found.label
+    except (UserError, CatalogError, ValueError, OSError) as exc:  # UserError: a bad model file or camera
         return report(exc)
     print_recommendations(songs, f"{label} [{args.strategy}]")
     if len(songs) < args.n:
