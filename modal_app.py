@@ -404,26 +404,20 @@ def expand_grid(sweep_args: Sequence[str]) -> list[list[str]]:
 def run_sweep(
     sweep_args: Sequence[str], launch: Callable[[list[tuple[list[str]]]], Any], metric: str = "val/acc"
 ) -> list[dict[str, Any]]:
-    """Fan the grid out through ``launch`` (``train.starmap`` remotely, a local loop in tests); best first."""
+    """Fan the grid out through ``launch`` (``train.starmap`` remotely, a local loop in tests); the jobs as rows of
+    ``emotion.training.sweep_report`` (the local sweeps' report), best first."""
+    from emotion.training.sweep_report import job_row, rank
+
     jobs = expand_grid(sweep_args)
-    results = []
-    for overrides, result in zip(jobs, launch([(o,) for o in jobs])):
+    rows = []
+    for i, (overrides, result) in enumerate(zip(jobs, launch([(o,) for o in jobs]))):
         if isinstance(result, Exception):
-            results.append({"overrides": overrides, "status": f"failed: {result}", "metric": None})
+            rows.append(job_row(f"job {i}", overrides, None, str(result)))
         elif result.get("status", "ok") != "ok":
-            results.append({"overrides": overrides, "status": f"failed: {result.get('error')}", "metric": None})
+            rows.append(job_row(f"job {i}", overrides, None, str(result.get("error"))))
         else:
-            value = result["metrics"].get(metric)
-            results.append({"overrides": overrides, "status": "ok", "metric": value, "run_dir": result["run_dir"]})
-    return sorted(results, key=lambda r: -(r["metric"] if r["metric"] is not None else float("-inf")))
-
-
-def sweep_table(results: list[dict[str, Any]], metric: str = "val/acc") -> str:
-    lines = [f"| rank | overrides | {metric} | status |", "|---|---|---|---|"]
-    for i, r in enumerate(results, 1):
-        value = f"{r['metric']:.4f}" if r["metric"] is not None else "—"
-        lines.append(f"| {i} | {' '.join(r['overrides'])} | {value} | {r['status']} |")
-    return "\n".join(lines)
+            rows.append({**job_row(Path(result["run_dir"]).name, overrides, result), "run_dir": result["run_dir"]})
+    return rank(rows, metric)
 
 
 class EventMirror:
@@ -608,8 +602,10 @@ def _sweep(args: Sequence[str]) -> None:
         preflight(job)
     print(f"{len(jobs)} jobs, at most {MAX_CONTAINERS} at once (EMOTION_MAX_CONTAINERS)")
     fn = _function_for(n_gpus).with_options(max_containers=MAX_CONTAINERS)
+    from emotion.training.sweep_report import markdown
+
     results = run_sweep(sweep_args, lambda jobs_args: fn.starmap(jobs_args, return_exceptions=True))
-    print(sweep_table(results))
+    print(markdown(results, "val/acc"))
 
 
 def upload(args: Sequence[str], volume: Any = None) -> str:

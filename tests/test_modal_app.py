@@ -271,12 +271,15 @@ def test_sweep_fans_out_and_ranks_best_first(tmp_path):
             out.append({"metrics": {"val/acc": lr * 100}, "run_dir": str(tmp_path / str(lr))})
         return out
 
+    from emotion.training.sweep_report import markdown
+
     results = modal_app.run_sweep(["experiment=demo", "model.optimizer.lr=0.001,0.003,bad,-1"], local_launch)
     assert len(calls) == 4
-    assert [r["metric"] for r in results] == [0.3, 0.1, None, None]
-    assert results[-2]["status"] == "failed: lost the GPU" and results[-1]["status"] == "failed: lr must be >= 0"
-    table = modal_app.sweep_table(results)
-    assert table.splitlines()[2].startswith("| 1 | experiment=demo model.optimizer.lr=0.003 | 0.3000 | ok |")
+    assert [r["metrics"].get("val/acc") for r in results] == [0.3, 0.1, None, None]
+    assert {results[-2]["status"], results[-1]["status"]} == {"failed: lost the GPU", "failed: lr must be >= 0"}
+    table = markdown(results, "val/acc")  # the local sweeps' report
+    assert table.splitlines()[0] == "| rank | run | model.optimizer.lr | val/acc | status | minutes |"
+    assert table.splitlines()[2] == "| 1 | 0.003 | 0.003 | 0.3000 | ok |  |"
 
 
 def test_upload_checks_the_path_first_and_copies_a_folder(tmp_path):

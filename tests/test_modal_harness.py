@@ -136,6 +136,6 @@ def test_a_sweep_fans_its_jobs_out_to_training_containers(image):
     grid = [*BASE, "trainer.max_epochs=1", "model.optimizer.lr=1e-3,1e-2"]
     results = modal_app.run_sweep(grid, launch)
     assert [r["status"] for r in results] == ["ok", "ok"]
-    assert results[0]["metric"] >= results[1]["metric"]
+    assert results[0]["metrics"]["val/acc"] >= results[1]["metrics"]["val/acc"]
     names = {Path(r["run_dir"]).name for r in results}
     assert len(names) == 2 and all((image.run_dir(n) / "metrics.json").is_file() for n in names)  # both committed

@@ -28,16 +28,27 @@ def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         if not overrides_file.is_file():
             continue
         overrides = yaml.safe_load(overrides_file.read_text()) or []
-        params = {k: v for k, v in (o.split("=", 1) for o in overrides if "=" in o) if not k.startswith(BOOKKEEPING)}
         metrics_file = job / "metrics.json"
-        row: dict[str, Any] = {"run": job.name, "params": params}
-        if metrics_file.is_file():
-            report = json.loads(metrics_file.read_text())
-            row.update(status="ok", metrics=report["metrics"], minutes=round((report.get("wall_time_s") or 0) / 60, 1))
-        else:
-            row.update(status="failed", metrics={}, minutes=None)
-        rows.append(row)
+        rows.append(
+            job_row(job.name, overrides, json.loads(metrics_file.read_text()) if metrics_file.is_file() else None)
+        )
     return rows
+
+
+def job_row(run: str, overrides: list[str], report: dict[str, Any] | None, error: str | None = None) -> dict[str, Any]:
+    """One job of a sweep, local (its folder) or on Modal (what the training returned): its swept settings, its
+    metrics (the run report's ``metrics``) or why it failed, and its minutes."""
+    params = {k: v for k, v in (o.split("=", 1) for o in overrides if "=" in o) if not k.startswith(BOOKKEEPING)}
+    if report is None:
+        return {
+            "run": run,
+            "params": params,
+            "status": f"failed: {error}" if error else "failed",
+            "metrics": {},
+            "minutes": None,
+        }
+    minutes = round(report["wall_time_s"] / 60, 1) if report.get("wall_time_s") else None
+    return {"run": run, "params": params, "status": "ok", "metrics": report["metrics"], "minutes": minutes}
 
 
 #: Overrides that tie a job to its sweep rather than describe the run.
