@@ -31,7 +31,7 @@ bench: $(STAMP)  ## throughput benchmark (experiments/throughput/): run it on an
 test: $(STAMP)  ## the default test suite (~10 min on 2 cores; the README's test command, run by .ci/run)
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, DDP/cluster harness, benchmark smoke
+test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, the serving install, DDP/cluster harness, benchmark smoke
 	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)  ## ruff check and format check

@@ -121,3 +121,22 @@ def test_make_help_lists_every_target_with_what_it_does():
     phony = re.search(r"^\.PHONY: (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
     listed = {line.split()[1]: line for line in res.stdout.splitlines() if line.strip().startswith("make ")}
     assert set(listed) == set(phony) and all(len(line.split()) > 2 for line in listed.values())
+
+
+def test_the_readmes_results_table_is_generated_from_models_json():
+    """Shipped models' numbers are written in emotion/weights/models.json only; the README's table is made from it
+    (experiments/tools/results_table.py) and must be current."""
+    import subprocess
+    import sys
+
+    tool = ROOT / "experiments" / "tools" / "results_table.py"
+    res = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- results:start -->\n| model |" in readme
+
+
+def test_the_readme_is_user_documentation_of_at_most_220_lines():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 220
+    assert "../shared" not in readme  # a fresh clone has no such folder
