@@ -35,8 +35,8 @@ from emotion.serve.faces import (
 )
 from emotion.serve.predictor import Face, Predictor
 
-#: Below this calibrated top probability a face is shown as "uncertain": the shipped models are right on 36-38% of
-#: the PublicTest faces below it and on 71-72% of the others (report half; experiments/best/, experiments/recipe/).
+#: Below this calibrated top probability a face is shown as "uncertain": how often the shipped models are right
+#: below and above it is measured in experiments/best/ and experiments/recipe/ (calibration).
 UNCERTAIN_BELOW = 0.4
 
 

@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "--tta",
         choices=TTA_MODES,
         default="none",
-        help="average over views of each face: flip (2x the cost) or tencrop (10x; the default model's 71%% on "
-        "PublicTest is with it); default none",
+        help="average over views of each face: flip (2x the cost) or tencrop (10x; the setting of the best "
+        "PublicTest numbers in emotion/weights/models.json); default none",
     )
     args = p.parse_args(argv)
 
