@@ -14,7 +14,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import save_figure, write_json
-from emotion.cli import check_config
 from emotion.errors import ModelFileError, UserError
 from emotion.training.reports import confusion_matrix_figure, cpu_has_native_bf16, curves_figure, hardware
 
@@ -58,7 +57,8 @@ def check_precision(trainer_cfg: DictConfig) -> None:
 
 
 def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, list, list]:
-    check_config(cfg)
+    """The run's objects from a config that ``emotion.cli.check_config`` has passed (the entry point checks it
+    before torch is imported); what only a built object can tell is checked here."""
     check_precision(cfg.trainer)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
