@@ -35,7 +35,7 @@ from emotion.serve.predictor import Predictor  # noqa: E402
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
 
 
-def pipeline(config: str, model: str, all_scenes: list | None = None):
+def pipeline(config: str, model: str, all_scenes: list | None = None, rotations: tuple[float, ...] | None = None):
     """Each configuration through the product's own path, ``Predictor.predict``. ``oracle-aligned`` is no
     detector: each face's true landmarks (FER_LANDMARKS carried through its placement) align its crop, so its
     accuracy is what the scene's rendering (resampling, tilt, brightness, noise) alone leaves of the crop accuracy."""
@@ -60,7 +60,8 @@ def pipeline(config: str, model: str, all_scenes: list | None = None):
     elif config == "yunet-upright-aligned":
         predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)))
     else:
-        predictor = Predictor.from_pretrained(model)  # the default: photo_detector(), aligned crops
+        turned = {} if rotations is None else {"rotations": rotations}
+        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **turned))  # the default
     detector = predictor.detector
 
     def run(frame):
@@ -107,16 +108,26 @@ def main() -> None:
     p.add_argument("--model", default="default")
     p.add_argument("--config", nargs="*", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--split",
+        default="val",
+        choices=("val", "train"),
+        help="val = PublicTest (report); train = for choosing settings",
+    )
+    p.add_argument("--seed", type=int, default=0, help="of the scenes")
+    p.add_argument("--rotations", help="the detector's turned searches, e.g. 0,-15,15,-30,30 (default: the shipped)")
     a = p.parse_args()
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
-    images, labels = dm.arrays("val")  # PublicTest
+    images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
     crop_probs = Predictor.from_pretrained(a.model, detector=None).classify(images)
-    all_scenes = list(scenes(images, labels, seed=0, n=a.n))
+    all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n))
     results = {}
     for config in a.config:
-        results[config] = score(pipeline(config, a.model, all_scenes), all_scenes, crop_probs)
-        print(f"\n## {config} (model {a.model}, {len(all_scenes)} frames from {a.n} PublicTest faces)\n")
+        turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
+        results[config] = score(pipeline(config, a.model, all_scenes, turns), all_scenes, crop_probs)
+        faces = "PublicTest" if a.split == "val" else "training"
+        print(f"\n## {config} (model {a.model}, {len(all_scenes)} frames from {a.n} {faces} faces, seed {a.seed})\n")
         print(table(results[config]))
     if a.out:
         a.out.write_text(json.dumps(results, indent=1))
