@@ -38,7 +38,8 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path):
 
 def _fake_ckpt(path, net):
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, CHECKPOINT_SPEC_KEY: net.spec(), "pytorch-lightning_version": L.__version__}, path)
+    ckpt = {"state_dict": state, CHECKPOINT_SPEC_KEY: net.spec(), "pytorch-lightning_version": L.__version__}
+    torch.save({**ckpt, "epoch": 0, "global_step": 0, "optimizer_states": []}, path)  # what a resume expects
     return path
 
 
