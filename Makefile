@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FER2013_ROOT ?= $(if $(wildcard ../shared/data/fer2013),../shared/data/fer2013,data/fer2013)
 export FER2013_ROOT
 
-.PHONY: help install demo train bench test test-slow lint format tensorboard modal-check modal-lock clean
+.PHONY: help install demo train bench test test-slow test-all lint format tensorboard modal-check modal-lock clean
 
 help:  ## this list
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ test: $(STAMP)  ## the default test suite (~10 min on 2 cores; the README's test
 
 test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, the serving install, DDP/cluster harness, benchmark smoke
 	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)  ## the default and the slow tests together
+	$(BIN)/python -m pytest -m "slow or not slow"
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -51,6 +51,7 @@ def test_decay_moves_the_averaged_weights(tmp_path):
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.slow  # two trainings (test_the_average_is_validated_checkpointed_and_tested guards the average)
 def test_a_resumed_run_keeps_its_average(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run = [*EMA, "model.scheduler=null"]  # a constant learning rate: stopping after epoch 1 is a clean interruption

@@ -18,6 +18,7 @@ class LossRecorder(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+@pytest.mark.slow  # real FER2013 training (the demo trains on generated faces in the default suite)
 def test_a_few_hundred_steps_on_fer2013_learn(tmp_path):
     cfg = make_cfg(
         tmp_path,

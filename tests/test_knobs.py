@@ -72,7 +72,11 @@ def test_the_search_spaces_are_read():
     assert "model.optimizer.lr" in params and len(params) >= 5
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+#: the default suite moves every knob in a CNN and a VGG experiment; the others run in make test-slow
+KNOB_EXPERIMENTS = [e if e in ("demo", "best") else pytest.param(e, marks=pytest.mark.slow) for e in EXPERIMENTS]
+
+
+@pytest.mark.parametrize("experiment", KNOB_EXPERIMENTS)
 def test_every_searched_knob_moves_the_weights(tmp_path, experiment):
     for param, low, high in searched_params():
         cfg = make_cfg(tmp_path, small_overrides(experiment))

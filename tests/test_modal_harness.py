@@ -52,6 +52,7 @@ def test_the_harness_catches_a_file_read_at_import_that_the_image_does_not_hold(
     assert res.returncode != 0 and "FileNotFoundError" in res.stderr and ".ci/modal-requirements.txt" in res.stderr
 
 
+@pytest.mark.slow  # a training killed and restarted (test_resume.py guards resuming in the default suite)
 def test_a_killed_container_restarted_by_modal_resumes_its_run(image):
     """Every commit while the run trains publishes that epoch's last.ckpt; SIGKILL mid-epoch loses only what was not
     committed; the restarted container reloads the Volume and resumes from the committed last.ckpt."""
@@ -87,6 +88,7 @@ def test_tensorboard_shows_an_epoch_committed_after_it_started_within_its_refres
     assert not [c for c in image.calls() if c["op"] == "reload" and not c["ok"]]  # nothing held the Volume open
 
 
+@pytest.mark.slow  # a training in the container (test_modal_app.py checks the upload path)
 def test_an_uploaded_data_set_is_what_the_container_trains_on(image, tmp_path):
     import modal_app
 

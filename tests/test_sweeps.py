@@ -3,6 +3,7 @@
 import json
 
 import optuna
+import pytest
 import yaml
 
 from emotion.training.sweep_report import main as report_main
@@ -12,6 +13,7 @@ from tests.test_train import run_cli
 QUIET = [o for o in TINY if not o.startswith("~")] + ["callbacks=none", "logger=csv"]
 
 
+@pytest.mark.slow  # a sweep of trainings (test_train.py::test_two_job_multirun and test_study.py guard sweeps)
 def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
     res = run_cli(
         "-m",
@@ -38,6 +40,7 @@ def test_grid_with_a_diverging_job_records_it_and_goes_on(tmp_path, capsys):
     assert (sweep / "sweep.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # four trainings (test_study.py guards the sweeper in the default suite)
 def test_optuna_study_runs_trials_continues_after_a_stop_and_reports_the_best(tmp_path):
     args = ["-m", "emotion.train", "hparams_search=optuna", *QUIET, f"paths.root_dir={tmp_path}", "run_name=tpe"]
     res = run_cli(*args, "hydra.sweeper.n_trials=2")

@@ -192,17 +192,28 @@ def test_a_training_run_prints_no_library_noise(tmp_path):
     assert "Seed set to 42" in next((tmp_path / "logs").rglob("train.log")).read_text()
 
 
+#: each case is a process that imports torch (~6 s): two run by default, the rest in make test-slow (their
+#: constructors' checks are unit-tested in the default suite: test_augment.py, test_model.py, test_cli.py)
+SLOW_PROCESS = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.batch_size=0", "data.batch_size must be a whole number >= 1, got 0"),
+        pytest.param("data.batch_size=0", "data.batch_size must be a whole number >= 1, got 0", marks=SLOW_PROCESS),
         ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
-        ("model.loss.label_smoothing=-1", "model.loss.label_smoothing must be in [0, 1)"),
-        ("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]"),
-        ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
-        ("model.distill.teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
+        pytest.param(
+            "model.loss.label_smoothing=-1", "model.loss.label_smoothing must be in [0, 1)", marks=SLOW_PROCESS
+        ),
+        pytest.param("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]", marks=SLOW_PROCESS),
+        pytest.param("data.augment.erasing_p=3", "erasing_p must be in [0, 1]", marks=SLOW_PROCESS),
+        pytest.param(
+            "model.distill.teacher=/nowhere/teacher.ckpt",
+            "'/nowhere/teacher.ckpt' is neither a model file nor",
+            marks=SLOW_PROCESS,
+        ),
         ("model.init_from=/nowhere/start.ckpt", "model.init_from: '/nowhere/start.ckpt' is neither a model file"),
-        ("data.augment.blur_p=2", "augment.blur_p must be in [0, 1]"),
+        pytest.param("data.augment.blur_p=2", "augment.blur_p must be in [0, 1]", marks=SLOW_PROCESS),
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):
@@ -331,9 +342,13 @@ def _pickle_payload(path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.write_bytes(os.urandom(4096)), "is not a PyTorch checkpoint"),
+        pytest.param(lambda p: p.write_bytes(os.urandom(4096)), "is not a PyTorch checkpoint", marks=SLOW_PROCESS),
         (_pickle_payload, "contains pickled Python objects"),
-        (lambda p: torch.save({"weights": torch.zeros(2)}, p), "holds no training state to resume"),
+        pytest.param(
+            lambda p: torch.save({"weights": torch.zeros(2)}, p),
+            "holds no training state to resume",
+            marks=SLOW_PROCESS,
+        ),
     ],
     ids=["random-bytes", "pickle-payload", "not-a-training-checkpoint"],
 )
