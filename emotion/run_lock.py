@@ -19,7 +19,11 @@ _held: dict[Path, IO[str]] = {}
 
 
 def hold(run_dir: str | Path) -> None:
-    """Take ``run_dir``'s lock for the rest of this process (again from this process: nothing to do)."""
+    """Take ``run_dir``'s lock for the rest of this process (again from this process: nothing to do). The other
+    ranks of a multi-GPU training (Lightning starts them as copies of the command, ``LOCAL_RANK`` > 0) share their
+    first rank's folder, and its lock."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
     run_dir = Path(run_dir).resolve()
     if run_dir in _held:
         return

@@ -402,3 +402,24 @@ def test_the_demo_reproduces_its_recorded_figure(demo_run):
         "experiments/demo/" in readme and f"{recorded:.3f}"[:4] not in readme.split("## Install")[1].split("## Data")[0]
     )
     assert abs(metrics["test/acc"] - recorded) <= 0.06
+
+
+def test_the_other_ranks_of_a_ddp_training_share_their_first_ranks_lock(tmp_path, monkeypatch):
+    """Lightning starts ranks 1… of a DDP run as copies of the command: they must not be refused as a second run."""
+    from emotion.run_lock import hold
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from emotion.run_lock import hold; hold({str(tmp_path)!r}); "
+         "print('held', flush=True); import time; time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        hold(tmp_path)  # rank 1: no refusal
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        with pytest.raises(UserError, match="is in use by a run that is still going"):
+            hold(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
