@@ -28,7 +28,7 @@ train: $(STAMP)  ## EmotionCNN with the best recipe found (distilled from the sh
 bench: $(STAMP)  ## throughput benchmark (experiments/throughput/): run it on an otherwise idle machine
 	$(BIN)/python experiments/throughput/bench.py --data $(FER2013_ROOT)
 
-test: $(STAMP)  ## the default test suite (~10 min on 2 cores; the README's test command, run by .ci/run)
+test: $(STAMP)  ## the default test suite (~4.5 min on 2 cores; the README's test command, run by .ci/run)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, the serving install, DDP/cluster harness, benchmark smoke
