@@ -22,7 +22,7 @@ from emotion.cli import CONF_DIR, fail_cleanly, preflight
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
 def main(cfg: DictConfig) -> None:
     with fail_cleanly():
-        from emotion.training.calibration import calibrate  # torch only after Hydra has parsed the command line
+        from emotion.evaluation.calibration import calibrate  # torch only after Hydra has parsed the command line
 
         calibrate(cfg)
 

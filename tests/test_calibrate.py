@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from emotion.evaluation.calibration import binned_ece, calibrate, calibration, ece_reference, fit_temperature
 from emotion.models import EmotionCNN
 from emotion.models.checkpoint import load_net, save_safetensors
 from emotion.serve.exporters import export
 from emotion.serve.predictor import Predictor
-from emotion.training.calibration import binned_ece, calibrate, calibration, ece_reference, fit_temperature
 from tests.conftest import make_cfg
 
 

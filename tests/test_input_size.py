@@ -4,11 +4,11 @@ evaluated, calibrated and quantized on 32-px faces although the data set and ``d
 import pytest
 
 from emotion.evaluate import evaluate
+from emotion.evaluation.calibration import calibrate
 from emotion.models import EmotionVGG
 from emotion.models.checkpoint import load_net, save_safetensors
 from emotion.serve import quantize
 from emotion.serve.exporters import export
-from emotion.training.calibration import calibrate
 from tests.conftest import make_cfg
 
 

@@ -5,9 +5,9 @@ import torch
 
 from emotion.errors import UserError
 from emotion.evaluate import evaluate
+from emotion.evaluation.paired import mcnemar_p, paired_comparison
 from emotion.models import EmotionCNN, EmotionVGG
 from emotion.models.checkpoint import save_safetensors
-from emotion.training.paired import mcnemar_p, paired_comparison
 from tests.conftest import make_cfg
 
 

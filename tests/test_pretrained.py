@@ -79,7 +79,7 @@ def test_shipped_models_reproduce_their_recorded_tencrop_numbers(name, tmp_path,
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
 def test_the_default_models_calibration_record_is_what_calibrate_measures(tmp_path, shared_cache):
     """models.json's temperature and report-half ECEs are reproduced by python -m emotion.calibrate on the file."""
-    from emotion.training.calibration import calibrate
+    from emotion.evaluation.calibration import calibrate
 
     card = model_card("default")
     assert emotion.load_pretrained().temperature == pytest.approx(card["temperature"], abs=1e-3)

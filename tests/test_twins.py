@@ -9,6 +9,7 @@ import torch
 
 from emotion.errors import DatasetError
 from emotion.evaluate import evaluate
+from emotion.evaluation.twins import drop_twins
 from emotion.models import EmotionCNN
 from emotion.models.checkpoint import save_safetensors
 from tests.conftest import make_cfg
@@ -93,6 +94,6 @@ def test_twins_are_judged_on_the_stored_faces_whatever_size_the_model_reads(fold
     for size in (48, 32):
         dm = FER2013DataModule(root=str(folder_data), image_size=size, cache_dir=str(tmp_path / "cache"))
         dm.setup("test")
-        assert dm.drop_twins("test") == 1
+        assert drop_twins(dm, "test") == 1
         kept[size] = dm.raw.sources[dm.splits.test].tolist()
     assert kept[32] == kept[48] and len(kept[48]) == 13

@@ -243,34 +243,6 @@ class FER2013DataModule(L.LightningDataModule):
     def has_training_faces(self) -> bool:
         return len(self._subset("train")[0]) > 0
 
-    def twin_mask(self, split: str) -> np.ndarray:
-        """Boolean mask over ``split`` (val or test), in evaluation order: True where a face has a near-identical
-        twin in the training split (:mod:`emotion.data.twins`)."""
-        if split not in ("val", "test"):
-            raise DatasetError(f"exclude=twins scores val or test without their training twins, not {split!r}")
-        if not self.has_training_faces():
-            raise DatasetError(
-                f"exclude=twins needs the training faces beside the evaluated ones, and {self.root} has none: "
-                "give data.root=a full FER2013 root (train/ and test/)"
-            )
-        from emotion.data.twins import TWIN_SIZE, has_twin_in
-
-        images = self.raw.images
-        if self.image_size != TWIN_SIZE:  # twins are a fact of the data set: judged on the stored 48-px faces, so
-            stored, _ = load_raw(self.resolve_root(), TWIN_SIZE, self.cache_dir)  # a 40-px model leaves out the same
-            if not np.array_equal(stored.sources, self.raw.sources):
-                raise DatasetError(f"{self.root} changed while it was read; run again")
-            images = stored.images
-        return has_twin_in(images[getattr(self.splits, split)], images[self.splits.train])
-
-    def drop_twins(self, split: str) -> int:
-        """Leave out of ``split`` (val or test) every face with a near-identical twin in the training split;
-        returns how many were left out."""
-        twins = self.twin_mask(split)
-        setattr(self.splits, split, getattr(self.splits, split)[~twins])
-        self.splits.protocol[f"{split}_twins_excluded"] = int(twins.sum())
-        return int(twins.sum())
-
     def class_counts(self) -> np.ndarray:
         _, y = self._subset("train")
         return np.bincount(y, minlength=len(self.class_names))
