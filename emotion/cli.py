@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import numbers
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,26 +131,33 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         )
 
 
-#: The optimizer's numbers, checked here because torch checks them only when the optimizer is built (the other
-#: values are checked by the classes that take them, when the config is instantiated, still before any data is
-#: read): (key, low, high, low inclusive, example).
-NUMBER_RANGES = (
-    ("model.optimizer.lr", 0.0, None, True, "model.optimizer.lr=1e-3"),
-    ("model.optimizer.weight_decay", 0.0, None, True, "model.optimizer.weight_decay=1e-4"),
-)
-
-
 def check_numbers(cfg: DictConfig) -> None:
-    for key, low, high, inclusive, example in NUMBER_RANGES:
+    """Every setting of :data:`emotion.ranges.RANGES` that the config has, before torch is imported."""
+    from emotion.ranges import RANGES, check
+
+    for key in RANGES:
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
-            continue
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if ok:
-            ok = (value >= low if inclusive else value > low) and (high is None or value < high)
-        if not ok:
-            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and < {high}" if high is not None else "")
-            raise UserError(f"{key} must be {bound}, got {value!r}; e.g. {example}")
+        if value is not None:
+            try:
+                check(key, value)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+
+
+#: Settings that name a model file or a shipped model (resolved without torch).
+MODEL_FILE_SETTINGS = ("model.init_from", "model.distill.teacher")
+
+
+def check_model_files(cfg: DictConfig) -> None:
+    from emotion.models.pretrained import model_file
+
+    for key in MODEL_FILE_SETTINGS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value:
+            try:
+                model_file(str(value))
+            except FileNotFoundError as exc:
+                raise UserError(f"{key}: {exc}") from None
 
 
 #: Data settings that must be whole numbers >= 1.
@@ -185,6 +191,7 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
         check_trainer(cfg.trainer)
     check_numbers(cfg)
     check_data_numbers(cfg)
+    check_model_files(cfg)
     if data:
         check_data(cfg)
 

@@ -52,9 +52,9 @@ def test_help_imports_no_training_stack(module):
 @pytest.mark.parametrize(
     "module, args, message",
     [
-        ("emotion.train", ["model.optimizer.lr=-1"], "model.optimizer.lr must be >= 0.0, got -1"),
+        ("emotion.train", ["model.optimizer.lr=-1"], "model.optimizer.lr must be >= 0, got -1"),
         ("emotion.train", ["trainer.max_epochs=abc"], "trainer.max_epochs must be a whole number"),
-        ("emotion.train", ["model.optimizer.weight_decay=x"], "model.optimizer.weight_decay must be >= 0.0, got 'x'"),
+        ("emotion.train", ["model.optimizer.weight_decay=x"], "model.optimizer.weight_decay must be >= 0, got 'x'"),
         ("emotion.train", ["data.root=/nowhere/fer2013"], "FER2013 not found. Tried: /nowhere/fer2013, kagglehub"),
         ("emotion.evaluate", ["pretrained=true", "data.root=/nowhere/fer2013"], "FER2013 not found"),
         ("emotion.evaluate", ["pretrained=true", "split=bogus"], "split must be train, val or test"),

@@ -140,7 +140,7 @@ class FakeFunction:
     [
         ("data.bach_size=8", "bach_size"),
         ("experiment=recipy", "recipy"),
-        ("model.optimizer.lr=-1", "model.optimizer.lr must be >= 0.0"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr must be >= 0"),
         ("+model.optimizer.betas=[2,0.9]", "Invalid beta parameter"),  # checked by building the optimizer
         ("trainer.max_epochs=abc", "whole number"),
         ("model.distill.teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
@@ -204,7 +204,7 @@ def test_a_failed_run_is_reported_once_and_exits_nonzero():
 @pytest.mark.parametrize(
     ("returncode", "output", "transient"),
     [
-        (1, "error: model.optimizer.lr must be >= 0.0, got -1.0; e.g. model.optimizer.lr=1e-3\n", False),
+        (1, "error: model.optimizer.lr must be >= 0, got -1.0; e.g. model.optimizer.lr=1e-3\n", False),
         (1, "Traceback …\nZeroDivisionError: division by zero\n", False),  # a bug: paying again will not help
         (1, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n", False),
         (1, "torch.distributed.DistBackendError: NCCL error in: …, unhandled system error\n", True),

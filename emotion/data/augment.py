@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from emotion.ranges import check
+
 
 @dataclass
 class BatchAugment:
@@ -37,16 +39,8 @@ class BatchAugment:
         lo, hi = self.scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"augment.scale must satisfy 0 < min <= max <= 1, got {self.scale}")
-        if not 0 <= self.erasing_p <= 1:
-            raise ValueError(f"augment.erasing_p must be in [0, 1], got {self.erasing_p}")
-        for name in ("brightness", "contrast"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.blur_p <= 1 or not self.blur_sigma > 0 or not self.noise_std >= 0:
-            raise ValueError(
-                f"augment.blur_p must be in [0, 1], blur_sigma > 0 and noise_std >= 0; got {self.blur_p}, "
-                f"{self.blur_sigma}, {self.noise_std}"
-            )
+        for name in ("erasing_p", "brightness", "contrast", "blur_p", "blur_sigma", "noise_std"):
+            check(f"data.augment.{name}", getattr(self, name))
         if self.padding_mode not in ("zeros", "border", "reflection"):
             raise ValueError(f"augment.padding_mode must be zeros, border or reflection, got {self.padding_mode!r}")
 

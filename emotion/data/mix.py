@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from emotion.ranges import check
+
 
 def mix_seed(batch_seed: int) -> int:
     """The mixing's own seed, derived from the batch seed so that it does not repeat the augmentation's stream."""
@@ -24,11 +26,8 @@ class BatchMix:
     p: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"data.mix.{name} must be >= 0 (0: off), got {getattr(self, name)}")
-        if not 0 <= self.p <= 1:
-            raise ValueError(f"data.mix.p must be in [0, 1], got {self.p}")
+        for name in ("mixup_alpha", "cutmix_alpha", "p"):
+            check(f"data.mix.{name}", getattr(self, name))
 
     @property
     def enabled(self) -> bool:

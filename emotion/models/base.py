@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from emotion.labels import FER2013_CLASSES
+from emotion.ranges import check
 
 # Mean and standard deviation of FER2013's 28,709 training pixels, scaled to [0, 1].
 FER2013_MEAN = 0.5077
@@ -20,9 +21,8 @@ FER2013_STD = 0.2550
 
 
 def check_probability(name: str, value: float) -> float:
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}; fix it in the model config (conf/model/).")
-    return float(value)
+    """A dropout rate of the network (``model.net.<name>``), held to :data:`emotion.ranges.RANGES`."""
+    return float(check(f"model.net.{name}", value))
 
 
 class EmotionNet(nn.Module):

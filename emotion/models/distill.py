@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from emotion.errors import UserError
 from emotion.models.base import EmotionNet
+from emotion.ranges import check
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,8 @@ class Distillation:
     temperature: float = 4.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"model.distill.alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0:
-            raise ValueError(f"model.distill.temperature must be > 0, got {self.temperature}")
+        check("model.distill.alpha", self.alpha)
+        check("model.distill.temperature", self.temperature)
         if self.teacher:
             teacher_file(self.teacher)
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from emotion.ranges import check
+
 CLASS_WEIGHTINGS = (None, "inverse", "sqrt_inverse")
 
 
@@ -20,8 +22,7 @@ class LossConfig:
     class_weighting: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"model.loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check("model.loss.label_smoothing", self.label_smoothing)
         if self.class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(
                 f"model.loss.class_weighting must be null, inverse or sqrt_inverse, got {self.class_weighting!r}"
