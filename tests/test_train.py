@@ -357,17 +357,23 @@ def test_resuming_from_a_bad_checkpoint_is_one_line_before_lightning_opens_it(tm
     assert "weights_only=False" not in res.stderr and "this ran while loading" not in res.stdout + res.stderr
 
 
+def lock_holder(run_dir) -> subprocess.Popen:
+    """Another process that holds ``run_dir``'s run lock (as a training does) until it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from emotion.run_lock import hold; hold({str(run_dir)!r}); "
+         "print('held', flush=True); import time; time.sleep(120)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_a_second_run_with_the_same_run_name_is_refused_until_the_first_ends_even_by_a_crash(tmp_path):
     """The holder takes the run folder's lock as a training does and is then killed (SIGKILL): while it lives, a
     training with that run_name is refused before Hydra writes anything there; after, the lock is free."""
     run_dir = tmp_path / "logs" / "train" / "runs" / "shared"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from emotion.run_lock import hold; hold({str(run_dir)!r}); print('held', flush=True); "
-         "import time; time.sleep(120)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = lock_holder(run_dir)
     try:
-        assert holder.stdout.readline().strip() == "held"
         args = ("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", "run_name=shared")
         res = run_cli(*args, timeout=120)
         assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -402,13 +408,8 @@ def test_the_other_ranks_of_a_ddp_training_share_their_first_ranks_lock(tmp_path
     """Lightning starts ranks 1… of a DDP run as copies of the command: they must not be refused as a second run."""
     from emotion.run_lock import hold
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from emotion.run_lock import hold; hold({str(tmp_path)!r}); "
-         "print('held', flush=True); import time; time.sleep(60)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = lock_holder(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == "held"
         monkeypatch.setenv("LOCAL_RANK", "1")
         hold(tmp_path)  # rank 1: no refusal
         monkeypatch.setenv("LOCAL_RANK", "0")
