@@ -57,6 +57,7 @@ RANGES: dict[str, Range] = {
     "data.mix.mixup_alpha": NON_NEGATIVE,
     "data.mix.cutmix_alpha": NON_NEGATIVE,
     "data.mix.p": PROBABILITY,
+    "data.views_p": PROBABILITY,
 }
 
 

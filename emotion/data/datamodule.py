@@ -21,6 +21,7 @@ from emotion.data.splits import Splits, assign_splits
 from emotion.data.synthetic import ensure_dataset
 from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES
+from emotion.ranges import check
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,24 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
 class InMemoryFaces(Dataset):
     """Faces held as one N×1×S×S uint8 tensor; indexed by a whole batch of indices at once."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        augment: bool,
+        views: tuple[np.ndarray, np.ndarray] | None = None,
+        views_p: float = 0.0,
+    ) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
         self.y = torch.from_numpy(labels)
         self.augment = augment
+        # a second picture of some faces (``views``: pictures and a mask of the faces that have one), swapped in
+        # for a share ``views_p`` of the samples that have one
+        self.views = self.has_view = None
+        if views is not None:
+            self.views = torch.from_numpy(np.ascontiguousarray(views[0])).unsqueeze(1)
+            self.has_view = torch.from_numpy(views[1])
+        self.views_p = views_p
 
     def __len__(self) -> int:
         return len(self.y)
@@ -105,8 +120,18 @@ class InMemoryFaces(Dataset):
     def __getitem__(self, item: tuple[torch.Tensor, int]):
         idx, batch_seed = item
         if self.augment:
-            return self.x[idx], self.y[idx], torch.tensor(batch_seed)
+            x = self.x[idx]
+            if self.views is not None and self.views_p > 0:
+                g = torch.Generator().manual_seed(view_seed(batch_seed))
+                pick = (torch.rand(len(idx), generator=g) < self.views_p) & self.has_view[idx]
+                x = torch.where(pick[:, None, None, None], self.views[idx], x)
+            return x, self.y[idx], torch.tensor(batch_seed)
         return self.x[idx], self.y[idx]
+
+
+def view_seed(batch_seed: int) -> int:
+    """The view choice's own seed, apart from the augmentation's and the mixing's streams."""
+    return (batch_seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**63
 
 
 class FER2013DataModule(L.LightningDataModule):
@@ -132,8 +157,11 @@ class FER2013DataModule(L.LightningDataModule):
         synthesize: dict[str, int] | None = None,
         download: bool = True,
         pin_memory: bool = False,
+        views: str | None = None,
+        views_p: float = 0.5,
     ) -> None:
         super().__init__()
+        check("data.views_p", views_p)
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size} (eval_batch_size {eval_batch_size})")
         if not 0 <= val_fraction < 1:
@@ -151,6 +179,8 @@ class FER2013DataModule(L.LightningDataModule):
         self.synthesize = synthesize
         self.download = download
         self.pin_memory = pin_memory
+        self.views, self.views_p = views, views_p
+        self.train_views: tuple[np.ndarray, np.ndarray] | None = None
         self.class_names: tuple[str, ...] = FER2013_CLASSES
         self.raw: RawData | None = None
         self.splits: Splits | None = None
@@ -178,6 +208,8 @@ class FER2013DataModule(L.LightningDataModule):
         if len(excluded):
             self.splits.train = np.setdiff1d(self.splits.train, excluded)
             self.splits.protocol["excluded_from_train"] = f"{len(excluded)} images listed in {self.exclude}"
+        if self.views is not None:
+            self.train_views = self._load_views(raw)
         for name in ("train", "val", "test"):
             idx = getattr(self.splits, name)
             counts = np.bincount(raw.labels[idx], minlength=len(self.class_names))
@@ -227,6 +259,39 @@ class FER2013DataModule(L.LightningDataModule):
         listed = set(json.loads(path.read_text()).get("exclude", []))
         return np.flatnonzero(np.isin(raw.sources, list(listed)))
 
+    def _load_views(self, raw: RawData) -> tuple[np.ndarray, np.ndarray]:
+        """``data.views``: an .npz of ``sources`` and ``images`` (another 48x48 picture of training faces, e.g. as
+        the serving pipeline frames them: experiments/faces_in_the_field/field_views.py), aligned with the training
+        split, with the mask of the training faces that have one."""
+        path = Path(self.views)
+        if not path.is_file():
+            raise DatasetError(
+                f"data.views={self.views}: no such file; make it with "
+                "experiments/faces_in_the_field/field_views.py or leave data.views unset"
+            )
+        try:
+            with np.load(path) as f:
+                sources, images = f["sources"], f["images"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DatasetError(f"data.views={self.views}: not a views file with sources and images ({exc})") from exc
+        train = self.splits.train
+        if images.shape[1:] != raw.images.shape[1:]:
+            raise DatasetError(
+                f"data.views={self.views}: views are {images.shape[1]}x{images.shape[2]} px, the faces "
+                f"{raw.images.shape[1]}x{raw.images.shape[2]}; make the views at data.image_size"
+            )
+        where = {s: i for i, s in enumerate(sources.tolist())}
+        rows = np.array([where.get(source, -1) for source in raw.sources[train].tolist()], np.int64)
+        has = rows >= 0
+        out = np.zeros_like(raw.images[train])
+        out[has] = images[rows[has]]
+        hits = int(has.sum())
+        if hits == 0:
+            raise DatasetError(f"data.views={self.views}: none of its {len(sources)} faces is a training face here")
+        self.info["views"] = {"file": str(path), "training_faces_with_view": hits, "training_faces": len(train)}
+        log.info("data.views: %d of %d training faces have a view (p=%g)", hits, len(train), self.views_p)
+        return out, has
+
     # ----------------------------------------------------------------- loaders
     def _subset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if self.splits is None or self.raw is None:
@@ -251,7 +316,13 @@ class FER2013DataModule(L.LightningDataModule):
         images, labels = self._subset(name)
         if len(labels) == 0:
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
-        ds = InMemoryFaces(images, labels, augment=train and (self.augment is not None or self.mix is not None))
+        ds = InMemoryFaces(
+            images,
+            labels,
+            augment=train and (self.augment is not None or self.mix is not None or self.train_views is not None),
+            views=self.train_views if name == "train" and train else None,
+            views_p=self.views_p,
+        )
         trainer = self.trainer  # None outside a Trainer: one process
         sampler = EpochBatchSampler(
             len(ds),

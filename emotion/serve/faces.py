@@ -385,13 +385,18 @@ def _none(size: int) -> np.ndarray:
     return np.zeros((0, size, size), np.uint8)
 
 
+def alignment(landmarks: np.ndarray, size: int = 48) -> np.ndarray | None:
+    """The 2x3 similarity transform that takes a face's five ``landmarks`` onto :data:`FER_LANDMARKS` scaled to
+    ``size`` (``cv2.estimateAffinePartial2D``: RANSAC with a 3-px threshold, refined on the inliers); None when the
+    landmarks are degenerate."""
+    return cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), FER_LANDMARKS * (size / 48.0))[0]
+
+
 def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.ndarray:
-    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (a similarity transform fitted by
-    ``cv2.estimateAffinePartial2D``: RANSAC with a 3-px threshold, refined on the inliers). The face is first warped
-    at an integer multiple of ``size`` and then area-averaged down, as a large training image would be resized, so
-    a big face is not aliased."""
-    template = FER_LANDMARKS * (size / 48.0)
-    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template)
+    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (:func:`alignment`). The face is
+    first warped at an integer multiple of ``size`` and then area-averaged down, as a large training image would be
+    resized, so a big face is not aliased."""
+    matrix = alignment(landmarks, size)
     if matrix is None:  # degenerate landmarks (all in one point): fall back to their bounding square
         x0, y0 = landmarks.min(0)
         x1, y1 = landmarks.max(0)

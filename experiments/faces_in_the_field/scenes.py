@@ -87,25 +87,30 @@ def scenes(
         faces: list[dict] = []
         for j, index in enumerate(members):
             size, tilt = cells[(k + j) % len(cells)]
-            for _ in range(50):  # a place inside the frame that does not overlap the other face
-                cx = rng.uniform(size * 0.75, W - size * 0.75)
-                cy = rng.uniform(size * 0.75, H - size * 0.75)
-                if all(np.hypot(cx - f["centre"][0], cy - f["centre"][1]) > (size + f["size"]) for f in faces):
-                    break
-            matrix = placement(size, tilt, cx, cy)
-            paste(frame, images[index], matrix, float(rng.uniform(0.7, 1.25)))
             faces.append(
-                {
-                    "index": index,
-                    "label": int(labels[index]),
-                    "size": size,
-                    "tilt": tilt,
-                    "matrix": matrix,
-                    "centre": (cx, cy),
-                }  # fmt: skip
+                {"index": index, "label": int(labels[index]), **place(rng, frame, images[index], size, tilt, faces)}
             )
-        noise = rng.normal(0, 3, frame.shape)
-        yield Scene(np.clip(frame + noise, 0, 255).astype(np.uint8), faces)
+        yield Scene(noisy(rng, frame), faces)
+
+
+def place(
+    rng: np.random.Generator, frame: np.ndarray, face: np.ndarray, size: int, tilt: float, others: list[dict]
+) -> dict:
+    """Paste ``face`` into ``frame`` at ``size`` px and ``tilt``°, at a random place clear of ``others``, with a
+    random brightness; returns its ``size``, ``tilt``, ``matrix`` and ``centre``."""
+    for _ in range(50):  # a place inside the frame that does not overlap the other faces
+        cx = rng.uniform(size * 0.75, W - size * 0.75)
+        cy = rng.uniform(size * 0.75, H - size * 0.75)
+        if all(np.hypot(cx - f["centre"][0], cy - f["centre"][1]) > (size + f["size"]) for f in others):
+            break
+    matrix = placement(size, tilt, cx, cy)
+    paste(frame, face, matrix, float(rng.uniform(0.7, 1.25)))
+    return {"size": size, "tilt": tilt, "matrix": matrix, "centre": (cx, cy)}
+
+
+def noisy(rng: np.random.Generator, frame: np.ndarray) -> np.ndarray:
+    """The frame with the camera's mild noise (σ = 3 grey levels)."""
+    return np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
 
 
 def match(face: dict, boxes: np.ndarray) -> int | None:
