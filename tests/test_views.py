@@ -57,19 +57,31 @@ def test_views_replace_a_share_of_the_faces_that_have_one_and_only_in_training(f
     assert np.array_equal(first_batch(again)[0], first_batch(setup(folder_data, views=str(path), views_p=0.5))[0])
 
 
+def _garbage(dm: FER2013DataModule, path: Path) -> None:
+    path.write_bytes(b"not an npz")
+
+
+def _strangers(dm: FER2013DataModule, path: Path) -> None:
+    np.savez(path, sources=np.array(["elsewhere.png"]), images=np.zeros((1, 48, 48), np.uint8))
+
+
+def _wrong_size(dm: FER2013DataModule, path: Path) -> None:
+    np.savez(path, sources=dm.raw.sources[:1], images=np.zeros((1, 64, 64), np.uint8))
+
+
 @pytest.mark.parametrize(
     "make, says",
     [
-        (lambda dm, p: p, "no such file"),
-        (lambda dm, p: (p.write_bytes(b"not an npz"), p)[1], "not a views file"),
-        (lambda dm, p: (np.savez(p, sources=np.array(["elsewhere.png"]), images=np.zeros((1, 48, 48), np.uint8)), p)[1],
-         "none of its 1 faces"),  # fmt: skip
-        (lambda dm, p: (np.savez(p, sources=dm.raw.sources[:1], images=np.zeros((1, 64, 64), np.uint8)), p)[1],
-         "64x64"),  # fmt: skip
+        (None, "no such file"),
+        (_garbage, "not a views file"),
+        (_strangers, "none of its 1 faces"),
+        (_wrong_size, "64x64"),
     ],
 )
 def test_a_wrong_views_file_is_one_clear_error(folder_data, tmp_path, make, says):
-    path = make(setup(folder_data), tmp_path / "views.npz")
+    path = tmp_path / "views.npz"
+    if make is not None:
+        make(setup(folder_data), path)
     with pytest.raises(DatasetError, match=says) as err:
         setup(folder_data, views=str(path))
     assert "data.views=" in str(err.value) and "\n" not in str(err.value)
