@@ -230,3 +230,17 @@ def test_cam_refuses_an_output_it_would_not_write_as_named(args, message, capsys
     with pytest.raises(SystemExit) as exc:
         cam_main(args)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("corner", [(62, 62), (578, 62), (62, 418), (578, 418)])
+def test_a_tilted_face_in_a_corner_stays_on_the_turned_copies(photo, corner):
+    """The turned searches use a canvas that holds the whole turned frame: a corner is not cut off."""
+    img, (x, y, w, h) = photo
+    s = 90 / w
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 35, s)  # the face 90 px wide, tilted 35°, into the corner
+    turn[:, 2] += np.array(corner) - (x + w / 2, y + h / 2)
+    frame = cv2.warpAffine(img, turn, (640, 480), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 90, 90))
+    upright = YuNetDetector().detect(img)[1][0]
+    _, marks = photo_detector().detect(frame)
+    expected = cv2.transform(upright[None], turn)[0]
+    assert len(marks) and min(np.abs(m - expected).max() for m in marks) < 0.1 * 90

@@ -184,7 +184,7 @@ class YuNetDetector:
         place[:, 2] += size / 2 - centre
         window = cv2.warpAffine(frame, place, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         forward = np.vstack([place, [0, 0, 1]]) @ np.vstack([to_small, [0, 0, 1]])
-        rows = self._rows(self._window_net, window, (None, cv2.invertAffineTransform(forward[:2])))
+        rows = self._rows(self._window_net, window, (None, cv2.invertAffineTransform(forward[:2]), None))
         sides = np.maximum(rows[:, 2], rows[:, 3])
         rows = rows[(sides > 0.5 * side) & (sides < 2 * side)]
         if len(rows) == 0:
@@ -194,14 +194,17 @@ class YuNetDetector:
         return np.round(best[:4]).astype(np.int32), best[4:14].reshape(5, 2)
 
     def _rows(
-        self, net: cv2.FaceDetectorYN, image: np.ndarray, turn: tuple[np.ndarray | None, np.ndarray]
+        self,
+        net: cv2.FaceDetectorYN,
+        image: np.ndarray,
+        turn: tuple[np.ndarray | None, np.ndarray, tuple[int, int] | None],
     ) -> np.ndarray:
-        """YuNet's rows (box, 5 landmarks, score) on ``image`` warped by ``turn[0]`` (None: as it is), mapped back
-        into the source by ``turn[1]``."""
-        forward, back = turn
-        h, w = image.shape[:2]
+        """YuNet's rows (box, 5 landmarks, score) on ``image`` warped by ``turn[0]`` onto a canvas of ``turn[2]``
+        (None: as it is), mapped back into the source by ``turn[1]``."""
+        forward, back, canvas = turn
         if forward is not None:
-            image = cv2.warpAffine(image, forward, (w, h), borderMode=cv2.BORDER_REPLICATE)
+            image = cv2.warpAffine(image, forward, canvas, borderMode=cv2.BORDER_REPLICATE)
+        h, w = image.shape[:2]
         if self._sizes.get(id(net)) != (w, h):
             net.setInputSize((w, h))
             self._sizes[id(net)] = (w, h)
@@ -226,14 +229,18 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR) if frame.shape[2] == 4 else frame
 
 
-def _turn(shape: tuple[int, ...], angle: float) -> tuple[np.ndarray | None, np.ndarray]:
-    """The warp that turns an image of ``shape`` by ``angle`` degrees about its centre (None for 0°) and the one
-    that maps the turned image's points back."""
+def _turn(shape: tuple[int, ...], angle: float) -> tuple[np.ndarray | None, np.ndarray, tuple[int, int] | None]:
+    """The warp that turns an image of ``shape`` by ``angle`` degrees about its centre onto a canvas large enough
+    to hold all of it (a face in a corner stays in the picture), the one that maps the turned image's points
+    back, and the canvas size (None, identity, None for 0°)."""
     if not angle:
-        return None, np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+        return None, np.array([[1, 0, 0], [0, 1, 0]], np.float64), None
     h, w = shape[:2]
     forward = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-    return forward, cv2.invertAffineTransform(forward)
+    c, s = abs(forward[0, 0]), abs(forward[0, 1])
+    size = (int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c)))
+    forward[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+    return forward, cv2.invertAffineTransform(forward), size
 
 
 #: A detector of single frames: Haar (boxes) or YuNet (boxes and landmarks).
