@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,29 @@ def test_a_wrong_views_file_is_one_clear_error(folder_data, tmp_path, make, says
 def test_views_p_outside_zero_to_one_is_refused(folder_data):
     with pytest.raises(ValueError, match="data.views_p"):
         FER2013DataModule(str(folder_data), views_p=1.5)
+
+
+def test_experiment_field_fine_tunes_the_shipped_model_on_the_views(folder_data, tmp_path):
+    from emotion.train import train
+    from tests.conftest import make_cfg
+
+    path, with_view = views_file(setup(folder_data), tmp_path / "views.npz")
+    cfg = make_cfg(
+        tmp_path,
+        [
+            "experiment=field",
+            f"data.root={folder_data}",
+            f"data.views={path}",
+            "data.download=false",
+            "data.batch_size=16",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+            "~callbacks.model_summary",
+        ],
+    )
+    assert cfg.data.views_p == 0.5 and cfg.model.init_from == "emotion_vgg"
+    train(cfg)
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["data"]["views"]["training_faces_with_view"] == len(with_view)
