@@ -29,6 +29,7 @@ SMALL = [
     "model.channels_last=false",
     "model.distill.teacher=null",
     "model.init_from=null",  # a fine-tune's start (experiment=field) fits the shipped widths, not the narrow ones
+    "data.views=null",  # experiment=field's views are of FER2013's training faces, not of generated ones
 ]
 
 
