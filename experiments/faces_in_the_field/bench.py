@@ -101,6 +101,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def against(result: dict, earlier: dict, config: str) -> str:
+    """Face by face, end to end, this run against the same configuration of an earlier run on the same scenes."""
+    import torch
+
+    from emotion.evaluation.paired import paired_comparison
+
+    if config not in earlier or len(earlier[config].get("right", [])) != len(result["right"]):
+        return f"(--against: no run of {config} on the same scenes to compare with)"
+    c = paired_comparison(torch.tensor(result["right"]), torch.tensor(earlier[config]["right"]))
+    return f"against the earlier run, end to end: {json.dumps(c)}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("FER2013_ROOT", "../shared/data/fer2013"))
@@ -115,6 +127,7 @@ def main() -> None:
         help="val = PublicTest (report); train = for choosing settings",
     )
     p.add_argument("--seed", type=int, default=0, help="of the scenes")
+    p.add_argument("--against", type=Path, help="an earlier --out of the same scenes: McNemar per configuration")
     p.add_argument("--rotations", help="the detector's turned searches, e.g. 0,-15,15,-30,30 (default: the shipped)")
     a = p.parse_args()
     dm = FER2013DataModule(a.data, download=False)
@@ -129,6 +142,8 @@ def main() -> None:
         faces = "PublicTest" if a.split == "val" else "training"
         print(f"\n## {config} (model {a.model}, {len(all_scenes)} frames from {a.n} {faces} faces, seed {a.seed})\n")
         print(table(results[config]))
+        if a.against:
+            print(against(results[config], json.loads(a.against.read_text()), config))
     if a.out:
         a.out.write_text(json.dumps(results, indent=1))
 

@@ -138,6 +138,7 @@ def score(pipeline: Pipeline, all_scenes: list[Scene], crop_probs: np.ndarray) -
     cells: dict = defaultdict(lambda: {"faces": 0, "found": 0, "right": 0, "crop_right": 0})
     false_frames = frames = 0
     seconds = 0.0
+    right: list[int] = []  # each face, in scene order: 1 when found and classified right (for paired comparisons)
     for scene in all_scenes:
         t0 = time.perf_counter()
         boxes, probs = pipeline(scene.frame)
@@ -150,6 +151,7 @@ def score(pipeline: Pipeline, all_scenes: list[Scene], crop_probs: np.ndarray) -
                 c["faces"] += 1
                 c["crop_right"] += int(crop_probs[face["index"]].argmax() == face["label"])
             i = match(face, boxes)
+            right.append(int(i is not None and probs[i].argmax() == face["label"]))
             if i is None:
                 continue
             used.add(i)
@@ -171,4 +173,5 @@ def score(pipeline: Pipeline, all_scenes: list[Scene], crop_probs: np.ndarray) -
         "false_box_frames": false_frames / frames,
         "ms_per_frame": 1000 * seconds / frames,
         "cells": rows,
+        "right": right,
     }
