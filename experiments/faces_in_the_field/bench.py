@@ -24,11 +24,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenes import SIZES, TILTS, scenes, score  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
+from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.serve.faces import FER_LANDMARKS, FaceDetector, photo_detector  # noqa: E402
 from emotion.serve.predictor import Predictor  # noqa: E402
 
@@ -103,10 +105,6 @@ def table(result: dict) -> str:
 
 def against(result: dict, earlier: dict, config: str) -> str:
     """Face by face, end to end, this run against the same configuration of an earlier run on the same scenes."""
-    import torch
-
-    from emotion.evaluation.paired import paired_comparison
-
     if config not in earlier or len(earlier[config].get("right", [])) != len(result["right"]):
         return f"(--against: no run of {config} on the same scenes to compare with)"
     c = paired_comparison(torch.tensor(result["right"]), torch.tensor(earlier[config]["right"]))

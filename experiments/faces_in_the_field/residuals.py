@@ -4,7 +4,8 @@
 
 For each face the default detector finds in a scene, the crop's transform (``alignment`` of its detected landmarks)
 composed with the face's placement maps the face's own 48x48 pixels into the crop; a perfect alignment is the
-identity. Prints that residual's rotation (degrees, positive = counter-clockwise), scale (crop px per face px) and
+identity. Prints that residual's rotation (degrees, positive = clockwise on screen: the opposite of OpenCV's
+angles, in which the scenes' tilt is given), scale (crop px per face px) and
 shift of the face's centre (crop px), as mean ± standard deviation per size and tilt: a mean far from zero is a
 bias that geometry can remove, the spread is what training with jitter would have to absorb. Settings are chosen
 on training faces (``--split train``); PublicTest faces only report.
