@@ -31,18 +31,25 @@ from scenes import SIZES, TILTS, scenes, score  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
+from emotion.models.tta import TTA_MODES  # noqa: E402
 from emotion.serve.faces import FER_LANDMARKS, FaceDetector, photo_detector  # noqa: E402
 from emotion.serve.predictor import Predictor  # noqa: E402
 
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
 
 
-def pipeline(config: str, model: str, all_scenes: list | None = None, rotations: tuple[float, ...] | None = None):
+def pipeline(
+    config: str,
+    model: str,
+    all_scenes: list | None = None,
+    rotations: tuple[float, ...] | None = None,
+    tta: str = "none",
+):
     """Each configuration through the product's own path, ``Predictor.predict``. ``oracle-aligned`` is no
     detector: each face's true landmarks (FER_LANDMARKS carried through its placement) align its crop, so its
     accuracy is what the scene's rendering (resampling, tilt, brightness, noise) alone leaves of the crop accuracy."""
     if config == "oracle-aligned":
-        predictor = Predictor.from_pretrained(model, detector=None)
+        predictor = Predictor.from_pretrained(model, detector=None, tta=tta)
         truth = {id(s.frame): s.faces for s in all_scenes or []}
 
         def oracle(frame):
@@ -58,12 +65,12 @@ def pipeline(config: str, model: str, all_scenes: list | None = None, rotations:
 
         return oracle
     if config == "haar-box":
-        predictor = Predictor.from_pretrained(model, detector=FaceDetector())
+        predictor = Predictor.from_pretrained(model, detector=FaceDetector(), tta=tta)
     elif config == "yunet-upright-aligned":
-        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)))
+        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)), tta=tta)
     else:
         turned = {} if rotations is None else {"rotations": rotations}
-        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **turned))  # the default
+        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **turned), tta=tta)  # default
     detector = predictor.detector
 
     def run(frame):
@@ -126,19 +133,28 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="of the scenes")
     p.add_argument("--against", type=Path, help="an earlier --out of the same scenes: McNemar per configuration")
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="views averaged per face, in the pipeline and in the crop accuracy alike (predict --tta)",
+    )
     p.add_argument("--rotations", help="the detector's turned searches, e.g. 0,-15,15,-30,30 (default: the shipped)")
     a = p.parse_args()
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
     images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
-    crop_probs = Predictor.from_pretrained(a.model, detector=None).classify(images)
+    crop_probs = Predictor.from_pretrained(a.model, detector=None, tta=a.tta).classify(images)
     all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n))
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
-        results[config] = score(pipeline(config, a.model, all_scenes, turns), all_scenes, crop_probs)
+        results[config] = score(pipeline(config, a.model, all_scenes, turns, a.tta), all_scenes, crop_probs)
         faces = "PublicTest" if a.split == "val" else "training"
-        print(f"\n## {config} (model {a.model}, {len(all_scenes)} frames from {a.n} {faces} faces, seed {a.seed})\n")
+        print(
+            f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
+            f"seed {a.seed})\n"
+        )
         print(table(results[config]))
         if a.against:
             print(against(results[config], json.loads(a.against.read_text()), config))

@@ -62,8 +62,12 @@ def main() -> None:
     images, sources = dm.raw.images[idx], dm.raw.sources[idx]
     t0 = time.perf_counter()
     chunks = np.array_split(np.arange(len(idx)), max(1, 8 * a.workers))
-    with Pool(a.workers) as pool:
-        parts = pool.map(views, [(images[c], idx[c], a.seed) for c in chunks])
+    parts = []
+    with Pool(a.workers) as pool:  # in order, so the views line up with ``sources``; a line per chunk on stderr
+        for part in pool.imap(views, [(images[c], idx[c], a.seed) for c in chunks]):
+            parts.append(part)
+            done = sum(len(f) for f, _ in parts)
+            print(f"{done}/{len(idx)} faces, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     found = np.concatenate([f for f, _ in parts])
     out = np.concatenate([v for _, v in parts])
     a.out.parent.mkdir(parents=True, exist_ok=True)
