@@ -1,7 +1,8 @@
 """Export a trained model: ``python -m emotion.export ckpt_path=… format=onnx|onnx-int8|pt2|safetensors``.
 
 ``ckpt_path=[A,B,…]`` (several model files) exports their ensemble (:mod:`emotion.models.ensemble`): one model
-that averages their probabilities. ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
+that averages their probabilities; with ``combine=average``, one network whose weights are their mean (networks of
+one architecture fine-tuned from one start: the cost of one). ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
 calibrate the quantization, see :mod:`emotion.serve.quantize`); ``out=PATH`` sets the file name.
 
 The exported graph takes raw pixels (float32 in [0, 1], ``N×1×48×48``, dynamic batch) and outputs softmax
@@ -46,7 +47,7 @@ def export_model(cfg: DictConfig) -> tuple[Path, float]:
     from emotion.serve.exporters import export
 
     try:
-        return export(files, cfg.format, cfg.get("out"), cfg.get("calib"))
+        return export(files, cfg.format, cfg.get("out"), cfg.get("calib"), cfg.get("combine") or "ensemble")
     except (ValueError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
 

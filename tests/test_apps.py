@@ -313,6 +313,32 @@ def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, 
     assert np.allclose(torch_faces[0].probs, onnx_faces[0].probs, atol=1e-4)
 
 
+def test_combine_average_exports_one_network_with_the_mean_of_the_weights(weights, tmp_path):
+    """``combine=average``: one network (not an ensemble) whose every weight is the members' mean; it refuses networks
+    of different architectures and a single file, each in one line."""
+    from emotion.models.checkpoint import load_net
+
+    torch.manual_seed(3)
+    other = EmotionCNN(mean=0.45, std=0.3).eval()  # same architecture and spec, other weights
+    second = save_safetensors(other, tmp_path / "other.safetensors")
+    out = tmp_path / "soup.safetensors"
+    export_cli(tmp_path, f"ckpt_path=[{weights},{second}]", "combine=average", "format=safetensors", f"out={out}")
+    soup, a, b = load_net(out), load_net(weights), load_net(second)
+    assert soup.spec() == a.spec() and soup.spec()["arch"] == "emotion_cnn"
+    for name, value in soup.state_dict().items():
+        assert torch.allclose(value.float(), (a.state_dict()[name].float() + b.state_dict()[name].float()) / 2)
+    faces = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    with torch.no_grad():  # a weight average is not the probability average an ensemble gives
+        assert not torch.allclose(soup.predict_proba(faces), (a.predict_proba(faces) + b.predict_proba(faces)) / 2)
+    wider = save_safetensors(EmotionCNN(mean=0.5, std=0.25).eval(), tmp_path / "wider.safetensors")
+    with pytest.raises(UserError, match="differs from network 0 in mean, std.*combine=ensemble"):
+        export_cli(tmp_path, f"ckpt_path=[{weights},{wider}]", "combine=average", "format=safetensors")
+    with pytest.raises(UserError, match="combine=average averages the weights of several files"):
+        export_cli(tmp_path, f"ckpt_path={weights}", "combine=average", "format=safetensors")
+    with pytest.raises(UserError, match="combine must be one of ensemble, average"):
+        export_cli(tmp_path, f"ckpt_path=[{weights},{second}]", "combine=median", "format=safetensors")
+
+
 def test_an_ensembles_members_may_be_shipped_names_or_files(weights, tmp_path):
     from emotion.models.pretrained import weights_path
 

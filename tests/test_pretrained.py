@@ -1,6 +1,8 @@
 """The model shipped in emotion/weights: loads safely, carries its spec, and is what the tools use by default."""
 
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -73,6 +75,23 @@ def test_shipped_models_reproduce_their_recorded_tencrop_numbers(name, tmp_path,
     assert result["accuracy"] == pytest.approx(card["publictest_accuracy_tencrop_tta"], abs=6e-4)
     without = result["without_twins"]["accuracy"]
     assert without == pytest.approx(card["publictest_without_twins_accuracy_tencrop_tta"], abs=6e-4)
+
+
+@pytest.mark.slow  # 1,650 scenes through the detector: ~2.5 min per model
+@pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
+@pytest.mark.parametrize("name", [n for n in model_names()[1:] if "scenes_end_to_end" in model_card(n)])
+def test_shipped_models_reproduce_their_recorded_numbers_on_faces_in_scenes(name, tmp_path):
+    """models.json's faces-in-scenes figures (the README's column) are what the benchmark of the whole pipeline
+    measures with the shipped file and default settings: PublicTest faces placed into scenes, found by the default
+    detector, cropped and classified as ``predict`` does (``experiments/faces_in_the_field/bench.py``)."""
+    card, out = model_card(name), tmp_path / "scenes.json"
+    bench = ROOT / "experiments" / "faces_in_the_field" / "bench.py"
+    args = ["--data", str(SHARED_FER), "--n", "1500", "--config", "yunet-aligned", "--model", name, "--out", str(out)]
+    subprocess.run([sys.executable, str(bench), *args], check=True, cwd=ROOT, capture_output=True)
+    measured = json.loads(out.read_text())["yunet-aligned"]["cells"]["all/all"]
+    assert measured["accuracy"] == pytest.approx(card["scenes_end_to_end"], abs=6e-4)
+    assert measured["found"] == pytest.approx(card["scenes_found"], abs=6e-4)
+    assert measured["crop_accuracy"] == pytest.approx(card["scenes_crop_accuracy"], abs=6e-4)
 
 
 @pytest.mark.slow  # a calibration on FER2013

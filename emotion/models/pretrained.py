@@ -1,7 +1,8 @@
 """Models shipped inside the package (``emotion/weights/*.safetensors``, spec in their metadata).
 
 ``emotion/weights/models.json`` is the one record of what is shipped: file, the run that produced it, and its
-measured PublicTest accuracy. ``default`` names the best of them. A model with an ``onnx`` entry also ships as an
+measured PublicTest accuracy (on FER2013's crops and, for some, on its faces inside scenes). ``default`` names the
+one every app uses: the best on faces found in photos and video. A model with an ``onnx`` entry also ships as an
 ONNX export of the same weights (same spec, same calibrated probabilities): the serving apps run that one in ONNX
 Runtime, so a serving install needs no torch.
 """

@@ -14,7 +14,7 @@ from torch import nn
 
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import load_net, save_safetensors
-from emotion.models.ensemble import EmotionEnsemble
+from emotion.models.ensemble import EmotionEnsemble, weight_average
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4
@@ -96,12 +96,22 @@ def parity(net: EmotionNet, path: Path, fmt: str) -> float:
     return worst
 
 
+COMBINE = ("ensemble", "average")
+
+
 def export(
-    model: str | Path | Sequence[str | Path], fmt: str = "onnx", out: str | Path | None = None, calib: str | None = None
+    model: str | Path | Sequence[str | Path],
+    fmt: str = "onnx",
+    out: str | Path | None = None,
+    calib: str | None = None,
+    combine: str = "ensemble",
 ) -> tuple[Path, float]:
-    """Write the export of a model file (several: their ensemble). Returns its path and its parity figure: the max
-    abs probability difference from PyTorch, or for ``onnx-int8`` the share of held-out training faces whose top-1
-    class differs from the float model's."""
+    """Write the export of a model file; of several, their ``ensemble`` (probabilities averaged) or their
+    ``average`` (weights averaged: one network, see :func:`weight_average`). Returns its path and its parity
+    figure: the max abs probability difference from PyTorch, or for ``onnx-int8`` the share of held-out training
+    faces whose top-1 class differs from the float model's."""
+    if combine not in COMBINE:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE)}, got {combine!r}")
     suffix = {
         "onnx": ".onnx",
         "onnx-int8": ".int8.onnx",
@@ -123,7 +133,13 @@ def export(
     paths = [str(model)] if isinstance(model, (str, Path)) else [str(p) for p in model]
     if any(p.endswith(".onnx") for p in paths):
         raise ValueError("export reads .ckpt or .safetensors files; an .onnx file is already an export")
-    net = load_net(paths[0]) if len(paths) == 1 else EmotionEnsemble.of([load_net(p) for p in paths])
+    if len(paths) == 1 and combine == "average":
+        raise ValueError("combine=average averages the weights of several files: give ckpt_path=[A,B,…]")
+    if len(paths) == 1:
+        net = load_net(paths[0])
+    else:
+        nets = [load_net(p) for p in paths]
+        net = EmotionEnsemble.of(nets) if combine == "ensemble" else weight_average(nets)
     out_path = Path(out) if out else Path(paths[0]).with_suffix(suffix[fmt])
     if fmt == "onnx-int8":
         return export_int8(net, out_path, calib)
