@@ -2,8 +2,9 @@
 
 ``ckpt_path=[A,B,…]`` (several model files) exports their ensemble (:mod:`emotion.models.ensemble`): one model
 that averages their probabilities; with ``combine=average``, one network whose weights are their mean (networks of
-one architecture fine-tuned from one start: the cost of one). ``format=onnx-int8`` also needs ``calib=DIR`` (a FER2013 root: its training faces
-calibrate the quantization, see :mod:`emotion.serve.quantize`); ``out=PATH`` sets the file name.
+one architecture fine-tuned from one start: the cost of one). ``format=onnx-int8`` also needs ``calib=DIR`` (a
+FER2013 root: its training faces calibrate the quantization, see :mod:`emotion.serve.quantize`); ``out=PATH`` sets
+the file name.
 
 The exported graph takes raw pixels (float32 in [0, 1], ``N×1×48×48``, dynamic batch) and outputs softmax
 probabilities; class names and preprocessing travel in the ONNX metadata (``emotion_spec``). A parity check

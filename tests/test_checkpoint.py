@@ -91,6 +91,17 @@ def test_safetensors_round_trip_keeps_spec_and_outputs(tmp_path):
     assert loaded.spec() == net.spec()
 
 
+def test_a_saved_model_file_gets_the_mode_of_any_new_file_not_a_private_one(tmp_path):
+    """safetensors' own writer leaves 0600 files: a model exported to share (or shipped) would be unreadable to
+    others. save_safetensors writes it as any new file is written (0644 under umask 022)."""
+    old = os.umask(0o022)
+    try:
+        path = save_safetensors(EmotionCNN().eval(), tmp_path / "shared" / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_files_from_the_sharpness_matching_era_load_only_if_they_did_not_blur(tmp_path):
     """Retired spec keys: a network that blurred its inputs (trained on the blurred FER2013 copy) is refused with
     what to do; one trained with matching off loads and predicts as before."""

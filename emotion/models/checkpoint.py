@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from emotion.atomic import atomic_open
 from emotion.errors import ModelFileError
 from emotion.models.base import EmotionNet
 from emotion.models.registry import build_from_spec
@@ -86,7 +87,9 @@ def save_safetensors(net: EmotionNet, path: str | Path, extra: dict[str, Any] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"emotion_spec": json.dumps(net.spec()), "extra": json.dumps(extra or {})}
-    save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(path), metadata=meta)
+    data = save({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, metadata=meta)
+    with atomic_open(path) as fh:  # safetensors' own save_file leaves the file private (0600)
+        fh.write(data)
     return path
 
 
