@@ -85,7 +85,6 @@ def load_checkpoint_net(path: str | Path) -> EmotionNet:
 
 def save_safetensors(net: EmotionNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"emotion_spec": json.dumps(net.spec()), "extra": json.dumps(extra or {})}
     data = save({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, metadata=meta)
     with atomic_open(path) as fh:  # safetensors' own save_file leaves the file private (0600)

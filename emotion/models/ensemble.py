@@ -45,9 +45,9 @@ class EmotionEnsemble(EmotionNet):
 
 def weight_average(nets: list[EmotionNet]) -> EmotionNet:
     """One network whose weights are the mean of ``nets``' (a "model soup"): for networks of one architecture and
-    spec fine-tuned from the same start, which average into a network as good as each or better at the cost of one,
-    where :class:`EmotionEnsemble` costs one network per member. Batch-norm running statistics are averaged too;
-    integer buffers (batch counts) come from the first network."""
+    spec fine-tuned from the same start (which often average into a network as good as each, or better: measure it)
+    at the cost of one, where :class:`EmotionEnsemble` costs one network per member. Batch-norm running statistics
+    are averaged too; integer buffers (batch counts) come from the first network."""
     if len(nets) < 2:
         raise ValueError(f"a weight average needs at least two networks, got {len(nets)}")
     spec = nets[0].spec()
