@@ -1,7 +1,11 @@
 """The package's folders say what a module is for and what it may import: imports flow one way, with no circle."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -142,3 +146,10 @@ def test_the_readme_is_user_documentation_of_at_most_220_lines():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 220
     assert "../shared" not in readme  # a fresh clone has no such folder
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command):
+    """``make lint`` in the suite: a change that breaks ruff's rules or formatting fails the tests."""
+    run = subprocess.run([sys.executable, "-m", "ruff", *command, str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
