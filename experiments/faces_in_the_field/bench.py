@@ -1,7 +1,7 @@
 """Faces in the field: the whole pipeline (detector → crop → model) on PublicTest faces placed into scenes.
 
     python experiments/faces_in_the_field/bench.py [--data DIR] [--n 1500] [--model emotion_vgg]
-        [--config yunet-aligned ...] [--out results.json]
+        [--config yunet-aligned ...] [--backgrounds procedural|photos] [--out results.json]
 
 Prints, for each pipeline configuration (each runs through ``Predictor.predict``, as ``python -m emotion.predict``
 does), the found rate, end-to-end accuracy and accuracy given found per face size
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scenes import SIZES, TILTS, scenes, score  # noqa: E402
+from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
@@ -132,6 +132,12 @@ def main() -> None:
         help="val = PublicTest (report); train = for choosing settings",
     )
     p.add_argument("--seed", type=int, default=0, help="of the scenes")
+    p.add_argument(
+        "--backgrounds",
+        default="procedural",
+        choices=BACKGROUNDS,
+        help="procedural (the family the field model's views use) or photos (scikit-image's, never trained on)",
+    )
     p.add_argument("--against", type=Path, help="an earlier --out of the same scenes: McNemar per configuration")
     p.add_argument(
         "--tta",
@@ -145,7 +151,7 @@ def main() -> None:
     dm.setup()
     images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
     crop_probs = Predictor.from_pretrained(a.model, detector=None, tta=a.tta).classify(images)
-    all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n))
+    all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds))
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
@@ -153,7 +159,7 @@ def main() -> None:
         faces = "PublicTest" if a.split == "val" else "training"
         print(
             f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
-            f"seed {a.seed})\n"
+            f"seed {a.seed}, {a.backgrounds} backgrounds)\n"
         )
         print(table(results[config]))
         if a.against:

@@ -1,10 +1,13 @@
 """FER2013 faces placed into 640x480 scenes, as a user's photos and webcam frames show them, and the scoring of a
 detector + crop + model pipeline on them.
 
-A scene: a procedural background (smoothed noise at three scales, a colour gradient, a few random shapes; no faces),
-one face (sometimes two, sometimes none) scaled to ``size`` pixels, tilted by ``tilt`` degrees, at a random place,
-with feathered edges, a brightness change and mild noise. The placement is an affine map from the face's 48x48
-pixels into the frame, kept with the frame: it gives the true box and maps detected landmarks back onto the face.
+A scene: a background without faces — ``procedural`` (smoothed noise at three scales, a colour gradient, a few random
+shapes; the family the field model's training views also use) or ``photos`` (a random part of one of scikit-image's
+bundled photographs without people: textures, objects, a cat, text, astronomy, microscopy; a family no training
+view has seen) — one face (sometimes two, sometimes none) scaled to ``size`` pixels, tilted by ``tilt`` degrees,
+at a random place, with feathered edges, a brightness change and mild noise. The placement is an affine map from the
+face's 48x48 pixels into the frame, kept with the frame: it gives the true box and maps detected landmarks back onto
+the face.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 
 import cv2
 import numpy as np
@@ -20,9 +24,34 @@ import numpy as np
 W, H = 640, 480
 SIZES = (80, 120, 200)
 TILTS = (0, -20, 20, -35, 35)
+BACKGROUNDS = ("procedural", "photos")
+#: scikit-image's bundled photographs (in its wheel, no download) without a human face in them
+PHOTOS = (
+    "brick",
+    "cell",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+)
 
 
-def background(rng: np.random.Generator) -> np.ndarray:
+def background(rng: np.random.Generator, family: str = "procedural") -> np.ndarray:
+    """A 640x480 BGR background of ``family`` (:data:`BACKGROUNDS`)."""
+    if family == "photos":
+        return photo_background(rng)
+    if family != "procedural":
+        raise ValueError(f"unknown background family {family!r}; use one of {', '.join(BACKGROUNDS)}")
     img = np.zeros((H, W, 3), np.float32)
     for cell in (8, 32, 128):
         noise = rng.normal(0, 1, (H // cell + 2, W // cell + 2, 3)).astype(np.float32)
@@ -39,6 +68,30 @@ def background(rng: np.random.Generator) -> np.ndarray:
             axes = (int(rng.integers(10, 90)), int(rng.integers(10, 90)))
             cv2.ellipse(img, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
     return np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
+
+
+@cache
+def _photo(name: str) -> np.ndarray:
+    from skimage import data  # a dev dependency: the benchmark's second background family
+
+    img = np.asarray(getattr(data, name)())
+    if img.dtype != np.uint8:  # a few come as floats or booleans
+        img = (255 * (img.astype(np.float32) / max(float(img.max()), 1e-6))).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
+
+
+def photo_background(rng: np.random.Generator) -> np.ndarray:
+    """A random part of one of :data:`PHOTOS`, scaled to cover 640x480 at 1-2x, maybe mirrored."""
+    img = _photo(PHOTOS[int(rng.integers(len(PHOTOS)))])
+    h, w = img.shape[:2]
+    zoom = max(W / w, H / h) * float(rng.uniform(1.0, 2.0))
+    big = cv2.resize(img, (max(W, round(w * zoom)), max(H, round(h * zoom))), interpolation=cv2.INTER_LINEAR)
+    x0 = int(rng.integers(0, big.shape[1] - W + 1))
+    y0 = int(rng.integers(0, big.shape[0] - H + 1))
+    out = big[y0 : y0 + H, x0 : x0 + W]
+    return np.ascontiguousarray(out[:, ::-1] if rng.random() < 0.5 else out)
 
 
 def placement(size: int, tilt: float, cx: float, cy: float) -> np.ndarray:
@@ -72,10 +125,15 @@ class Scene:
 
 
 def scenes(
-    images: np.ndarray, labels: np.ndarray, seed: int = 0, n: int | None = None, extra: float = 0.05
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    n: int | None = None,
+    extra: float = 0.05,
+    backgrounds: str = "procedural",
 ) -> Iterator[Scene]:
     """One scene per face (cycling through every size x tilt), plus ``extra`` of the count with two faces and
-    as many with none."""
+    as many with none, on backgrounds of the family ``backgrounds``."""
     rng = np.random.default_rng(seed)
     n = len(images) if n is None else min(n, len(images))
     order = rng.permutation(len(images))[:n]
@@ -83,7 +141,7 @@ def scenes(
     plan = [[int(i)] for i in order] + [[] for _ in range(int(n * extra))]
     plan += [[int(a), int(b)] for a, b in rng.choice(len(images), (int(n * extra), 2), replace=False)]
     for k, members in enumerate(plan):
-        frame = background(rng)
+        frame = background(rng, backgrounds)
         faces: list[dict] = []
         for j, index in enumerate(members):
             size, tilt = cells[(k + j) % len(cells)]
