@@ -1,11 +1,21 @@
 """The video face detector: small faces found, known faces followed between whole-frame searches, lost ones dropped."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 
 from emotion.serve.cam import main as cam_main
-from emotion.serve.faces import FaceDetector, VideoFaceDetector, YuNetDetector, haar_scanner, iou, photo_detector
+from emotion.serve.faces import (
+    FaceDetector,
+    VideoFaceDetector,
+    YuNetDetector,
+    haar_scanner,
+    iou,
+    photo_detector,
+    stream_scanner,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +46,7 @@ def found_share(detector, photo, face_width: int, frames: int = 24) -> float:
     return hits / frames
 
 
-SCANNERS = {"yunet": photo_detector, "haar": haar_scanner}
+SCANNERS = {"yunet": stream_scanner, "haar": haar_scanner}
 
 
 @pytest.mark.parametrize("kind", SCANNERS)
@@ -153,7 +163,7 @@ def test_cam_refuses_a_haar_setting_for_yunet(capsys):
 def test_the_cams_flags_reach_its_detector():
     from emotion.serve.cam import video_scanner
 
-    assert video_scanner("yunet", None, None, None) == photo_detector()
+    assert video_scanner("yunet", None, None, None) == stream_scanner() == replace(photo_detector(), recheck=0)
     moved = video_scanner("yunet", 320, 60, None)
     assert isinstance(moved, YuNetDetector) and (moved.detect_width, moved.min_face) == (320, 60)
     haar = video_scanner("haar", 0, 30, 1.3)
@@ -244,3 +254,58 @@ def test_a_tilted_face_in_a_corner_stays_on_the_turned_copies(photo, corner):
     _, marks = photo_detector().detect(frame)
     expected = cv2.transform(upright[None], turn)[0]
     assert len(marks) and min(np.abs(m - expected).max() for m in marks) < 0.1 * 90
+
+
+def _row(x: float, y: float, side: float, score: float) -> np.ndarray:
+    """A YuNet row: box, five landmarks (at the box centre: unused here) and score."""
+    return np.array([x, y, side, side, *([x + side / 2, y + side / 2] * 5), score], np.float32)
+
+
+class _Scripted:
+    """Stands in for YuNet's answers: the whole-frame search gives those of ``frame_rows`` that reach its net's
+    score threshold, each closer look ``closer(box)``; records which boxes were looked at again."""
+
+    def __init__(self, detector: YuNetDetector, frame_rows: list, closer) -> None:
+        self.looked: list[tuple[float, ...]] = []
+        rows = np.array(frame_rows, np.float32).reshape(-1, 15)
+        detector._rows = lambda net, image, turn: rows[rows[:, 14] >= net.getScoreThreshold() - 1e-6]
+
+        def window_rows(frame, box, angle, face_px, search):
+            self.looked.append(tuple(float(v) for v in box))
+            return np.array(closer(box), np.float32).reshape(-1, 15)
+
+        detector._window_rows = window_rows
+
+
+def test_a_weak_detection_is_kept_only_when_a_closer_look_is_confident():
+    weak, strong = _row(100, 100, 60, 0.3), _row(400, 200, 80, 0.9)
+    plain = YuNetDetector(score_threshold=0.45, recheck=0)
+    _Scripted(plain, [weak, strong], lambda box: [])
+    assert plain.rows(np.zeros((480, 640, 3), np.uint8))[:, 14].tolist() == pytest.approx([0.9])
+
+    confident = YuNetDetector(score_threshold=0.45, recheck=3, recheck_score=0.6)
+    looks = _Scripted(confident, [weak, strong], lambda box: [_row(box[0] + 2, box[1] + 1, 58, 0.8)])
+    rows = confident.rows(np.zeros((480, 640, 3), np.uint8))
+    assert looks.looked == [(100, 100, 60, 60)]  # the strong detection is not looked at again
+    assert sorted(rows[:, 14].tolist()) == pytest.approx([0.8, 0.9]) and [102, 101] in rows[:, :2].tolist()
+
+    unsure = YuNetDetector(score_threshold=0.45, recheck=3, recheck_score=0.6)
+    _Scripted(unsure, [weak, strong], lambda box: [_row(box[0], box[1], 60, 0.55)])
+    assert unsure.rows(np.zeros((480, 640, 3), np.uint8))[:, 14].tolist() == pytest.approx([0.9])
+
+
+def test_closer_looks_go_to_the_best_weak_detections_large_enough_to_enlarge():
+    rows = [_row(10, 10, 50, 0.2), _row(200, 10, 50, 0.4), _row(400, 10, 50, 0.3), _row(10, 300, 20, 0.44)]
+    detector = YuNetDetector(score_threshold=0.45, recheck=2, recheck_from=0.1, recheck_size=160)
+    looks = _Scripted(detector, rows, lambda box: [])
+    assert len(detector.rows(np.zeros((480, 640, 3), np.uint8))) == 0
+    # 20 px would be enlarged 8x: not looked at; of the others the two best
+    assert looks.looked == [(200, 10, 50, 50), (400, 10, 50, 50)]
+
+
+def test_recheck_settings_must_rise_from_weak_to_confident():
+    with pytest.raises(ValueError, match="must rise in that order"):
+        YuNetDetector(score_threshold=0.45, recheck=3, recheck_from=0.5)
+    with pytest.raises(ValueError, match="must rise in that order"):
+        YuNetDetector(score_threshold=0.45, recheck=3, recheck_score=0.4)
+    YuNetDetector(score_threshold=0.45, recheck=0, recheck_from=0.5)  # unused without closer looks

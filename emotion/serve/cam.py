@@ -31,7 +31,7 @@ from emotion.serve.faces import (
     YuNetDetector,
     haar_scanner,
     iou,
-    photo_detector,
+    stream_scanner,
 )
 from emotion.serve.predictor import Face, Predictor
 
@@ -313,7 +313,7 @@ def video_scanner(
     kind: str, detect_width: int | None, min_face: int | None, scale_factor: float | None
 ) -> FaceDetector | YuNetDetector:
     """The whole-frame search of the cam: ``yunet`` (photo settings) or ``haar``, with the flags that were given."""
-    base = haar_scanner() if kind == "haar" else photo_detector()
+    base = haar_scanner() if kind == "haar" else stream_scanner()
     given = {"detect_width": detect_width, "min_face": min_face, "scale_factor": scale_factor}
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         default="yunet",
         help="yunet (default: finds tilted faces, aligns them as FER2013 frames its faces) or haar (the old cascade)",
     )
-    defaults, photo, haar = VideoFaceDetector(), photo_detector(), haar_scanner()
+    defaults, photo, haar = VideoFaceDetector(), stream_scanner(), haar_scanner()
     for flag, kind, default, text in (
         ("--scan-every", int, defaults.scan_every, "search the whole frame for new faces every N frames"),
         ("--track-every", int, defaults.track_every, "re-find known faces near their last box every N frames"),

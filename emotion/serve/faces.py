@@ -9,7 +9,7 @@ training faces. Without landmarks (Haar) a square around the box is cut.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -104,7 +104,13 @@ class FaceDetector:
 class YuNetDetector:
     """OpenCV's YuNet (``cv2.FaceDetectorYN``) on a copy of the frame downscaled to ``detect_width`` pixels, and on
     copies turned by each of ``rotations`` (degrees; a face tilted by 35° is found far more often on a copy turned
-    towards upright); five landmarks per face. ``min_face`` (full-frame pixels) drops smaller faces."""
+    towards upright); five landmarks per face. ``min_face`` (full-frame pixels) drops smaller faces.
+
+    A small or tilted face that YuNet scores weakly on the whole frame is often scored confidently when looked at
+    closer: with ``recheck`` > 0, up to that many of a frame's detections scoring from ``recheck_from`` to
+    ``score_threshold`` are searched again in a window around them, enlarged so that the face is ``recheck_size`` px
+    wide (at most 5x: a tinier box is no face worth a closer look), upright and turned by each of ``rotations``; a
+    face scoring ``recheck_score`` there is kept."""
 
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
@@ -112,16 +118,26 @@ class YuNetDetector:
     min_face: int = 0
     rotations: tuple[float, ...] = (0.0,)  # also search the frame turned by these angles (for tilted faces)
     track_size: int = 64  # a followed face is re-found in a window scaled so that it is about this wide
+    recheck: int = 0  # weak detections looked at again, closer, per frame (0: none)
+    recheck_from: float = 0.1  # the weakest score looked at again
+    recheck_size: int = 160  # face width in the closer look's window, pixels
+    recheck_score: float = 0.6  # the score a face needs in the closer look
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
             raise RuntimeError(f"{YUNET} is missing; reinstall the emotion package (it ships the YuNet weights)")
-        self.net = self._net()
-        self._window_net = self._net()  # a second net for small windows: resizing one net's input costs ~1 ms
+        if self.recheck and not 0 < self.recheck_from < self.score_threshold <= self.recheck_score:
+            raise ValueError(
+                f"recheck_from={self.recheck_from}, score_threshold={self.score_threshold} and recheck_score="
+                f"{self.recheck_score} must rise in that order (from above 0): a closer look is for weak detections"
+            )
+        floor = self.recheck_from if self.recheck else self.score_threshold
+        self.net = self._net(floor)
+        self._window_net = self._net(self.score_threshold)  # a second net for windows: resizing an input costs ~1 ms
         self._sizes: dict[int, tuple[int, int]] = {}
 
-    def _net(self) -> cv2.FaceDetectorYN:
-        return cv2.FaceDetectorYN.create(str(YUNET), "", (320, 320), self.score_threshold, self.nms_threshold)
+    def _net(self, threshold: float) -> cv2.FaceDetectorYN:
+        return cv2.FaceDetectorYN.create(str(YUNET), "", (320, 320), threshold, self.nms_threshold)
 
     def reset(self) -> None:  # a detector of single frames: nothing carries over between streams
         pass
@@ -135,19 +151,27 @@ class YuNetDetector:
         return boxes[order], found[order, 4:14].reshape(-1, 5, 2)
 
     def rows(self, frame: np.ndarray, rotations: tuple[float, ...] | None = None) -> np.ndarray:
-        """YuNet's detections after merging the turned searches, in frame pixels: ``N×15`` rows of box (x, y, w, h),
-        five landmarks (x, y) and score."""
+        """YuNet's detections after merging the turned searches (and the closer looks), in frame pixels: ``N×15``
+        rows of box (x, y, w, h), five landmarks (x, y) and score."""
         frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
         turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
-        found = np.concatenate([self._rows(self.net, small, t) for t in turns] or [np.zeros((0, 15), np.float32)])
-        if len(found) == 0:
-            return found
-        keep = cv2.dnn.NMSBoxes(found[:, :4].tolist(), found[:, 14].tolist(), 0.0, self.nms_threshold)
-        found = found[np.asarray(keep, np.int64).reshape(-1)]
+        found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
+        if self.recheck:
+            weak = found[found[:, 14] < self.score_threshold]
+            weak = weak[np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size][: self.recheck]
+            closer = [self._closer_look(small, row) for row in weak]
+            found = _nms(np.concatenate([found[found[:, 14] >= self.score_threshold], *closer]), self.nms_threshold)
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
+
+    def _closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The best confident detection of the face weakly detected as ``row``, searched in a window around it
+        enlarged to ``recheck_size`` and turned by each of ``rotations`` (``1×15``, or ``0×15``)."""
+        rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in self.rotations])
+        rows = rows[rows[:, 14] >= self.recheck_score]
+        return rows[np.argsort(-rows[:, 14])[:1]]
 
     def refind(
         self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None = None, search: float = 0.5
@@ -155,17 +179,27 @@ class YuNetDetector:
         """The face last seen at ``box`` (with ``landmarks``), searched for in a square window ``search`` box
         widths around it, scaled so the face is ~``track_size`` px and turned so that its eyes are level (a face
         that tilts further between frames stays findable); None when it is not there."""
-        x, y, w, h = (float(v) for v in box)
-        side = max(w, h)
-        if side < 4:
-            return None
         angle = 0.0
         if landmarks is not None:
             (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
             angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
-        size = int(round(self.track_size * (1 + 2 * search)))
-        scale = self.track_size / side
-        frame = _bgr(frame)
+        rows = self._window_rows(_bgr(frame), box, angle, self.track_size, search)
+        if len(rows) == 0:
+            return None
+        x, y, w, h = (float(v) for v in box)
+        centres = rows[:, 0:2] + rows[:, 2:4] / 2
+        best = rows[int(np.argmin(np.hypot(*(centres - (x + w / 2, y + h / 2)).T)))]
+        return np.round(best[:4]).astype(np.int32), best[4:14].reshape(5, 2)
+
+    def _window_rows(self, frame: np.ndarray, box: np.ndarray, angle: float, face_px: int, search: float) -> np.ndarray:
+        """YuNet's confident rows in a square window ``search`` box widths around ``box``, scaled so that the face
+        is ~``face_px`` wide and turned by ``angle`` degrees, in ``frame``'s pixels; only faces ½–2× the box."""
+        x, y, w, h = (float(v) for v in box)
+        side = max(w, h)
+        if side < 4:
+            return _NO_ROWS
+        size = int(round(face_px * (1 + 2 * search)))
+        scale = face_px / side
         # area-average a large face down first (a direct warp would alias it), then turn and place it
         shrink = min(1.0, 2 * scale)
         if shrink < 1:
@@ -174,7 +208,7 @@ class YuNetDetector:
             x0, y0 = max(0, int(cx - r)), max(0, int(cy - r))
             roi = frame[y0 : min(frame.shape[0], int(cy + r)), x0 : min(frame.shape[1], int(cx + r))]
             if roi.shape[0] < 2 or roi.shape[1] < 2:
-                return None
+                return _NO_ROWS
             frame = cv2.resize(roi, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
             to_small = np.array([[shrink, 0, -x0 * shrink], [0, shrink, -y0 * shrink]], np.float64)
         else:
@@ -186,12 +220,7 @@ class YuNetDetector:
         forward = np.vstack([place, [0, 0, 1]]) @ np.vstack([to_small, [0, 0, 1]])
         rows = self._rows(self._window_net, window, (None, cv2.invertAffineTransform(forward[:2]), None))
         sides = np.maximum(rows[:, 2], rows[:, 3])
-        rows = rows[(sides > 0.5 * side) & (sides < 2 * side)]
-        if len(rows) == 0:
-            return None
-        centres = rows[:, 0:2] + rows[:, 2:4] / 2
-        best = rows[int(np.argmin(np.hypot(*(centres - (x + w / 2, y + h / 2)).T)))]
-        return np.round(best[:4]).astype(np.int32), best[4:14].reshape(5, 2)
+        return rows[(sides > 0.5 * side) & (sides < 2 * side)]
 
     def _rows(
         self,
@@ -221,6 +250,18 @@ class YuNetDetector:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.detect(frame)[0]
+
+
+_NO_ROWS = np.zeros((0, 15), np.float32)
+_MAX_ZOOM = 5.0  # the most a closer look enlarges a weak detection (more finds faces in noise)
+
+
+def _nms(rows: np.ndarray, threshold: float) -> np.ndarray:
+    """``rows`` (box, landmarks, score) left after non-maximum suppression, best first."""
+    if len(rows) == 0:
+        return rows
+    keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), 0.0, threshold)
+    return rows[np.asarray(keep, np.int64).reshape(-1)]
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
@@ -263,8 +304,19 @@ SCORE_THRESHOLD = 0.45
 
 
 def photo_detector() -> YuNetDetector:
-    """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces)."""
-    return YuNetDetector(score_threshold=SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0))
+    """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces), its
+    weak detections looked at again closer (small and tilted faces; settings chosen on training faces in scenes,
+    ``experiments/faces_in_the_field/``)."""
+    return YuNetDetector(
+        score_threshold=SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0), recheck=3, recheck_from=0.1
+    )
+
+
+def stream_scanner() -> YuNetDetector:
+    """The video detector's whole-frame search: the photo detector without its closer looks, which would cost a
+    scan frame up to nine more window searches (the webcam's frame budget); a face scored weakly is scanned again a
+    few frames later."""
+    return replace(photo_detector(), recheck=0)
 
 
 def haar_scanner() -> FaceDetector:
@@ -291,7 +343,7 @@ class VideoFaceDetector:
     dropped. Call once per frame, in order; :meth:`reset` before another stream.
     """
 
-    scanner: Detector = field(default_factory=photo_detector)
+    scanner: Detector = field(default_factory=stream_scanner)
     scan_every: int = 8
     track_every: int = 1
     search: float = 0.5

@@ -44,6 +44,7 @@ def pipeline(
     all_scenes: list | None = None,
     rotations: tuple[float, ...] | None = None,
     tta: str = "none",
+    detector_settings: dict | None = None,
 ):
     """Each configuration through the product's own path, ``Predictor.predict``. ``oracle-aligned`` is no
     detector: each face's true landmarks (FER_LANDMARKS carried through its placement) align its crop, so its
@@ -69,8 +70,8 @@ def pipeline(
     elif config == "yunet-upright-aligned":
         predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)), tta=tta)
     else:
-        turned = {} if rotations is None else {"rotations": rotations}
-        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **turned), tta=tta)  # default
+        settings = dict(detector_settings or {}) | ({} if rotations is None else {"rotations": rotations})
+        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **settings), tta=tta)
     detector = predictor.detector
 
     def run(frame):
@@ -146,20 +147,28 @@ def main() -> None:
         help="views averaged per face, in the pipeline and in the crop accuracy alike (predict --tta)",
     )
     p.add_argument("--rotations", help="the detector's turned searches, e.g. 0,-15,15,-30,30 (default: the shipped)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another setting of the photo detector (YuNetDetector) for yunet-box/yunet-aligned, e.g. recheck=3",
+    )
     a = p.parse_args()
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
     images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
     crop_probs = Predictor.from_pretrained(a.model, detector=None, tta=a.tta).classify(images)
+    settings = {k: type(getattr(photo_detector(), k))(v) for k, v in (item.split("=", 1) for item in a.set)}
     all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds))
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
-        results[config] = score(pipeline(config, a.model, all_scenes, turns, a.tta), all_scenes, crop_probs)
+        results[config] = score(pipeline(config, a.model, all_scenes, turns, a.tta, settings), all_scenes, crop_probs)
         faces = "PublicTest" if a.split == "val" else "training"
         print(
             f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
-            f"seed {a.seed}, {a.backgrounds} backgrounds)\n"
+            f"seed {a.seed}, {a.backgrounds} backgrounds{''.join(f', {x}' for x in a.set)})\n"
         )
         print(table(results[config]))
         if a.against:
