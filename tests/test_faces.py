@@ -296,10 +296,11 @@ def test_a_weak_detection_is_kept_only_when_a_closer_look_is_confident():
 
 def test_closer_looks_go_to_the_best_weak_detections_large_enough_to_enlarge():
     rows = [_row(10, 10, 50, 0.2), _row(200, 10, 50, 0.4), _row(400, 10, 50, 0.3), _row(10, 300, 20, 0.44)]
+    rows += [_row(300, 250, 100, 0.9), _row(320, 270, 40, 0.44)]  # a face found, and a weak part of it
     detector = YuNetDetector(score_threshold=0.45, recheck=2, recheck_from=0.1, recheck_size=160)
     looks = _Scripted(detector, rows, lambda box: [])
-    assert len(detector.rows(np.zeros((480, 640, 3), np.uint8))) == 0
-    # 20 px would be enlarged 8x: not looked at; of the others the two best
+    assert detector.rows(np.zeros((480, 640, 3), np.uint8))[:, 14].tolist() == pytest.approx([0.9])
+    # 20 px would be enlarged 8x and the part lies inside a face found: neither looked at; of the others the two best
     assert looks.looked == [(200, 10, 50, 50), (400, 10, 50, 50)]
 
 

@@ -110,7 +110,8 @@ class YuNetDetector:
     closer: with ``recheck`` > 0, up to that many of a frame's detections scoring from ``recheck_from`` to
     ``score_threshold`` are searched again in a window around them, enlarged so that the face is ``recheck_size`` px
     wide (at most 5x: a tinier box is no face worth a closer look), upright and turned by each of ``rotations``; a
-    face scoring ``recheck_score`` there is kept."""
+    face scoring ``recheck_score`` there is kept. Weak detections centred inside a confident one are parts of a face
+    already found and are not looked at."""
 
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
@@ -121,7 +122,7 @@ class YuNetDetector:
     recheck: int = 0  # weak detections looked at again, closer, per frame (0: none)
     recheck_from: float = 0.1  # the weakest score looked at again
     recheck_size: int = 160  # face width in the closer look's window, pixels
-    recheck_score: float = 0.6  # the score a face needs in the closer look
+    recheck_score: float = 0.7  # the score a face needs in the closer look
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
@@ -159,10 +160,11 @@ class YuNetDetector:
         turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
         if self.recheck:
+            strong = found[found[:, 14] >= self.score_threshold]
             weak = found[found[:, 14] < self.score_threshold]
-            weak = weak[np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size][: self.recheck]
-            closer = [self._closer_look(small, row) for row in weak]
-            found = _nms(np.concatenate([found[found[:, 14] >= self.score_threshold], *closer]), self.nms_threshold)
+            weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
+            closer = [self._closer_look(small, row) for row in weak[: self.recheck]]
+            found = _nms(np.concatenate([strong, *closer]), self.nms_threshold)
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
@@ -262,6 +264,13 @@ def _nms(rows: np.ndarray, threshold: float) -> np.ndarray:
         return rows
     keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), 0.0, threshold)
     return rows[np.asarray(keep, np.int64).reshape(-1)]
+
+
+def _inside(rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` have their centre inside one of ``boxes`` (both ``N×≥4``, x, y, w, h first)."""
+    centres = rows[:, None, 0:2] + rows[:, None, 2:4] / 2
+    lo, hi = boxes[None, :, 0:2], boxes[None, :, 0:2] + boxes[None, :, 2:4]
+    return ((centres >= lo) & (centres <= hi)).all(-1).any(-1)
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
