@@ -77,7 +77,7 @@ def test_shipped_models_reproduce_their_recorded_tencrop_numbers(name, tmp_path,
     assert without == pytest.approx(card["publictest_without_twins_accuracy_tencrop_tta"], abs=6e-4)
 
 
-@pytest.mark.slow  # 1,650 scenes through the detector: ~2.5 min per model
+@pytest.mark.slow  # 1,650 scenes through the detector: ~5 min per model
 @pytest.mark.skipif(not (SHARED_FER / "train").is_dir(), reason="needs ../shared/data/fer2013")
 @pytest.mark.parametrize("name", [n for n in model_names()[1:] if "scenes_end_to_end" in model_card(n)])
 def test_shipped_models_reproduce_their_recorded_numbers_on_faces_in_scenes(name, tmp_path):
