@@ -316,9 +316,7 @@ def photo_detector() -> YuNetDetector:
     """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces), its
     weak detections looked at again closer (small and tilted faces; settings chosen on training faces in scenes,
     ``experiments/faces_in_the_field/``)."""
-    return YuNetDetector(
-        score_threshold=SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0), recheck=3, recheck_from=0.1
-    )
+    return YuNetDetector(score_threshold=SCORE_THRESHOLD, detect_width=640, rotations=(0.0, -30.0, 30.0), recheck=3)
 
 
 def stream_scanner() -> YuNetDetector:

@@ -119,6 +119,21 @@ def against(result: dict, earlier: dict, config: str) -> str:
     return f"against the earlier run, end to end: {json.dumps(c)}"
 
 
+def detector_settings(items: list[str], parser: argparse.ArgumentParser) -> dict:
+    """``--set NAME=VALUE`` items as settings of the photo detector, each of its field's type (numbers only)."""
+    shipped, settings = photo_detector(), {}
+    for item in items:
+        name, _, value = item.partition("=")
+        kind = type(getattr(shipped, name, None))
+        if kind not in (int, float) or not value:
+            parser.error(f"--set {item}: give NAME=NUMBER for a numeric YuNetDetector setting, e.g. recheck=0")
+        try:
+            settings[name] = kind(value)
+        except ValueError:
+            parser.error(f"--set {item}: {value!r} is not a {kind.__name__}")
+    return settings
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("FER2013_ROOT", "../shared/data/fer2013"))
@@ -155,11 +170,11 @@ def main() -> None:
         help="another setting of the photo detector (YuNetDetector) for yunet-box/yunet-aligned, e.g. recheck=3",
     )
     a = p.parse_args()
+    settings = detector_settings(a.set, p)  # before the slow part: a typo fails at once
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
     images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
     crop_probs = Predictor.from_pretrained(a.model, detector=None, tta=a.tta).classify(images)
-    settings = {k: type(getattr(photo_detector(), k))(v) for k, v in (item.split("=", 1) for item in a.set)}
     all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds))
     results = {}
     for config in a.config:

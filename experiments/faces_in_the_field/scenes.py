@@ -74,9 +74,7 @@ def background(rng: np.random.Generator, family: str = "procedural") -> np.ndarr
 def _photo(name: str) -> np.ndarray:
     from skimage import data  # a dev dependency: the benchmark's second background family
 
-    img = np.asarray(getattr(data, name)())
-    if img.dtype != np.uint8:  # a few come as floats or booleans
-        img = (255 * (img.astype(np.float32) / max(float(img.max()), 1e-6))).astype(np.uint8)
+    img = np.asarray(getattr(data, name)())  # uint8, every one of PHOTOS (tests/test_scenes.py)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
