@@ -267,11 +267,13 @@ class _Scripted:
 
     def __init__(self, detector: YuNetDetector, frame_rows: list, closer) -> None:
         self.looked: list[tuple[float, ...]] = []
+        self.angles: list[float] = []
         rows = np.array(frame_rows, np.float32).reshape(-1, 15)
         detector._rows = lambda net, image, turn: rows[rows[:, 14] >= net.getScoreThreshold() - 1e-6]
 
         def window_rows(frame, box, angle, face_px, search):
             self.looked.append(tuple(float(v) for v in box))
+            self.angles.append(angle)
             return np.array(closer(box), np.float32).reshape(-1, 15)
 
         detector._window_rows = window_rows
@@ -302,6 +304,18 @@ def test_closer_looks_go_to_the_best_weak_detections_large_enough_to_enlarge():
     assert detector.rows(np.zeros((480, 640, 3), np.uint8))[:, 14].tolist() == pytest.approx([0.9])
     # 20 px would be enlarged 8x and the part lies inside a face found: neither looked at; of the others the two best
     assert looks.looked == [(200, 10, 50, 50), (400, 10, 50, 50)]
+
+
+def test_a_closer_look_turns_the_window_by_its_own_angles_or_the_detectors():
+    weak = _row(100, 100, 60, 0.3)
+    own = YuNetDetector(score_threshold=0.45, rotations=(0.0, 30.0), recheck=1, recheck_rotations=(0.0, -45.0, 45.0))
+    looks = _Scripted(own, [weak], lambda box: [])
+    own.rows(np.zeros((480, 640, 3), np.uint8))
+    assert looks.angles == [0.0, -45.0, 45.0]
+    inherited = replace(own, recheck_rotations=None)
+    looks = _Scripted(inherited, [weak], lambda box: [])
+    inherited.rows(np.zeros((480, 640, 3), np.uint8))
+    assert looks.angles == [0.0, 30.0]
 
 
 def test_recheck_settings_must_rise_from_weak_to_confident():

@@ -37,3 +37,51 @@ def test_every_listed_photo_loads_as_a_colour_image() -> None:
 def test_an_unknown_background_family_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="procedural, photos"):
         scenes.background(np.random.default_rng(0), "beach")
+
+
+def test_bench_set_reads_numbers_and_angle_lists_and_names_what_is_wrong(capsys) -> None:
+    import argparse
+
+    import bench
+
+    parser = argparse.ArgumentParser()
+    settings = bench.detector_settings(["recheck=5", "score_threshold=0.75", "recheck_rotations=0,-45,45"], parser)
+    assert settings == {"recheck": 5, "score_threshold": 0.75, "recheck_rotations": (0.0, -45.0, 45.0)}
+    wrong = (("recheck=many", "is not an integer"), ("rotation=30", "NAME=VALUE"), ("rotations=0,up", "angles"))
+    for bad, says in wrong:
+        with pytest.raises(SystemExit):
+            bench.detector_settings([bad], parser)
+        assert says in capsys.readouterr().err
+
+
+def test_candidate_rates_count_a_face_once_and_a_frame_with_any_kept_false_box() -> None:
+    import candidates
+
+    # frame 0 (procedural, 1 face): the face twice (as detected and by a closer look), a texture box kept
+    # frame 1 (photos, 1 face): the face only weakly, its closer look finds it; frame 2 (photos, no face): nothing kept
+    frames = np.array([[0, 0, 1], [1, 1, 1], [2, 1, 0]])
+    table = np.array(
+        [  # frame, score, side, fit, closer, closer_fit, face, closer_face
+            [0, 0.9, 80, 1, 0.9, 1, 0, 0],
+            [0, 0.3, 80, 1, 0.85, 1, -1, 0],
+            [0, 0.8, 60, 3, 0.2, 9, -1, -1],
+            [1, 0.3, 80, 1, 0.85, 1, 0, 0],
+            [2, 0.5, 60, 3, 0.5, 9, -1, -1],
+        ]
+    )
+    by_score, by_look = table[:, 1] >= 0.75, (table[:, 1] < 0.75) & (table[:, 4] >= 0.8)
+    assert candidates.rates(table, frames, by_score, by_look) == {"procedural": (1.0, 1.0), "photos": (1.0, 0.0)}
+    assert candidates.rates(table, frames, table[:, 1] >= 0.45, ~(table[:, 1] >= 0.45) & False) == {
+        "procedural": (1.0, 1.0),
+        "photos": (0.0, 0.5),
+    }
+
+
+def test_landmark_fit_is_zero_on_the_template_and_large_for_a_scramble() -> None:
+    import candidates
+
+    from emotion.serve.faces import FER_LANDMARKS
+
+    turned = FER_LANDMARKS @ np.array([[0.8, 0.6], [-0.6, 0.8]], np.float32) * 3 + 40  # same face, moved
+    assert candidates.fit(turned) == pytest.approx(0.0, abs=1e-3)
+    assert candidates.fit(turned[[2, 0, 4, 1, 3]]) > 3.0

@@ -109,9 +109,9 @@ class YuNetDetector:
     A small or tilted face that YuNet scores weakly on the whole frame is often scored confidently when looked at
     closer: with ``recheck`` > 0, up to that many of a frame's detections scoring from ``recheck_from`` to
     ``score_threshold`` are searched again in a window around them, enlarged so that the face is ``recheck_size`` px
-    wide (at most 5x: a tinier box is no face worth a closer look), upright and turned by each of ``rotations``; a
-    face scoring ``recheck_score`` there is kept. Weak detections centred inside a confident one are parts of a face
-    already found and are not looked at."""
+    wide (at most 5x: a tinier box is no face worth a closer look) and turned by each of ``recheck_rotations``
+    (default: ``rotations``); a face scoring ``recheck_score`` there is kept. Weak detections centred inside a
+    confident one are parts of a face already found and are not looked at."""
 
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
@@ -123,6 +123,7 @@ class YuNetDetector:
     recheck_from: float = 0.1  # the weakest score looked at again
     recheck_size: int = 160  # face width in the closer look's window, pixels
     recheck_score: float = 0.7  # the score a face needs in the closer look
+    recheck_rotations: tuple[float, ...] | None = None  # the closer look's turns (None: ``rotations``)
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
@@ -170,8 +171,9 @@ class YuNetDetector:
 
     def _closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The best confident detection of the face weakly detected as ``row``, searched in a window around it
-        enlarged to ``recheck_size`` and turned by each of ``rotations`` (``1×15``, or ``0×15``)."""
-        rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in self.rotations])
+        enlarged to ``recheck_size`` and turned by each of ``recheck_rotations`` (``1×15``, or ``0×15``)."""
+        turns = self.rotations if self.recheck_rotations is None else self.recheck_rotations
+        rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in turns])
         rows = rows[rows[:, 14] >= self.recheck_score]
         return rows[np.argsort(-rows[:, 14])[:1]]
 

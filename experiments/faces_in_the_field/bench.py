@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.models.tta import TTA_MODES  # noqa: E402
-from emotion.serve.faces import FER_LANDMARKS, FaceDetector, photo_detector  # noqa: E402
+from emotion.serve.faces import FER_LANDMARKS, FaceDetector, YuNetDetector, photo_detector  # noqa: E402
 from emotion.serve.predictor import Predictor  # noqa: E402
 
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
@@ -120,17 +120,21 @@ def against(result: dict, earlier: dict, config: str) -> str:
 
 
 def detector_settings(items: list[str], parser: argparse.ArgumentParser) -> dict:
-    """``--set NAME=VALUE`` items as settings of the photo detector, each of its field's type (numbers only)."""
-    shipped, settings = photo_detector(), {}
+    """``--set NAME=VALUE`` items as settings of the photo detector: a number for a numeric field, comma-separated
+    angles for a field of turns (``recheck_rotations=0,-30,30``)."""
+    kinds = {f.name: str(f.type) for f in fields(YuNetDetector)}
+    numbers = {"int": int, "float": float}
+    settings: dict = {}
     for item in items:
         name, _, value = item.partition("=")
-        kind = type(getattr(shipped, name, None))
-        if kind not in (int, float) or not value:
-            parser.error(f"--set {item}: give NAME=NUMBER for a numeric YuNetDetector setting, e.g. recheck=0")
+        turns = kinds.get(name, "").startswith("tuple")
+        if not value or not (turns or kinds.get(name) in numbers):
+            parser.error(f"--set {item}: give NAME=VALUE for a YuNetDetector setting, e.g. recheck=0 or rotations=0,30")
         try:
-            settings[name] = kind(value)
+            settings[name] = tuple(float(v) for v in value.split(",")) if turns else numbers[kinds[name]](value)
         except ValueError:
-            parser.error(f"--set {item}: {value!r} is not a {kind.__name__}")
+            wanted = "a list of angles" if turns else {"int": "an integer", "float": "a number"}[kinds[name]]
+            parser.error(f"--set {item}: {value!r} is not {wanted}")
     return settings
 
 
