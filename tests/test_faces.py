@@ -163,7 +163,9 @@ def test_cam_refuses_a_haar_setting_for_yunet(capsys):
 def test_the_cams_flags_reach_its_detector():
     from emotion.serve.cam import video_scanner
 
-    assert video_scanner("yunet", None, None, None) == stream_scanner() == replace(photo_detector(), recheck=0)
+    scanner = video_scanner("yunet", None, None, None)
+    assert scanner == stream_scanner() and scanner.recheck == 0  # no closer looks in a scan: the frame budget
+    assert (scanner.detect_width, scanner.rotations) == (photo_detector().detect_width, photo_detector().rotations)
     moved = video_scanner("yunet", 320, 60, None)
     assert isinstance(moved, YuNetDetector) and (moved.detect_width, moved.min_face) == (320, 60)
     haar = video_scanner("haar", 0, 30, 1.3)

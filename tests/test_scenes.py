@@ -58,20 +58,24 @@ def test_candidate_rates_count_a_face_once_and_a_frame_with_any_kept_false_box()
     import candidates
 
     # frame 0 (procedural, 1 face): the face twice (as detected and by a closer look), a texture box kept
-    # frame 1 (photos, 1 face): the face only weakly, its closer look finds it; frame 2 (photos, no face): nothing kept
+    # frame 1 (photos, 1 face): the face only weakly, its closer look finds it; frame 2 (photos, no face): a weak box
     frames = np.array([[0, 0, 1], [1, 1, 1], [2, 1, 0]])
-    table = np.array(
-        [  # frame, score, side, fit, closer, closer_fit, face, closer_face
-            [0, 0.9, 80, 1, 0.9, 1, 0, 0],
-            [0, 0.3, 80, 1, 0.85, 1, -1, 0],
-            [0, 0.8, 60, 3, 0.2, 9, -1, -1],
-            [1, 0.3, 80, 1, 0.85, 1, 0, 0],
-            [2, 0.5, 60, 3, 0.5, 9, -1, -1],
-        ]
-    )
-    by_score, by_look = table[:, 1] >= 0.75, (table[:, 1] < 0.75) & (table[:, 4] >= 0.8)
-    assert candidates.rates(table, frames, by_score, by_look) == {"procedural": (1.0, 1.0), "photos": (1.0, 0.0)}
-    assert candidates.rates(table, frames, table[:, 1] >= 0.45, ~(table[:, 1] >= 0.45) & False) == {
+    table = np.array([[0, 0.9, 80, 1, 0], [0, 0.3, 80, 1, -1], [0, 0.8, 60, 3, -1], [1, 0.3, 80, 1, 0]])
+    table = np.vstack([table, [2, 0.5, 60, 3, -1]])
+    looks = len(candidates.LOOK_SIZES) * len(candidates.LOOK_ANGLES)
+    table = np.hstack([table, np.tile([0.0, -1], (len(table), looks))])
+    at = len(candidates.COLUMNS) + 2 * (candidates.LOOK_SIZES.index(160) * len(candidates.LOOK_ANGLES) + 1)  # -15°
+    table[[1, 3], at : at + 2] = [0.85, 0]
+    closer, closer_face = candidates.looked(table, (160,), (0.0, -15.0))
+    assert closer.tolist() == [0, 0.85, 0, 0.85, 0] and closer_face.tolist() == [-1, 0, -1, 0, -1]
+    assert candidates.looked(table, (160,), (0.0, 15.0))[0].max() == 0  # that look is not in the set
+    by_score = table[:, 1] >= 0.75
+    assert candidates.rates(table, frames, by_score, ~by_score & (closer >= 0.8), closer_face) == {
+        "procedural": (1.0, 1.0),
+        "photos": (1.0, 0.0),
+    }
+    by_score = table[:, 1] >= 0.45
+    assert candidates.rates(table, frames, by_score, np.zeros(5, bool), closer_face) == {
         "procedural": (1.0, 1.0),
         "photos": (0.0, 0.5),
     }

@@ -1,21 +1,23 @@
 """Every place YuNet thinks might be a face, with what could tell a face from a texture: a table to choose the
-detector's acceptance rule offline.
+photo detector's acceptance rule offline.
 
     python experiments/faces_in_the_field/candidates.py --seeds 7,11 --n 400 --out candidates.npz
     python experiments/faces_in_the_field/candidates.py --table candidates.npz   # the rules, from the saved table
 
-Runs the photo detector's whole-frame searches (640 px, upright and ±30°) at a low score floor on training faces
-in scenes of both background families and records, per detection after merging: its score, size, how well its
-five landmarks fit FER2013's landmark template (RMS residual after the best similarity, in 48-px template pixels),
-and the best score of a closer look at it (the window the shipped detector uses: face 160 px wide, upright and
-turned by ±30°) with that look's landmark fit. Each detection is a true face or a false box by ``scenes.match``,
-as ``bench.py`` counts them. ``--table`` scores acceptance rules on the saved table: found rate and frames with a
-false box per family.
+Runs the photo detector's whole-frame searches (640 px, upright and ±30°) down to score 0.1 on training faces in
+scenes of both background families and records, per detection after merging: its score, size and how well its five
+landmarks fit FER2013's landmark template (RMS residual after the best similarity, in 48-px template pixels); and,
+for the best :data:`LOOKS` detections scoring under :data:`LOOK_BELOW`, closer looks at it — YuNet's best score in
+the window a closer look searches (``YuNetDetector._window_rows``), for each face size :data:`LOOK_SIZES` and turn
+:data:`LOOK_ANGLES`. Each detection and each look's best box is a true face or a false box by ``scenes.match``, as
+``bench.py`` counts them. ``--table`` scores acceptance rules (a score kept as it is, or a closer look's score over
+a set of looks) on the saved table: found rate and frames with a false box per background family.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from dataclasses import replace
@@ -30,10 +32,13 @@ from scenes import BACKGROUNDS, match, scenes  # noqa: E402
 from emotion.serve.faces import FER_LANDMARKS, photo_detector  # noqa: E402
 
 FLOOR = 0.1  # the weakest whole-frame detection recorded
-LOOKS = 8  # closer looks per frame, best detections first
-#: a detection's columns; ``face``/``closer_face``: the index in its frame of the true face that its whole-frame box /
-#: its closer look's box is (``scenes.match``), -1 for a false box (or no closer look)
-COLUMNS = ("frame", "score", "side", "fit", "closer", "closer_fit", "face", "closer_face")
+LOOKS = 8  # detections looked at closer per frame, best first
+LOOK_BELOW = 0.9  # detections scoring this or more are not looked at (every rule keeps them)
+LOOK_SIZES = (112, 160, 224)  # face width in a closer look's window, px
+LOOK_ANGLES = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)
+#: a detection's columns, then two per look (size-major): YuNet's best score in it and the true face its box is.
+#: ``face``: the index in its frame of the true face the detection's box is (``scenes.match``), -1 for a false box
+COLUMNS = ("frame", "score", "side", "fit", "face")
 
 
 def fit(landmarks: np.ndarray) -> float:
@@ -52,46 +57,46 @@ def which(faces: list[dict], box: np.ndarray) -> int:
 
 
 def collect(images: np.ndarray, labels: np.ndarray, seeds: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Detections (rows of :data:`COLUMNS`) and frames (frame id, background family index, number of faces)."""
-    base = photo_detector()
-    det = replace(base, score_threshold=FLOOR, recheck=0)
-    rows_out, frames = [], []
+    """Detections (:data:`COLUMNS` and the looks) and frames (frame id, background family index, number of faces)."""
+    det = replace(photo_detector(), score_threshold=FLOOR, recheck=0)
+    looks = list(itertools.product(LOOK_SIZES, LOOK_ANGLES))
+    out, frames = [], []
     for family_id, family in enumerate(BACKGROUNDS):
         for seed in seeds:
             for scene in scenes(images, labels, seed=seed, n=n, backgrounds=family):
                 frame_id = len(frames)
                 frames.append((frame_id, family_id, len(scene.faces)))
                 for k, row in enumerate(det.rows(scene.frame)):
-                    closer, closer_fit, closer_face = 0.0, 99.0, -1
-                    if k < LOOKS and max(row[2], row[3]) * 5 >= base.recheck_size:
-                        looks = np.concatenate(
-                            [det._window_rows(scene.frame, row[:4], a, base.recheck_size, 0.5) for a in base.rotations]
-                        )
-                        if len(looks):
-                            best = looks[int(np.argmax(looks[:, 14]))]
-                            closer, closer_fit = float(best[14]), fit(best[4:14].reshape(5, 2))
-                            closer_face = which(scene.faces, best)
-                    rows_out.append(
-                        (
-                            frame_id,
-                            row[14],
-                            max(row[2], row[3]),
-                            fit(row[4:14].reshape(5, 2)),
-                            closer,
-                            closer_fit,
-                            which(scene.faces, row),
-                            closer_face,
-                        )
-                    )
-            print(f"{family} seed {seed}: {len(frames)} frames so far, {len(rows_out)} detections", flush=True)
-    return np.array(rows_out, np.float64), np.array(frames, np.int64)
+                    record = [frame_id, row[14], max(row[2], row[3]), fit(row[4:14].reshape(5, 2))]
+                    record.append(which(scene.faces, row))
+                    for size, angle in looks:
+                        found = np.zeros((0, 15), np.float32)
+                        if k < LOOKS and row[14] < LOOK_BELOW and max(row[2], row[3]) * 5 >= size:
+                            found = det._window_rows(scene.frame, row[:4], angle, size, 0.5)
+                        best = found[np.argmax(found[:, 14])] if len(found) else None
+                        record += [0.0, -1] if best is None else [float(best[14]), which(scene.faces, best)]
+                    out.append(record)
+            print(f"{family} seed {seed}: {len(frames)} frames so far, {len(out)} detections", flush=True)
+    return np.array(out, np.float64), np.array(frames, np.int64)
 
 
-def rates(table: np.ndarray, frames: np.ndarray, by_score: np.ndarray, by_look: np.ndarray) -> dict:
-    """Per family: found rate and frames with a false box, keeping the detections ``by_score`` (as detected) and
-    ``by_look`` (as their closer look found them). Two kept boxes of one face count once (non-maximum suppression
-    merges them in the detector)."""
-    face = np.where(by_score, table[:, 6], np.where(by_look, table[:, 7], -2))
+def looked(table: np.ndarray, sizes: tuple[int, ...], angles: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The best score over the looks of ``sizes`` × ``angles`` per detection, and the true face its box is."""
+    cols = [
+        len(COLUMNS) + 2 * (LOOK_SIZES.index(s) * len(LOOK_ANGLES) + LOOK_ANGLES.index(a))
+        for s, a in itertools.product(sizes, angles)
+    ]
+    scores, faces = table[:, cols], table[:, [c + 1 for c in cols]]
+    best = np.argmax(scores, 1)
+    rows = np.arange(len(table))
+    return scores[rows, best], faces[rows, best]
+
+
+def rates(table: np.ndarray, frames: np.ndarray, by_score: np.ndarray, by_look: np.ndarray, look_face: np.ndarray):
+    """Per family: found rate and frames with a false box, keeping the detections ``by_score`` (their own box) and
+    ``by_look`` (the box their closer look found, which is the true face ``look_face`` or -1). Two kept boxes of one
+    face count once (non-maximum suppression merges them in the detector)."""
+    face = np.where(by_score, table[:, 4], np.where(by_look, look_face, -2))
     kept = by_score | by_look
     out = {}
     for family_id, family in enumerate(BACKGROUNDS):
@@ -103,37 +108,41 @@ def rates(table: np.ndarray, frames: np.ndarray, by_score: np.ndarray, by_look: 
     return out
 
 
-def rules(t: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Acceptance rules to compare: for each, the detections kept as detected and those kept by a closer look."""
-    out = {}
-    for s in (0.45, 0.65, 0.75, 0.85):
-        for c in (0.7, 0.8, 0.85, 0.9):
-            out[f"score>={s}, or closer>={c}"] = (t["score"] >= s, (t["score"] < s) & (t["closer"] >= c))
-    for s in (0.45, 0.65):
-        for c in (0.8, 0.9):
-            for f in (2.0, 3.0):
-                out[f"score>={s} and fit<={f}, or closer>={c}"] = (
-                    (t["score"] >= s) & (t["fit"] <= f),
-                    ~((t["score"] >= s) & (t["fit"] <= f)) & (t["closer"] >= c),
-                )
-    for c in (0.7, 0.8, 0.85, 0.9):
-        out[f"closer>={c} only (every detection looked at)"] = (np.zeros(len(t["score"]), bool), t["closer"] >= c)
-    return out
+#: the closer looks compared: name → (face sizes, turns)
+LOOK_SETS = {
+    "160 px, 0/±30° (shipped 2026-12-04)": ((160,), (0.0, -30.0, 30.0)),
+    "160 px, 0/±15/±30/±45°": ((160,), LOOK_ANGLES),
+    "224 px, 0/±15/±30/±45°": ((224,), LOOK_ANGLES),
+    "112 px, 0/±30°": ((112,), (0.0, -30.0, 30.0)),
+    "160+224 px, 0/±30/±45°": ((160, 224), (0.0, -30.0, 30.0, -45.0, 45.0)),
+    "all sizes and turns": (LOOK_SIZES, LOOK_ANGLES),
+}
 
 
 def report(table: np.ndarray, frames: np.ndarray) -> None:
-    t = {name: table[:, i] for i, name in enumerate(COLUMNS)}
-    real, false = t["face"] >= 0, t["face"] < 0
+    score, side, face = table[:, 1], table[:, 2], table[:, 4]
     print(f"{len(frames)} frames, {frames[:, 2].sum()} faces, {len(table)} detections from {FLOOR}")
-    for name in ("score", "fit", "closer", "closer_fit"):
-        q = [f"{v:.2f}" for v in np.percentile(t[name][real], (5, 50, 95))]
-        r = [f"{v:.2f}" for v in np.percentile(t[name][false], (5, 50, 95))]
-        print(f"{name:10s} p5/p50/p95 true faces {'/'.join(q)} · false boxes {'/'.join(r)}")
-    print("\n| rule | " + " | ".join(f"{f}: found | false-box frames" for f in BACKGROUNDS) + " |")
-    print("|---|" + "---|" * 2 * len(BACKGROUNDS))
-    for name, (by_score, by_look) in rules(t).items():
-        r = rates(table, frames, by_score, by_look)
-        print(f"| {name} | " + " | ".join(f"{r[f][0]:.3f} | {r[f][1]:.3f}" for f in BACKGROUNDS) + " |")
+    shipped = looked(table, *LOOK_SETS["160 px, 0/±30° (shipped 2026-12-04)"])[0]
+    for name, values in (("score", score), ("fit", table[:, 3]), ("closer look", shipped), ("side", side)):
+        q = "/".join(f"{v:.2f}" for v in np.percentile(values[face >= 0], (5, 50, 95)))
+        r = "/".join(f"{v:.2f}" for v in np.percentile(values[face < 0], (5, 50, 95)))
+        print(f"{name:12s} p5/p50/p95 true faces {q} · false boxes {r}")
+    families = " | ".join(f"{f}: found | false" for f in BACKGROUNDS)
+    print(f"\n| kept as detected | kept by a closer look | {families} |")
+    print("|---|---|" + "---|" * 2 * len(BACKGROUNDS))
+    for (name, (sizes, angles)), high, accept in itertools.product(
+        LOOK_SETS.items(), (0.45, 0.65, 0.75, 0.85), (0.7, 0.75, 0.8, 0.85)
+    ):
+        closer, closer_face = looked(table, sizes, angles)
+        for limit in (99.0, 3.0):
+            by_score = (score >= high) & (table[:, 3] <= limit)
+            r = rates(table, frames, by_score, ~by_score & (score < high) & (closer >= accept), closer_face)
+            fits = "" if limit == 99 else f", landmark fit ≤ {limit}"
+            print(
+                f"| score ≥ {high}{fits} | ≥ {accept}, {name} | "
+                + " | ".join(f"{r[f][0]:.3f} | {r[f][1]:.3f}" for f in BACKGROUNDS)
+                + " |"
+            )
 
 
 def main() -> None:
