@@ -326,3 +326,15 @@ def test_recheck_settings_must_rise_from_weak_to_confident():
     with pytest.raises(ValueError, match="must rise in that order"):
         YuNetDetector(score_threshold=0.45, recheck=3, recheck_score=0.4)
     YuNetDetector(score_threshold=0.45, recheck=0, recheck_from=0.5)  # unused without closer looks
+
+
+@pytest.mark.parametrize("name", ["hubble_deep_field", "chelsea"])
+def test_the_photo_detector_keeps_no_face_on_textures_the_looser_threshold_took_for_one(name):
+    """A star field and a cat (scikit-image's photographs, no person in them) scored 0.5-0.8 by YuNet: the photo
+    detector keeps a detection under its threshold only when a closer look is confident (faces_in_the_field)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    frame = cv2.resize(cv2.cvtColor(getattr(skimage_data, name)(), cv2.COLOR_RGB2BGR), (640, 480))
+    loose = replace(photo_detector(), score_threshold=0.45, recheck_score=0.7, recheck_size=160)
+    assert len(loose(frame)) >= 1  # what this guards against: the detector of 2026-12-03 saw a face here
+    assert len(photo_detector()(frame)) == 0
+
