@@ -337,4 +337,3 @@ def test_the_photo_detector_keeps_no_face_on_textures_the_looser_threshold_took_
     loose = replace(photo_detector(), score_threshold=0.45, recheck_score=0.7, recheck_size=160)
     assert len(loose(frame)) >= 1  # what this guards against: the detector of 2026-12-03 saw a face here
     assert len(photo_detector()(frame)) == 0
-
