@@ -320,17 +320,6 @@ def test_a_closer_look_turns_the_window_by_its_own_angles_or_the_detectors():
     assert looks.angles == [0.0, 30.0]
 
 
-def test_refine_takes_a_confident_faces_box_and_landmarks_from_a_closer_look_but_keeps_its_score():
-    strong = _row(100, 100, 60, 0.9)
-    refined = YuNetDetector(score_threshold=0.45, refine=True)
-    looks = _Scripted(refined, [strong], lambda box: [_row(box[0] + 3, box[1] - 2, 62, 0.95)])
-    rows = refined.rows(np.zeros((480, 640, 3), np.uint8))
-    assert looks.looked == [(100, 100, 60, 60)] and rows[:, :3].tolist() == [[103, 98, 62]]
-    assert rows[:, 14].tolist() == pytest.approx([0.9])
-    _Scripted(refined, [strong], lambda box: [])  # nothing confident in the closer look: the face stays as found
-    assert refined.rows(np.zeros((480, 640, 3), np.uint8))[:, :3].tolist() == [[100, 100, 60]]
-
-
 def test_recheck_settings_must_rise_from_weak_to_confident():
     with pytest.raises(ValueError, match="must rise in that order"):
         YuNetDetector(score_threshold=0.45, recheck=3, recheck_from=0.5)

@@ -124,7 +124,6 @@ class YuNetDetector:
     recheck_size: int = 160  # face width in the closer look's window, pixels
     recheck_score: float = 0.7  # the score a face needs in the closer look
     recheck_rotations: tuple[float, ...] | None = None  # the closer look's turns (None: ``rotations``)
-    refine: bool = False  # take each confident face's box and landmarks from a closer look at its own tilt
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
@@ -161,15 +160,12 @@ class YuNetDetector:
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
         turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
-        strong = found[found[:, 14] >= self.score_threshold]
-        closer = []
         if self.recheck:
+            strong = found[found[:, 14] >= self.score_threshold]
             weak = found[found[:, 14] < self.score_threshold]
             weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
             closer = [self._closer_look(small, row) for row in weak[: self.recheck]]
-        if self.refine and len(strong):
-            strong = np.stack([self._refined(small, row) for row in strong])
-        found = _nms(np.concatenate([strong, *closer]), self.nms_threshold) if self.recheck or self.refine else strong
+            found = _nms(np.concatenate([strong, *closer]), self.nms_threshold)
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
@@ -180,19 +176,6 @@ class YuNetDetector:
         rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in turns])
         rows = rows[rows[:, 14] >= self.recheck_score]
         return rows[np.argsort(-rows[:, 14])[:1]]
-
-    def _refined(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """``row`` with the box and landmarks of a closer look at it (face ``recheck_size`` px, turned so its eyes
-        are level), keeping its own score; ``row`` itself when the look finds nothing confident."""
-        (lx, ly), (rx, ry) = row[4:6], row[6:8]
-        rows = self._window_rows(
-            image, row[:4], float(np.degrees(np.arctan2(ry - ly, rx - lx))), self.recheck_size, 0.5
-        )
-        if len(rows) == 0:
-            return row
-        centres = rows[:, 0:2] + rows[:, 2:4] / 2
-        best = rows[int(np.argmin(np.hypot(*(centres - (row[0:2] + row[2:4] / 2)).T)))]
-        return np.concatenate([best[:14], row[14:]])
 
     def refind(
         self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None = None, search: float = 0.5

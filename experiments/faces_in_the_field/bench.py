@@ -123,7 +123,7 @@ def detector_settings(items: list[str], parser: argparse.ArgumentParser) -> dict
     """``--set NAME=VALUE`` items as settings of the photo detector: a number for a numeric field, comma-separated
     angles for a field of turns (``recheck_rotations=0,-30,30``)."""
     kinds = {f.name: str(f.type) for f in fields(YuNetDetector)}
-    numbers = {"int": int, "float": float, "bool": lambda v: bool(int(v))}
+    numbers = {"int": int, "float": float}
     settings: dict = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -133,7 +133,7 @@ def detector_settings(items: list[str], parser: argparse.ArgumentParser) -> dict
         try:
             settings[name] = tuple(float(v) for v in value.split(",")) if turns else numbers[kinds[name]](value)
         except ValueError:
-            wanted = "a list of angles" if turns else {"int": "an integer", "float": "a number"}.get(kinds[name], "0/1")
+            wanted = "a list of angles" if turns else {"int": "an integer", "float": "a number"}[kinds[name]]
             parser.error(f"--set {item}: {value!r} is not {wanted}")
     return settings
 
