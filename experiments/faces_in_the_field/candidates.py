@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenes import BACKGROUNDS, match, scenes  # noqa: E402
 
-from emotion.serve.faces import FER_LANDMARKS, photo_detector  # noqa: E402
+from emotion.serve.faces import _MAX_ZOOM, FER_LANDMARKS, photo_detector  # noqa: E402
 
 FLOOR = 0.1  # the weakest whole-frame detection recorded
 LOOKS = 8  # detections looked at closer per frame, best first
@@ -71,7 +71,7 @@ def collect(images: np.ndarray, labels: np.ndarray, seeds: list[int], n: int) ->
                     record.append(which(scene.faces, row))
                     for size, angle in looks:
                         found = np.zeros((0, 15), np.float32)
-                        if k < LOOKS and row[14] < LOOK_BELOW and max(row[2], row[3]) * 5 >= size:
+                        if k < LOOKS and row[14] < LOOK_BELOW and max(row[2], row[3]) * _MAX_ZOOM >= size:
                             found = det._window_rows(scene.frame, row[:4], angle, size, 0.5)
                         best = found[np.argmax(found[:, 14])] if len(found) else None
                         record += [0.0, -1] if best is None else [float(best[14]), which(scene.faces, best)]
@@ -110,7 +110,7 @@ def rates(table: np.ndarray, frames: np.ndarray, by_score: np.ndarray, by_look: 
 
 #: the closer looks compared: name → (face sizes, turns)
 LOOK_SETS = {
-    "160 px, 0/±30° (shipped 2026-12-04)": ((160,), (0.0, -30.0, 30.0)),
+    "160 px, 0/±30° (shipped the morning of 2026-12-04)": ((160,), (0.0, -30.0, 30.0)),
     "160 px, 0/±15/±30/±45°": ((160,), LOOK_ANGLES),
     "224 px, 0/±15/±30/±45°": ((224,), LOOK_ANGLES),
     "112 px, 0/±30°": ((112,), (0.0, -30.0, 30.0)),
@@ -122,7 +122,7 @@ LOOK_SETS = {
 def report(table: np.ndarray, frames: np.ndarray) -> None:
     score, side, face = table[:, 1], table[:, 2], table[:, 4]
     print(f"{len(frames)} frames, {frames[:, 2].sum()} faces, {len(table)} detections from {FLOOR}")
-    shipped = looked(table, *LOOK_SETS["160 px, 0/±30° (shipped 2026-12-04)"])[0]
+    shipped = looked(table, *LOOK_SETS["160 px, 0/±30° (shipped the morning of 2026-12-04)"])[0]
     for name, values in (("score", score), ("fit", table[:, 3]), ("closer look", shipped), ("side", side)):
         q = "/".join(f"{v:.2f}" for v in np.percentile(values[face >= 0], (5, 50, 95)))
         r = "/".join(f"{v:.2f}" for v in np.percentile(values[face < 0], (5, 50, 95)))
