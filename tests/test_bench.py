@@ -29,6 +29,8 @@ ROWS = [
     "webcam 640x480, 240-px face: FPS / face found, ours (haar) vs seed",
     "webcam 640x480, 100-px, 30° face tilted: FPS / face found, ours (haar) vs seed",
     "webcam, ours: lowest FPS / lowest share found over the sizes",
+    "webcam on photograph text: frames with a false box, no face / 120-px face; found",
+    "webcam on 2 photographs: false-box frames, no face / face; found; FPS",
     "start-up: python -m train --help (s)",
     "start-up: python -m evaluate --help (s)",
 ]
@@ -80,6 +82,9 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert all(r["ours_found"] > 0.5 and r["haar_found"] > 0.5 and r["seed_found"] > 0.5 for r in sizes.values())
     assert set(res["webcam"]["tilted"]) == {"100@30", "240@30"}
     assert all(r["ours_found"] > 0.5 for r in res["webcam"]["tilted"].values())  # YuNet finds tilted faces
+    textures = res["textures"]
+    assert set(textures["photos"]) == {"text", "chelsea"} and textures["found"] > 0.5
+    assert all(0 <= r["empty_false"] <= 1 and r["face_fps"] > 0 for r in textures["photos"].values())
     assert all(0 < s < 60 for s in res["startup"].values())
 
 

@@ -30,7 +30,7 @@ def test_photo_backgrounds_are_reproducible_frames_unlike_the_procedural_family(
 
 def test_every_listed_photo_loads_as_a_colour_image() -> None:
     for name in scenes.PHOTOS:
-        img = scenes._photo(name)
+        img = scenes.photo(name)
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.std() > 5, name
 
 

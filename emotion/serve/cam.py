@@ -349,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             f"smallest face to find, in frame pixels; default {photo.min_face}/haar {haar.min_face}",
         ),
         ("--scale-factor", float, None, f"haar only: its search's scale step (smaller = slower); {haar.scale_factor}"),
+        (
+            "--confirm-below",
+            float,
+            None,
+            "yunet only: a new face the scan scores below this is followed once a closer look confirms it "
+            f"(fewer false faces on textures; 0 = follow every face found); default {defaults.confirm_below}",
+        ),
     ):
         p.add_argument(flag, type=kind, default=default, help=text if default is None else f"{text}; default {default}")
     p.add_argument(
@@ -384,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--output is written with --headless (the window shows the video otherwise); add --headless")
     if args.scale_factor is not None and args.detector != "haar":
         p.error("--scale-factor sets the Haar cascade's search; add --detector haar, or leave it out")
+    if args.confirm_below is not None and args.detector == "haar":
+        p.error("--confirm-below weighs YuNet's scores (the cascade gives none); leave it out with --detector haar")
+    if args.confirm_below is not None and not 0 <= args.confirm_below <= 1:
+        p.error(f"--confirm-below {args.confirm_below}: give a score from 0 to 1")
     too_small = [
         args.scale_factor is not None and args.scale_factor <= 1,
         args.min_face is not None and args.min_face < 1,
@@ -411,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             video_scanner(args.detector, args.detect_width, args.min_face, args.scale_factor),
             scan_every=args.scan_every,
             track_every=args.track_every,
+            **({} if args.confirm_below is None else {"confirm_below": args.confirm_below}),
         )
         stats, mood = run(
             predictor,

@@ -164,14 +164,15 @@ class YuNetDetector:
             strong = found[found[:, 14] >= self.score_threshold]
             weak = found[found[:, 14] < self.score_threshold]
             weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
-            closer = [self._closer_look(small, row) for row in weak[: self.recheck]]
+            closer = [self.closer_look(small, row) for row in weak[: self.recheck]]
             found = _nms(np.concatenate([strong, *closer]), self.nms_threshold)
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
-    def _closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """The best confident detection of the face weakly detected as ``row``, searched in a window around it
-        enlarged to ``recheck_size`` and turned by each of ``recheck_rotations`` (``1×15``, or ``0×15``)."""
+    def closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The best detection scoring ``recheck_score`` of the face weakly detected as ``row`` (in ``image``'s
+        pixels), searched in a window around it enlarged to ``recheck_size`` and turned by each of
+        ``recheck_rotations`` (``1×15``, or ``0×15`` when none does)."""
         turns = self.rotations if self.recheck_rotations is None else self.recheck_rotations
         rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in turns])
         rows = rows[rows[:, 14] >= self.recheck_score]
@@ -315,6 +316,8 @@ def iou(a: np.ndarray | tuple[int, ...], b: np.ndarray | tuple[int, ...]) -> flo
 #: (``experiments/faces_in_the_field/``, "Telling faces from textures").
 SCORE_THRESHOLD = 0.75
 CLOSER_SCORE = 0.8
+#: A closer look's window is scaled so that the face is this wide (pixels).
+CLOSER_SIZE = 224
 #: A video scan's threshold: a scan has no closer looks (its frame budget), so a face it sees weakly must pass here;
 #: the cam's figures (``experiments/throughput/``) are measured with it.
 SCAN_SCORE_THRESHOLD = 0.45
@@ -326,24 +329,33 @@ CLOSER_TURNS = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)
 def photo_detector() -> YuNetDetector:
     """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces), keeping
     faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at again, closer
-    (the face 224 px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score :data:`CLOSER_SCORE`
-    there (small and tilted faces; settings chosen on training faces in scenes, ``experiments/faces_in_the_field/``)."""
+    (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score
+    :data:`CLOSER_SCORE` there (small and tilted faces; settings chosen on training faces in scenes,
+    ``experiments/faces_in_the_field/``)."""
     return YuNetDetector(
         score_threshold=SCORE_THRESHOLD,
         detect_width=640,
         rotations=TURNS,
         recheck=3,
-        recheck_size=224,
+        recheck_size=CLOSER_SIZE,
         recheck_score=CLOSER_SCORE,
         recheck_rotations=CLOSER_TURNS,
     )
 
 
 def stream_scanner() -> YuNetDetector:
-    """The video detector's whole-frame search: YuNet at 640-px width turned as the photo detector, without its
-    closer looks, which would cost a scan frame up to 21 more window searches (the webcam's frame budget), and so at
-    the lower :data:`SCAN_SCORE_THRESHOLD`; a face scored weakly is scanned again a few frames later."""
-    return YuNetDetector(score_threshold=SCAN_SCORE_THRESHOLD, detect_width=640, rotations=TURNS)
+    """The video detector's whole-frame search: YuNet at 640-px width turned as the photo detector, at the lower
+    :data:`SCAN_SCORE_THRESHOLD` and without closer looks of its own (up to 21 window searches would exceed a scan
+    frame's budget): :class:`VideoFaceDetector` gives a closer look, with the photo detector's settings, only to a
+    new face scanned weaker than :data:`SCORE_THRESHOLD`."""
+    return YuNetDetector(
+        score_threshold=SCAN_SCORE_THRESHOLD,
+        detect_width=640,
+        rotations=TURNS,
+        recheck_size=CLOSER_SIZE,
+        recheck_score=CLOSER_SCORE,
+        recheck_rotations=CLOSER_TURNS,
+    )
 
 
 def haar_scanner() -> FaceDetector:
@@ -368,6 +380,11 @@ class VideoFaceDetector:
     side; the scanner's ``refind``: YuNet turns the window so the face's eyes are level and gives fresh landmarks),
     every ``track_every`` frames. A face that is not re-found keeps its box for ``max_missed`` frames, then is
     dropped. Call once per frame, in order; :meth:`reset` before another stream.
+
+    Textures fool a scan more often than faces escape it: a new face that YuNet scans weaker than ``confirm_below``
+    is followed only if the scanner's closer look (:meth:`YuNetDetector.closer_look`) confirms it, and a place where
+    that look found no face is not looked at again for ``doubt_scans`` scans (the closer look costs ~10 window
+    searches' time once, not in every scan of a textured wall). ``confirm_below`` 0 follows every scanned face.
     """
 
     scanner: Detector = field(default_factory=stream_scanner)
@@ -375,6 +392,8 @@ class VideoFaceDetector:
     track_every: int = 1
     search: float = 0.5
     max_missed: int = 4
+    confirm_below: float = SCORE_THRESHOLD
+    doubt_scans: int = 6
 
     def __post_init__(self) -> None:
         if self.scan_every < 1 or self.track_every < 1:
@@ -385,12 +404,13 @@ class VideoFaceDetector:
         self.frame_index = 0
         self.scans = 0
         self.tracks: list[_Seen] = []
+        self.doubted: list[tuple[np.ndarray, int]] = []  # boxes a closer look found no face at, and their scan
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Boxes ``N×4`` (x, y, w, h) in frame pixels, largest first, and their landmarks (None with Haar)."""
         i, self.frame_index = self.frame_index, self.frame_index + 1
         if i % self.scan_every == 0:
-            self._merge(frame, *self._scan(frame))
+            self._merge(frame, self._scan(frame))
         elif i % self.track_every == 0:
             self._follow(frame, self.tracks)
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
@@ -403,12 +423,28 @@ class VideoFaceDetector:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.detect(frame)[0]
 
-    def _scan(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if isinstance(self.scanner, YuNetDetector) and len(self.scanner.rotations) > 1:
-            angle = self.scanner.rotations[self.scans % len(self.scanner.rotations)]
-            self.scans += 1
-            return self.scanner.detect(frame, (angle,))
-        return self.scanner.detect(frame)
+    def _scan(self, frame: np.ndarray) -> list[tuple[_Seen, np.ndarray | None]]:
+        """The whole frame's faces, largest first, each with its YuNet row (None with Haar: no scores)."""
+        self.scans += 1
+        if not isinstance(self.scanner, YuNetDetector):
+            return [(_Seen(box, None), None) for box in self.scanner.detect(frame)[0]]
+        turns = self.scanner.rotations
+        rows = self.scanner.rows(frame, (turns[(self.scans - 1) % len(turns)],) if len(turns) > 1 else None)
+        rows = rows[np.argsort(-rows[:, 2] * rows[:, 3], kind="stable")]
+        return [(_Seen(np.round(r[:4]).astype(np.int32), r[4:14].reshape(5, 2)), r) for r in rows]
+
+    def _confirmed(self, frame: np.ndarray, seen: _Seen, row: np.ndarray | None) -> _Seen | None:
+        """A new face as it will be followed: as scanned when it scored ``confirm_below`` (or the scanner gives no
+        scores), else as its closer look found it, or None (remembered as doubted) when that look found no face."""
+        if row is None or row[14] >= self.confirm_below:
+            return seen
+        if any(iou(box, seen.box) >= 0.3 for box, _ in self.doubted):
+            return None
+        closer = self.scanner.closer_look(_bgr(frame), row)
+        if len(closer) == 0:
+            self.doubted.append((seen.box, self.scans))
+            return None
+        return _Seen(np.round(closer[0, :4]).astype(np.int32), closer[0, 4:14].reshape(5, 2))
 
     def _follow(self, frame: np.ndarray, tracks: list[_Seen]) -> None:
         """Re-find each of ``tracks`` in its window; one not found ages by a frame."""
@@ -420,16 +456,18 @@ class VideoFaceDetector:
                 track.box, track.landmarks, track.missed = found[0], found[1], 0
         self._dedupe()
 
-    def _merge(self, frame: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> None:
+    def _merge(self, frame: np.ndarray, scanned: list[tuple[_Seen, np.ndarray | None]]) -> None:
         """Known faces are re-found in their windows as between scans (a tilted face keeps its turned window's
         landmarks; an upright scan's would undo its tilt); the scan's faces take the place of the tracks that were
-        not re-found and start new tracks where there were none."""
+        not re-found and start new tracks where there were none, once confirmed (:meth:`_confirmed`)."""
         self._follow(frame, self.tracks)
-        for k, box in enumerate(boxes):
-            seen = _Seen(box, None if landmarks is None else landmarks[k])
-            j = max(range(len(self.tracks)), key=lambda t: iou(self.tracks[t].box, box), default=None)
-            if j is None or iou(self.tracks[j].box, box) <= 0.2:
-                self.tracks.append(seen)
+        self.doubted = [(box, scan) for box, scan in self.doubted if self.scans - scan < self.doubt_scans]
+        for seen, row in scanned:
+            j = max(range(len(self.tracks)), key=lambda t: iou(self.tracks[t].box, seen.box), default=None)
+            if j is None or iou(self.tracks[j].box, seen.box) <= 0.2:
+                confirmed = self._confirmed(frame, seen, row)
+                if confirmed is not None:
+                    self.tracks.append(confirmed)
             elif self.tracks[j].missed:
                 self.tracks[j] = seen
         self._dedupe()

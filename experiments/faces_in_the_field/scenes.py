@@ -71,7 +71,7 @@ def background(rng: np.random.Generator, family: str = "procedural") -> np.ndarr
 
 
 @cache
-def _photo(name: str) -> np.ndarray:
+def photo(name: str) -> np.ndarray:
     from skimage import data  # a dev dependency: the benchmark's second background family
 
     img = np.asarray(getattr(data, name)())  # uint8, every one of PHOTOS (tests/test_scenes.py)
@@ -82,7 +82,7 @@ def _photo(name: str) -> np.ndarray:
 
 def photo_background(rng: np.random.Generator) -> np.ndarray:
     """A random part of one of :data:`PHOTOS`, scaled to cover 640x480 at 1-2x, maybe mirrored."""
-    img = _photo(PHOTOS[int(rng.integers(len(PHOTOS)))])
+    img = photo(PHOTOS[int(rng.integers(len(PHOTOS)))])
     h, w = img.shape[:2]
     zoom = max(W / w, H / h) * float(rng.uniform(1.0, 2.0))
     big = cv2.resize(img, (max(W, round(w * zoom)), max(H, round(h * zoom))), interpolation=cv2.INTER_LINEAR)

@@ -1,5 +1,6 @@
 """Throughput benchmark: training images/s vs a naive pipeline and the hardware bound, data start-up, peak RSS,
-inference latency per face (eager / TorchScript / ONNX Runtime) and webcam-pipeline frames/s.
+inference latency per face (eager / TorchScript / ONNX Runtime), webcam-pipeline frames/s and its false faces on
+textured backgrounds (photographs).
 
     python experiments/throughput/bench.py --data ../shared/data/fer2013 --out experiments/throughput/results.json
 
@@ -294,36 +295,59 @@ FACE_SIZES = (
 TILTED = ((100, 30), (240, 30))
 
 
-def face_video(path: Path, frames: int, face_width: int, tilt: float = 0.0) -> np.ndarray:
-    """A 640×480 MJPG video of the astronaut's face ``face_width`` px wide (the Haar box), tilted by ``tilt``
-    degrees, swaying ±60 px over a textured background (skimage's coffee photo); returns each frame's true face box
-    (``frames×4``, x y w h)."""
+def face_video(
+    path: Path,
+    frames: int,
+    face_width: int,
+    tilt: float = 0.0,
+    background: np.ndarray | None = None,
+    noise: float = 0.0,
+    head_only: bool = False,
+) -> np.ndarray:
+    """A 640×480 MJPG video of the astronaut's face ``face_width`` px wide (the Haar box; 0: no face), tilted by
+    ``tilt`` degrees, swaying ±60 px over ``background`` (default: skimage's coffee photo), with the camera's noise of
+    ``noise`` grey levels drawn afresh in every frame; returns each frame's true face box (``frames×4``, x y w h;
+    all zero without a face). The whole photograph is pasted (it covers most of the frame at larger faces), or with
+    ``head_only`` an ellipse around the head, feathered, so that the background stays in view around the face."""
     import cv2
     from skimage import data as skdata
 
     from emotion.serve.faces import FaceDetector
 
+    if background is None:
+        background = cv2.resize(cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR), (640, 480))
     photo = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
     x, y, w, h = FaceDetector(detect_width=0)(photo)[0]
-    scale = face_width / w
+    scale = max(face_width, 1) / w
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     if tilt:
         turn = cv2.getRotationMatrix2D(((x + w / 2) * scale, (y + h / 2) * scale), tilt, 1.0)
         photo = cv2.warpAffine(photo, turn, photo.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
-    background = cv2.resize(cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR), (640, 480))
+    alpha = np.ones(photo.shape[:2] + (1,), np.float32)
+    if head_only:  # the head and a little around it: an ellipse 1.6 × 2 face widths, feathered
+        alpha[:] = 0
+        centre = (round((x + w / 2) * scale), round((y + h / 2) * scale))
+        cv2.ellipse(alpha, centre, (round(0.8 * face_width), face_width), 0, 0, 360, 1.0, -1)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), 0.08 * face_width + 1)[..., None]
+    rng = np.random.default_rng(0)
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
-    truth = []
+    truth = np.zeros((frames, 4), np.int32)
     for i in range(frames):
-        cx, cy = 320 + int(60 * np.sin(i / 10)), 240
-        ox, oy = int(cx - (x + w / 2) * scale), int(cy - (y + h / 2) * scale)
-        x0, y0 = max(0, ox), max(0, oy)
-        x1, y1 = min(640, ox + photo.shape[1]), min(480, oy + photo.shape[0])
         frame = background.copy()
-        frame[y0:y1, x0:x1] = photo[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        if face_width:
+            cx, cy = 320 + int(60 * np.sin(i / 10)), 240
+            ox, oy = int(cx - (x + w / 2) * scale), int(cy - (y + h / 2) * scale)
+            x0, y0 = max(0, ox), max(0, oy)
+            x1, y1 = min(640, ox + photo.shape[1]), min(480, oy + photo.shape[0])
+            a = alpha[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            pasted = a * photo[y0 - oy : y1 - oy, x0 - ox : x1 - ox] + (1 - a) * frame[y0:y1, x0:x1]
+            frame[y0:y1, x0:x1] = np.round(pasted).astype(np.uint8)
+            truth[i] = (cx - face_width // 2, cy - face_width // 2, face_width, face_width)
+        if noise:
+            frame = np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).astype(np.uint8)
         vw.write(frame)
-        truth.append((cx - face_width // 2, cy - face_width // 2, face_width, face_width))
     vw.release()
-    return np.array(truth)
+    return truth
 
 
 class SeedDetector:
@@ -374,6 +398,61 @@ def webcam_fps(frames: int, model: str) -> dict[str, Any]:
     return out
 
 
+#: the face of the webcam rows on photographs (a face seen from about 1.5 m)
+TEXTURE_FACE = 120
+
+
+def webcam_textures(
+    frames: int, model: str, photos: tuple[str, ...] | None = None, confirm_below: float | None = None
+) -> dict[str, Any]:
+    """The cam pipeline (default detector) over each of the faces-in-the-field benchmark's photographs (textures,
+    objects, a cat, text, a star field; no people) as the whole background, with the camera's noise (σ = 3) in
+    every frame, once without a face and once with a :data:`TEXTURE_FACE`-px face swaying over it: per photograph,
+    frames with a false box (a face shown where there is none), the share of frames whose face was found, FPS.
+    ``confirm_below`` replaces the video detector's own (``python -m emotion.cam --confirm-below``)."""
+    import cv2
+
+    from emotion.serve.cam import run
+    from emotion.serve.faces import VideoFaceDetector, iou
+    from emotion.serve.predictor import Predictor
+
+    sys.path.insert(0, str(ROOT / "experiments" / "faces_in_the_field"))
+    import scenes
+
+    predictor = Predictor.from_pretrained(model, detector=None)
+    settings = {} if confirm_below is None else {"confirm_below": confirm_below}
+    out: dict[str, Any] = {"face": TEXTURE_FACE, "frames": frames, "photos": {}, "detector": settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in photos or scenes.PHOTOS:
+            background = cv2.resize(scenes.photo(name), (640, 480), interpolation=cv2.INTER_AREA)
+            row: dict[str, float] = {}
+            for label, width in (("empty", 0), ("face", TEXTURE_FACE)):
+                video = Path(tmp) / f"{name}-{label}.avi"
+                truth = face_video(video, frames, width, background=background, noise=3.0, head_only=True)
+                false = np.zeros(frames, bool)
+                found = np.zeros(frames, bool)
+
+                def score(i: int, faces: list, false=false, found=found, truth=truth) -> None:
+                    overlaps = [iou(f.box, truth[i]) >= 0.3 for f in faces]
+                    found[i], false[i] = any(overlaps), not all(overlaps)
+
+                detector = VideoFaceDetector(**settings)
+                stats, _ = run(predictor, str(video), headless=True, detector=detector, on_frame=score)
+                row[f"{label}_false"] = float(false.mean())
+                row[f"{label}_fps"] = stats.fps
+                row[f"{label}_seconds"] = stats.seconds
+                if width:
+                    row["found"] = float(found.mean())
+            out["photos"][name] = row
+    rows = out["photos"].values()
+    out["empty_false"] = float(np.mean([r["empty_false"] for r in rows]))
+    out["face_false"] = float(np.mean([r["face_false"] for r in rows]))
+    out["found"] = float(np.mean([r["found"] for r in rows]))
+    for label in ("empty", "face"):  # over all frames: a 90-frame video's own FPS moves with its start
+        out[f"{label}_fps"] = len(out["photos"]) * frames / sum(r[f"{label}_seconds"] for r in rows)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -382,12 +461,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny runs: check that every row works")
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     p.add_argument(
-        "--only", choices=["training", "data", "inference", "webcam", "startup"], help="run one group of rows"
+        "--only",
+        choices=["training", "data", "inference", "webcam", "textures", "startup"],
+        help="run one group of rows",
     )
     p.add_argument(
         "--model",
         default=BENCH_MODEL,
         help=f"shipped model for the inference and webcam rows (default {BENCH_MODEL}; e.g. emotion_vgg)",
+    )
+    p.add_argument(
+        "--confirm-below",
+        type=float,
+        help="textures rows: the cam's --confirm-below (default: the cam's own; 0 = no closer looks at new faces)",
     )
     args = p.parse_args(argv)
 
@@ -440,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         res["inference"] = inference_ms_per_face(root, reps, iters, args.model)
     if wanted("webcam"):
         res["webcam"] = webcam_fps(frames, args.model)
+    if wanted("textures"):
+        photos = ("text", "chelsea") if args.quick else None
+        res["textures"] = webcam_textures(3 * frames // 5, args.model, photos, args.confirm_below)
     if wanted("startup"):
         res["startup"] = startup_seconds(reps)
     print_rows(res)
@@ -497,11 +586,27 @@ def print_rows(res: dict[str, Any]) -> None:
                 f"{cam['ours_min_fps']:.1f} / {cam['ours_min_found']:.0%}",
             )
         )
+    if "textures" in res:
+        tex = res["textures"]
+        for name, r in tex["photos"].items():
+            rows.append(
+                (
+                    f"webcam on photograph {name}: frames with a false box, no face / {tex['face']}-px face; found",
+                    f"{r['empty_false']:.0%} / {r['face_false']:.0%}; {r['found']:.0%}",
+                )
+            )
+        rows.append(
+            (
+                f"webcam on {len(tex['photos'])} photographs: false-box frames, no face / face; found; FPS",
+                f"{tex['empty_false']:.1%} / {tex['face_false']:.1%}; {tex['found']:.1%}; "
+                f"{tex['empty_fps']:.1f} / {tex['face_fps']:.1f}",
+            )
+        )
     for name, seconds in res.get("startup", {}).items():
         rows.append((f"start-up: python -m {name} (s)", f"{seconds:.2f}"))
     width = max(len(r[0]) for r in rows)
     m = res["machine"]
-    model = f", inference/webcam model {res['model']}" if {"inference", "webcam"} & res.keys() else ""
+    model = f", inference/webcam model {res['model']}" if {"inference", "webcam", "textures"} & res.keys() else ""
     print(f"\nthroughput ({m['cores']} cores, torch {m['torch']}, medians of {res['reps']}{model})")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
