@@ -407,3 +407,13 @@ def test_the_cams_confirm_below_reaches_its_detector_and_is_checked(capsys, monk
         with pytest.raises(SystemExit) as exc:
             cam_main(["--headless", *args])
         assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_frame_smaller_than_yunets_smallest_face_is_not_searched():
+    """A 1-pixel image was, now and then, given a face (YuNet's answers on inputs under its smallest anchor vary)."""
+    detector = YuNetDetector()
+    asked = []
+    detector._rows = lambda net, image, turn: asked.append(image.shape) or np.array([_row(0, 0, 9, 0.9)])
+    for shape in ((1, 1, 3), (9, 300, 3), (300, 9, 3), (3, 1200, 3)):  # the last is 640 px wide searched: 1 px high
+        assert len(detector.rows(np.full(shape, 200, np.uint8))) == 0 and asked == [], shape
+    assert len(detector.rows(np.full((10, 10, 3), 200, np.uint8))) == 1 and asked == [(10, 10, 3)]

@@ -158,6 +158,8 @@ class YuNetDetector:
         frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+        if min(small.shape[:2]) < _SMALLEST_FACE:  # no face fits (YuNet's answers on such inputs vary from run to run)
+            return _NO_ROWS.copy()
         turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
         if self.recheck:
@@ -258,6 +260,7 @@ class YuNetDetector:
 
 
 _NO_ROWS = np.zeros((0, 15), np.float32)
+_SMALLEST_FACE = 10  # pixels: YuNet's smallest anchor
 _MAX_ZOOM = 5.0  # the most a closer look enlarges a weak detection (more finds faces in noise)
 
 
