@@ -158,7 +158,7 @@ class YuNetDetector:
         frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        if min(small.shape[:2]) < _SMALLEST_FACE:  # no face fits (YuNet's answers on such inputs vary from run to run)
+        if min(small.shape[:2]) < _SMALLEST_FACE:  # no face fits (a 1-px image was now and then given one)
             return _NO_ROWS.copy()
         turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
@@ -384,10 +384,11 @@ class VideoFaceDetector:
     every ``track_every`` frames. A face that is not re-found keeps its box for ``max_missed`` frames, then is
     dropped. Call once per frame, in order; :meth:`reset` before another stream.
 
-    Textures fool a scan more often than faces escape it: a new face that YuNet scans weaker than ``confirm_below``
-    is followed only if the scanner's closer look (:meth:`YuNetDetector.closer_look`) confirms it, and a place where
-    that look found no face is not looked at again for ``doubt_scans`` scans (the closer look costs ~10 window
-    searches' time once, not in every scan of a textured wall). ``confirm_below`` 0 follows every scanned face.
+    A scan keeps faces from the scanner's low threshold, which real textures pass too: a new face scanned weaker
+    than ``confirm_below`` is followed only if the scanner's closer look (:meth:`YuNetDetector.closer_look`, seven
+    turned windows) confirms it, and a place where that look found no face is not looked at again for
+    ``doubt_scans`` scans (a textured wall costs one closer look now and then, not one per scan). ``confirm_below``
+    0 follows every scanned face.
     """
 
     scanner: Detector = field(default_factory=stream_scanner)
