@@ -336,8 +336,11 @@ def test_the_photo_detector_keeps_no_face_on_textures_the_looser_threshold_took_
     detector keeps a detection under its threshold only when a closer look is confident (faces_in_the_field)."""
     skimage_data = pytest.importorskip("skimage.data")
     frame = cv2.resize(cv2.cvtColor(getattr(skimage_data, name)(), cv2.COLOR_RGB2BGR), (640, 480))
-    loose = replace(photo_detector(), score_threshold=0.45, recheck_score=0.7, recheck_size=160, recheck_rotations=None)
+    loose = replace(
+        photo_detector(), score_threshold=0.45, recheck_score=0.7, recheck_size=160, recheck_rotations=None, check=0.0
+    )
     assert len(loose(frame)) >= 1  # what this guards against: the detector shipped until 2026-12-04 saw a face here
+    assert len(replace(photo_detector(), check=0.0)(frame)) == 0  # the closer looks alone (no face check)
     assert len(photo_detector()(frame)) == 0
 
 
@@ -345,25 +348,30 @@ def test_the_photo_detector_keeps_no_face_on_textures_the_looser_threshold_took_
 BLANK = np.zeros((480, 640, 3), np.uint8)
 
 
+def unchecked() -> YuNetDetector:
+    """The cam's scanner without the face check (scripted rows have no face to check: tests/test_face_check.py)."""
+    return replace(stream_scanner(), check=0.0)
+
+
 def test_a_new_face_the_cams_scan_sees_weakly_is_followed_only_once_a_closer_look_confirms_it():
     weak = _row(200, 150, 80, 0.5)  # above the scan's threshold, below confirm_below
-    confirmed = stream_scanner()
+    confirmed = unchecked()
     _Scripted(confirmed, [weak], lambda box: [_row(box[0] + 3, box[1] + 2, 78, 0.85)])
     assert VideoFaceDetector(confirmed).detect(BLANK)[0].tolist() == [[203, 152, 78, 78]]  # as the closer look saw it
 
-    doubted = stream_scanner()
+    doubted = unchecked()
     looks = _Scripted(doubted, [weak], lambda box: [_row(box[0], box[1], 80, 0.6)])
     assert len(VideoFaceDetector(doubted)(BLANK)) == 0
     assert looks.angles == list(CLOSER_TURNS)  # one closer look, the photo detector's turns
 
-    for scanner, settings in ((stream_scanner(), {}), (stream_scanner(), {"confirm_below": 0.0})):
+    for scanner, settings in ((unchecked(), {}), (unchecked(), {"confirm_below": 0.0})):
         row = _row(200, 150, 80, 0.9 if not settings else 0.5)
         looks = _Scripted(scanner, [row], lambda box: [])
         assert len(VideoFaceDetector(scanner, **settings)(BLANK)) == 1 and looks.looked == []  # no look needed
 
 
 def test_a_place_a_closer_look_found_no_face_at_is_looked_at_again_only_after_doubt_scans_scans():
-    scanner = stream_scanner()
+    scanner = unchecked()
     looks = _Scripted(scanner, [_row(200, 150, 80, 0.5)], lambda box: [])
     detector = VideoFaceDetector(scanner, scan_every=1, doubt_scans=3)
     assert [len(detector(BLANK)) for _ in range(7)] == [0] * 7
@@ -389,7 +397,8 @@ def test_the_cam_follows_no_face_on_textures_its_scans_take_for_one(name):
     def frames_with_a_face(detector: VideoFaceDetector) -> int:
         return sum(len(detector(f)) > 0 for f in frames)
 
-    assert frames_with_a_face(VideoFaceDetector(scan_every=1, confirm_below=0.0)) >= 3  # what this guards against
+    assert frames_with_a_face(VideoFaceDetector(unchecked(), scan_every=1, confirm_below=0.0)) >= 3  # guarded against
+    assert frames_with_a_face(VideoFaceDetector(unchecked(), scan_every=1)) == 0  # the closer look alone
     assert frames_with_a_face(VideoFaceDetector(scan_every=1)) == 0
 
 

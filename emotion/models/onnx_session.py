@@ -10,8 +10,9 @@ from typing import Any
 from emotion.errors import ModelFileError
 
 
-def open_onnx(path: str | Path, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """``(session, spec)`` of an ``.onnx`` export; ModelFileError for a damaged file or one without our metadata."""
+def open_onnx(path: str | Path, threads: int | None = None, key: str = "emotion_spec") -> tuple[Any, dict[str, Any]]:
+    """``(session, spec)`` of an ``.onnx`` export whose spec is the JSON metadata ``key`` (an emotion model's, or
+    ``face_check_spec`` for the face check); ModelFileError for a damaged file or one without that metadata."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -22,6 +23,7 @@ def open_onnx(path: str | Path, threads: int | None = None) -> tuple[Any, dict[s
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelFileError(f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
     meta = session.get_modelmeta().custom_metadata_map
-    if "emotion_spec" not in meta:
-        raise ModelFileError(f"{path} has no 'emotion_spec' metadata: export it with python -m emotion.export")
-    return session, json.loads(meta["emotion_spec"])
+    if key not in meta:
+        how = "python -m emotion.export" if key == "emotion_spec" else "the script that trained it"
+        raise ModelFileError(f"{path} has no {key!r} metadata: export it with {how}")
+    return session, json.loads(meta[key])

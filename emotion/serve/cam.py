@@ -25,6 +25,7 @@ import numpy as np
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.errors import UserError, report
 from emotion.serve.faces import (
+    CHECK_SCORE,
     FaceDetector,
     StreamDetector,
     VideoFaceDetector,
@@ -310,11 +311,15 @@ def _writer(output: Path, shape: tuple[int, ...]):
 
 
 def video_scanner(
-    kind: str, detect_width: int | None, min_face: int | None, scale_factor: float | None
+    kind: str,
+    detect_width: int | None,
+    min_face: int | None,
+    scale_factor: float | None,
+    face_check: float | None = None,
 ) -> FaceDetector | YuNetDetector:
     """The whole-frame search of the cam: ``yunet`` (photo settings) or ``haar``, with the flags that were given."""
     base = haar_scanner() if kind == "haar" else stream_scanner()
-    given = {"detect_width": detect_width, "min_face": min_face, "scale_factor": scale_factor}
+    given = {"detect_width": detect_width, "min_face": min_face, "scale_factor": scale_factor, "check": face_check}
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -356,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
             "yunet only: a new face the scan scores below this is followed once a closer look confirms it "
             f"(fewer false faces on textures; 0 = follow every face found); default {defaults.confirm_below}",
         ),
+        (
+            "--face-check",
+            float,
+            None,
+            "yunet only: the P(face) a face needs from the face check, which turns away textures YuNet takes for "
+            f"faces (0 = no check); default {CHECK_SCORE}",
+        ),
     ):
         p.add_argument(flag, type=kind, default=default, help=text if default is None else f"{text}; default {default}")
     p.add_argument(
@@ -395,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--confirm-below weighs YuNet's scores (the cascade gives none); leave it out with --detector haar")
     if args.confirm_below is not None and not 0 <= args.confirm_below <= 1:
         p.error(f"--confirm-below {args.confirm_below}: give a score from 0 to 1")
+    if args.face_check is not None and args.detector == "haar":
+        p.error("--face-check checks YuNet's faces; leave it out with --detector haar")
+    if args.face_check is not None and not 0 <= args.face_check < 1:
+        p.error(f"--face-check {args.face_check}: give a P(face) from 0 (no check) to under 1")
     too_small = [
         args.scale_factor is not None and args.scale_factor <= 1,
         args.min_face is not None and args.min_face < 1,
@@ -419,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = load_predictor(args.model, False)
         table = FrameTable(predictor.class_names, source_fps(args.source)) if args.table or args.plot else None
         detector = VideoFaceDetector(
-            video_scanner(args.detector, args.detect_width, args.min_face, args.scale_factor),
+            video_scanner(args.detector, args.detect_width, args.min_face, args.scale_factor, args.face_check),
             scan_every=args.scan_every,
             track_every=args.track_every,
             **({} if args.confirm_below is None else {"confirm_below": args.confirm_below}),

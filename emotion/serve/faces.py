@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from emotion.data.sources import to_gray_square
+from emotion.serve.face_check import FaceCheck
 
 CASCADE = "haarcascade_frontalface_default.xml"
 YUNET = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_2023mar.onnx"
@@ -111,7 +112,8 @@ class YuNetDetector:
     ``score_threshold`` are searched again in a window around them, enlarged so that the face is ``recheck_size`` px
     wide (at most 5x: a tinier box is no face worth a closer look) and turned by each of ``recheck_rotations``
     (default: ``rotations``); a face scoring ``recheck_score`` there is kept. Weak detections centred inside a
-    confident one are parts of a face already found and are not looked at."""
+    confident one are parts of a face already found and are not looked at. With ``check`` > 0, a detection is
+    kept only if the face check (:class:`~emotion.serve.face_check.FaceCheck`) gives its aligned crop that P(face)."""
 
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
@@ -124,6 +126,7 @@ class YuNetDetector:
     recheck_size: int = 160  # face width in the closer look's window, pixels
     recheck_score: float = 0.7  # the score a face needs in the closer look
     recheck_rotations: tuple[float, ...] | None = None  # the closer look's turns (None: ``rotations``)
+    check: float = 0.0  # P(face) the face check must give a detection's aligned crop (0: no check)
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
@@ -133,6 +136,9 @@ class YuNetDetector:
                 f"recheck_from={self.recheck_from}, score_threshold={self.score_threshold} and recheck_score="
                 f"{self.recheck_score} must rise in that order (from above 0): a closer look is for weak detections"
             )
+        if not 0 <= self.check < 1:
+            raise ValueError(f"check={self.check}: give the P(face) a detection needs, from 0 (no check) to under 1")
+        self._face_check = FaceCheck() if self.check else None
         floor = self.recheck_from if self.recheck else self.score_threshold
         self.net = self._net(floor)
         self._window_net = self._net(self.score_threshold)  # a second net for windows: resizing an input costs ~1 ms
@@ -168,8 +174,17 @@ class YuNetDetector:
             weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
             closer = [self.closer_look(small, row) for row in weak[: self.recheck]]
             found = _nms(np.concatenate([strong, *closer]), self.nms_threshold)
+        if self._face_check is not None and len(found):
+            found = found[self.is_face(small, found)]
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
+
+    def is_face(self, image: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (in ``image``'s pixels) the face check takes for faces (all, without a check)."""
+        if self._face_check is None:
+            return np.ones(len(rows), bool)
+        crops = np.stack([aligned_crop(image, row[4:14].reshape(5, 2)) for row in rows]) if len(rows) else _none(48)
+        return self._face_check(crops) >= self.check
 
     def closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The best detection scoring ``recheck_score`` of the face weakly detected as ``row`` (in ``image``'s
@@ -324,6 +339,10 @@ CLOSER_SIZE = 224
 #: A video scan's threshold: a scan has no closer looks (its frame budget), so a face it sees weakly must pass here;
 #: the cam's figures (``experiments/throughput/``) are measured with it.
 SCAN_SCORE_THRESHOLD = 0.45
+#: The P(face) the face check (:mod:`emotion.serve.face_check`) must give a detection's aligned crop, in photos and
+#: in the cam's scans: it turns away textures YuNet scores as faces (a page of text at 0.77-0.80); chosen on training
+#: faces in scenes (``experiments/faces_in_the_field/``, "A face check of its own").
+CHECK_SCORE = 0.5
 #: The photo detector's whole-frame turns, and the closer look's (tilted faces score higher turned nearer upright).
 TURNS = (0.0, -30.0, 30.0)
 CLOSER_TURNS = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)
@@ -333,8 +352,8 @@ def photo_detector() -> YuNetDetector:
     """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces), keeping
     faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at again, closer
     (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score
-    :data:`CLOSER_SCORE` there (small and tilted faces; settings chosen on training faces in scenes,
-    ``experiments/faces_in_the_field/``)."""
+    :data:`CLOSER_SCORE` there (small and tilted faces); every face kept must pass the face check
+    (:data:`CHECK_SCORE`). Settings chosen on training faces in scenes (``experiments/faces_in_the_field/``)."""
     return YuNetDetector(
         score_threshold=SCORE_THRESHOLD,
         detect_width=640,
@@ -343,6 +362,7 @@ def photo_detector() -> YuNetDetector:
         recheck_size=CLOSER_SIZE,
         recheck_score=CLOSER_SCORE,
         recheck_rotations=CLOSER_TURNS,
+        check=CHECK_SCORE,
     )
 
 
@@ -358,6 +378,7 @@ def stream_scanner() -> YuNetDetector:
         recheck_size=CLOSER_SIZE,
         recheck_score=CLOSER_SCORE,
         recheck_rotations=CLOSER_TURNS,
+        check=CHECK_SCORE,
     )
 
 
@@ -439,13 +460,15 @@ class VideoFaceDetector:
 
     def _confirmed(self, frame: np.ndarray, seen: _Seen, row: np.ndarray | None) -> _Seen | None:
         """A new face as it will be followed: as scanned when it scored ``confirm_below`` (or the scanner gives no
-        scores), else as its closer look found it, or None (remembered as doubted) when that look found no face."""
+        scores), else as its closer look found it, or None (remembered as doubted) when that look found no face
+        (or one the scanner's face check turns away)."""
         if row is None or row[14] >= self.confirm_below:
             return seen
         if any(iou(box, seen.box) >= 0.3 for box, _ in self.doubted):
             return None
-        closer = self.scanner.closer_look(_bgr(frame), row)
-        if len(closer) == 0:
+        image = _bgr(frame)
+        closer = self.scanner.closer_look(image, row)
+        if len(closer) == 0 or not self.scanner.is_face(image, closer)[0]:
             self.doubted.append((seen.box, self.scans))
             return None
         return _Seen(np.round(closer[0, :4]).astype(np.int32), closer[0, 4:14].reshape(5, 2))

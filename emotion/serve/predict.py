@@ -21,7 +21,7 @@ from rich.table import Table
 from emotion.atomic import writable_folder
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
-from emotion.serve.faces import Detector, FaceDetector, photo_detector
+from emotion.serve.faces import CHECK_SCORE, Detector, FaceDetector, photo_detector
 from emotion.serve.images import read_image
 from emotion.serve.predictor import Predictor
 
@@ -37,13 +37,22 @@ def iter_images(paths: list[str]) -> list[Path]:
 
 
 def load_predictor(
-    model: str | None, detect: bool, tta: str = "none", detector: str = "yunet", min_face: int = 24
+    model: str | None,
+    detect: bool,
+    tta: str = "none",
+    detector: str = "yunet",
+    min_face: int = 24,
+    face_check: float | None = None,
 ) -> Predictor:
     """``detector``: ``yunet`` (finds tilted faces; crops aligned as FER2013 frames its faces) or ``haar``;
-    ``min_face``: the smallest face to report, in pixels (Haar: of its downscaled search image)."""
+    ``min_face``: the smallest face to report, in pixels (Haar: of its downscaled search image); ``face_check``:
+    the P(face) YuNet's faces need from the face check (None: the default, 0: no check)."""
     found: Detector | None = None
-    if detect:
-        found = FaceDetector(min_size=min_face) if detector == "haar" else replace(photo_detector(), min_face=min_face)
+    if detect and detector == "haar":
+        found = FaceDetector(min_size=min_face)
+    elif detect:
+        check = {} if face_check is None else {"check": face_check}
+        found = replace(photo_detector(), min_face=min_face, **check)
     # a model file, or the name of a shipped model (emotion/weights/models.json); none: the default one
     return Predictor.from_pretrained(model or "default", detector=found, tta=tta)
 
@@ -138,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--min-face", type=int, default=24, help="smallest face in pixels (default 24)")
     p.add_argument(
+        "--face-check",
+        type=float,
+        help=f"yunet only: the P(face) a face needs from the face check, which turns away textures YuNet takes for "
+        f"faces (0 = no check); default {CHECK_SCORE}",
+    )
+    p.add_argument(
         "--tta",
         choices=TTA_MODES,
         default="none",
@@ -145,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         "PublicTest numbers in emotion/weights/models.json); default none",
     )
     args = p.parse_args(argv)
+    if args.face_check is not None and args.detector == "haar":
+        p.error("--face-check checks YuNet's faces; leave it out with --detector haar")
+    if args.face_check is not None and not 0 <= args.face_check < 1:
+        p.error(f"--face-check {args.face_check}: give a P(face) from 0 (no check) to under 1")
 
     from emotion.errors import ModelFileError, file_system_message, report
 
@@ -154,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             return report(f"--annotate {file_system_message(exc, '--annotate DIR') or exc}")
     try:
-        predictor = load_predictor(args.model, not args.no_detect, args.tta, args.detector, args.min_face)
+        predictor = load_predictor(
+            args.model, not args.no_detect, args.tta, args.detector, args.min_face, args.face_check
+        )
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
         return report(exc)
     files = iter_images(args.paths)

@@ -58,7 +58,7 @@ def which(faces: list[dict], box: np.ndarray) -> int:
 
 def collect(images: np.ndarray, labels: np.ndarray, seeds: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Detections (:data:`COLUMNS` and the looks) and frames (frame id, background family index, number of faces)."""
-    det = replace(photo_detector(), score_threshold=FLOOR, recheck=0)
+    det = replace(photo_detector(), score_threshold=FLOOR, recheck=0, check=0.0)  # every candidate, unchecked
     looks = list(itertools.product(LOOK_SIZES, LOOK_ANGLES))
     out, frames = [], []
     for family_id, family in enumerate(BACKGROUNDS):

@@ -80,9 +80,13 @@ def photo(name: str) -> np.ndarray:
     return cv2.cvtColor(img[..., :3], cv2.COLOR_RGB2BGR)
 
 
-def photo_background(rng: np.random.Generator) -> np.ndarray:
-    """A random part of one of :data:`PHOTOS`, scaled to cover 640x480 at 1-2x, maybe mirrored."""
-    img = photo(PHOTOS[int(rng.integers(len(PHOTOS)))])
+def photo_background(rng: np.random.Generator, name: str | None = None) -> np.ndarray:
+    """A random part of one of :data:`PHOTOS` (or of ``name``), scaled to cover 640x480 at 1-2x, maybe mirrored."""
+    return cover(photo(PHOTOS[int(rng.integers(len(PHOTOS)))] if name is None else name), rng)
+
+
+def cover(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random 640x480 part of ``img`` scaled to cover the frame at 1-2x, maybe mirrored."""
     h, w = img.shape[:2]
     zoom = max(W / w, H / h) * float(rng.uniform(1.0, 2.0))
     big = cv2.resize(img, (max(W, round(w * zoom)), max(H, round(h * zoom))), interpolation=cv2.INTER_LINEAR)

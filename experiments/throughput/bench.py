@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -403,17 +404,22 @@ TEXTURE_FACE = 120
 
 
 def webcam_textures(
-    frames: int, model: str, photos: tuple[str, ...] | None = None, confirm_below: float | None = None
+    frames: int,
+    model: str,
+    photos: tuple[str, ...] | None = None,
+    confirm_below: float | None = None,
+    face_check: float | None = None,
 ) -> dict[str, Any]:
     """The cam pipeline (default detector) over each of the faces-in-the-field benchmark's photographs (textures,
     objects, a cat, text, a star field; no people) as the whole background, with the camera's noise (σ = 3) in
     every frame, once without a face and once with a :data:`TEXTURE_FACE`-px face swaying over it: per photograph,
     frames with a false box (a face shown where there is none), the share of frames whose face was found, FPS.
-    ``confirm_below`` replaces the video detector's own (``python -m emotion.cam --confirm-below``)."""
+    ``confirm_below`` and ``face_check`` replace the video detector's own (``python -m emotion.cam
+    --confirm-below``, ``--face-check``)."""
     import cv2
 
     from emotion.serve.cam import run
-    from emotion.serve.faces import VideoFaceDetector, iou
+    from emotion.serve.faces import VideoFaceDetector, iou, stream_scanner
     from emotion.serve.predictor import Predictor
 
     sys.path.insert(0, str(ROOT / "experiments" / "faces_in_the_field"))
@@ -421,7 +427,13 @@ def webcam_textures(
 
     predictor = Predictor.from_pretrained(model, detector=None)
     settings = {} if confirm_below is None else {"confirm_below": confirm_below}
-    out: dict[str, Any] = {"face": TEXTURE_FACE, "frames": frames, "photos": {}, "detector": settings}
+    scanner = stream_scanner() if face_check is None else replace(stream_scanner(), check=face_check)
+    out: dict[str, Any] = {
+        "face": TEXTURE_FACE,
+        "frames": frames,
+        "photos": {},
+        "detector": {**settings, "face_check": scanner.check},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in photos or scenes.PHOTOS:
             background = cv2.resize(scenes.photo(name), (640, 480), interpolation=cv2.INTER_AREA)
@@ -436,7 +448,7 @@ def webcam_textures(
                     overlaps = [iou(f.box, truth[i]) >= 0.3 for f in faces]
                     found[i], false[i] = any(overlaps), not all(overlaps)
 
-                detector = VideoFaceDetector(**settings)
+                detector = VideoFaceDetector(scanner, **settings)
                 stats, _ = run(predictor, str(video), headless=True, detector=detector, on_frame=score)
                 row[f"{label}_false"] = float(false.mean())
                 row[f"{label}_fps"] = stats.fps
@@ -474,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
         "--confirm-below",
         type=float,
         help="textures rows: the cam's --confirm-below (default: the cam's own; 0 = no closer looks at new faces)",
+    )
+    p.add_argument(
+        "--face-check",
+        type=float,
+        help="textures rows: the cam's --face-check (default: the cam's own; 0 = no face check)",
     )
     args = p.parse_args(argv)
 
@@ -528,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         res["webcam"] = webcam_fps(frames, args.model)
     if wanted("textures"):
         photos = ("text", "chelsea") if args.quick else None
-        res["textures"] = webcam_textures(3 * frames // 5, args.model, photos, args.confirm_below)
+        res["textures"] = webcam_textures(3 * frames // 5, args.model, photos, args.confirm_below, args.face_check)
     if wanted("startup"):
         res["startup"] = startup_seconds(reps)
     print_rows(res)
