@@ -157,3 +157,20 @@ def test_predicts_face_check_flag_reaches_its_detector_and_is_checked(capsys, mo
         with pytest.raises(SystemExit) as exc:
             predict.main(["nowhere.png", *args])
         assert exc.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_new_face_the_cam_confirms_by_a_closer_look_must_also_pass_the_face_check():
+    """The cam's scanner checks its scans' faces and the closer look that confirms a weak new one: scripted YuNet
+    rows and face-check answers (first the scan's face, then the closer look's)."""
+    from emotion.serve.faces import VideoFaceDetector, stream_scanner
+
+    blank = np.zeros((480, 640, 3), np.uint8)
+    weak = _rows_at([template_landmarks(240, 190, 80)], 0.5)  # above the scan's 0.45, below confirm_below 0.75
+    closer = _rows_at([template_landmarks(242, 191, 78)], 0.85)
+    for answers, followed in (([0.9, 0.9], 1), ([0.9, 0.2], 0), ([0.2], 0)):
+        scanner = stream_scanner()
+        scanner._rows = lambda net, image, turn: weak.copy()
+        scanner._window_rows = lambda frame, box, angle, face_px, search: closer.copy()
+        given = iter(answers)
+        scanner._face_check = lambda crops, given=given: np.array([next(given) for _ in crops], np.float32)
+        assert len(VideoFaceDetector(scanner)(blank)) == followed, answers
