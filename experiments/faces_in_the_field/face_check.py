@@ -1,9 +1,10 @@
 """Train the photo detector's face/non-face check: a small network that tells, from the 48x48 aligned crop the
 emotion model would see, whether YuNet's detection is a face (``emotion/weights/face_check.onnx``).
 
-    python experiments/faces_in_the_field/face_check.py collect --out logs/face_check/crops.npz   # ~20 min on 2 cores
-    python experiments/faces_in_the_field/face_check.py train --crops logs/face_check/crops.npz \
-        --out emotion/weights/face_check.onnx
+    python experiments/faces_in_the_field/face_check.py collect --out logs/face_check/crops.npz   # 895 s, 2 workers
+    python experiments/faces_in_the_field/face_check.py train --crops logs/face_check/crops.npz --epochs 10 \
+        --out emotion/weights/face_check.onnx                                                     # 929 s
+    python experiments/faces_in_the_field/face_check.py probe [--check FILE] [--threshold P]     # held-out textures
 
 ``collect`` places training faces (never PublicTest) into 640x480 scenes — one face in most, none in some, size
 log-uniform 64-240 px, tilt uniform ±40° — on backgrounds the benchmark never shows: ``scenes.py``'s procedural
@@ -11,8 +12,10 @@ family and :data:`TRAINING_TEXTURES` (scikit-image pictures outside ``scenes.PHO
 star fields), so that the benchmark's photographs stay unseen. The photo detector's whole-frame searches record
 every detection down to score 0.1; each one's aligned crop is a face when ``scenes.match`` says it is the true face,
 else a texture (or a part of a face). ``train`` adds the training faces' own 48x48 crops, slightly misaligned, as
-faces (real surroundings rather than the scenes' feathered edges), holds out a tenth of the scenes' frames, trains
-with Lightning and exports to ONNX with the crop's preprocessing (÷255) inside the graph.
+faces (real surroundings rather than the scenes' feathered edges) and random face-framed windows of
+:data:`WINDOW_TEXTURES` as non-faces, holds out a tenth of the scenes' frames, trains with Lightning and exports to
+ONNX (input: pixels in [0, 1]; the per-crop standardisation is inside the graph). ``probe`` counts how often the
+check takes random windows of each of the benchmark's photographs for a face.
 """
 
 from __future__ import annotations
@@ -262,8 +265,9 @@ def main() -> None:
     t.add_argument("--crops", type=Path, default=Path("logs/face_check/crops.npz"))
     t.add_argument("--data", default=os.environ.get("FER2013_ROOT", "../shared/data/fer2013"))
     t.add_argument("--out", type=Path, default=Path("emotion/weights/face_check.onnx"))
-    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--windows", type=int, default=40000, help="random texture windows added as non-faces")
+    t.add_argument("--own", type=int, default=15000, help="training faces' own crops added as faces")
     t.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("probe", help="random windows of the benchmark's photographs through a trained check")
     r.add_argument("--check", type=Path, default=Path("emotion/weights/face_check.onnx"))
