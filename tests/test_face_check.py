@@ -159,6 +159,18 @@ def test_predicts_face_check_flag_reaches_its_detector_and_is_checked(capsys, mo
         assert exc.value.code == 2 and says in capsys.readouterr().err
 
 
+class _Answers:
+    """Stands in for the face check: gives ``answers`` in turn, one per crop."""
+
+    size = 48
+
+    def __init__(self, answers: list[float]) -> None:
+        self.given = iter(answers)
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        return np.array([next(self.given) for _ in crops], np.float32)
+
+
 def test_a_new_face_the_cam_confirms_by_a_closer_look_must_also_pass_the_face_check():
     """The cam's scanner checks its scans' faces and the closer look that confirms a weak new one: scripted YuNet
     rows and face-check answers (first the scan's face, then the closer look's)."""
@@ -171,6 +183,5 @@ def test_a_new_face_the_cam_confirms_by_a_closer_look_must_also_pass_the_face_ch
         scanner = stream_scanner()
         scanner._rows = lambda net, image, turn: weak.copy()
         scanner._window_rows = lambda frame, box, angle, face_px, search: closer.copy()
-        given = iter(answers)
-        scanner._face_check = lambda crops, given=given: np.array([next(given) for _ in crops], np.float32)
+        scanner._face_check = _Answers(answers)
         assert len(VideoFaceDetector(scanner)(blank)) == followed, answers

@@ -183,8 +183,9 @@ class YuNetDetector:
         """Which of ``rows`` (in ``image``'s pixels) the face check takes for faces (all, without a check)."""
         if self._face_check is None:
             return np.ones(len(rows), bool)
-        crops = np.stack([aligned_crop(image, row[4:14].reshape(5, 2)) for row in rows]) if len(rows) else _none(48)
-        return self._face_check(crops) >= self.check
+        size = self._face_check.size
+        crops = [aligned_crop(image, row[4:14].reshape(5, 2), size) for row in rows]
+        return self._face_check(np.stack(crops) if crops else _none(size)) >= self.check
 
     def closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The best detection scoring ``recheck_score`` of the face weakly detected as ``row`` (in ``image``'s

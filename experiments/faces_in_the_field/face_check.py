@@ -187,6 +187,14 @@ def probe(a: argparse.Namespace) -> None:
     print(f"{a.check} at P(face) >= {threshold:.3f}: random windows taken for faces, per benchmark photograph")
     print(" · ".join(f"{k} {v:.3f}" for k, v in shares.items()))
     print(f"mean {np.mean(list(shares.values())):.3f}, worst {max(shares.values()):.3f}")
+    if a.crops:  # the held-out scene crops of ``train --seed a.train_seed``, scored by this file
+        from face_check_train import held_out, report  # noqa: PLC0415 (torch only for this option)
+
+        z = np.load(a.crops)
+        held = held_out(z["frame"], np.random.default_rng(a.train_seed))
+        scores = np.concatenate([check(c) for c in np.array_split(z["crops"][held], 20)])
+        names = [str(f) for f in z["families"]]
+        report(scores, z["face"][held], z["score"][held], z["family"][held], names, threshold)
 
 
 def collect_chunk(job: tuple[np.ndarray, np.ndarray, int, float]) -> dict[str, np.ndarray]:
@@ -274,6 +282,8 @@ def main() -> None:
     r.add_argument("--threshold", type=float, help=f"P(face) needed (default {CHECK_SCORE}, the detectors')")
     r.add_argument("--n", type=int, default=500, help="windows per photograph")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--crops", type=Path, help="also score the held-out scene crops of this collect file")
+    r.add_argument("--train-seed", type=int, default=0, help="the train seed that chose the held-out scenes")
     a = p.parse_args()
     if a.command == "collect":
         collect(a)

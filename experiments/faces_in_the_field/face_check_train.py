@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from face_check import texture_windows
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from torchmetrics.classification import BinaryAUROC
 from torchmetrics.functional.classification import binary_auroc
+
+from emotion.serve.faces import CHECK_SCORE
 
 #: a rate of true faces turned away on held-out scene crops (all scores): the spec records the P(face) threshold
 #: at it, for reference; the detectors use their own ``CHECK_SCORE`` (``emotion/serve/faces.py``), chosen on scenes
@@ -54,7 +55,6 @@ class FaceCheckModule(L.LightningModule):
         super().__init__()
         self.net = FaceCheckNet()
         self.lr = lr
-        self.auroc = BinaryAUROC()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
@@ -66,17 +66,38 @@ class FaceCheckModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
-        x, y = batch
-        p = self.net(x.float() / 255.0)
-        self.auroc.update(p, y)
-        self.log("val/auroc", self.auroc, prog_bar=True)
-
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
         steps = int(self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps, pct_start=0.15)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def held_out(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Which crops belong to the tenth of the scenes held out of training (drawn first from ``rng``)."""
+    frames = np.unique(frame)
+    return np.isin(frame, rng.choice(frames, len(frames) // 10, replace=False))
+
+
+def report(p: np.ndarray, face: np.ndarray, score: np.ndarray, family: np.ndarray, names: list[str], t: float) -> None:
+    """Held-out crops at P(face) ≥ ``t``: AUROC, then faces and non-faces kept by YuNet's score band and family."""
+    auroc = float(binary_auroc(torch.from_numpy(p), torch.from_numpy(face))) if face.any() else float("nan")
+    keen = (score >= 0.45) & face
+    print(
+        f"at P(face) >= {t:.4f} (held-out AUROC {auroc:.4f}): {np.sum(p[keen] < t)} of {keen.sum()} faces YuNet "
+        f"scores >= 0.45 turned away, {np.sum(p[(score >= 0.45) & ~face] >= t)} of {np.sum((score >= 0.45) & ~face)} "
+        "such non-faces kept"
+    )
+    for lo, hi in ((0.1, 0.45), (0.45, 0.75), (0.75, 1.01)):
+        for k, name in enumerate(names):
+            here = (score >= lo) & (score < hi) & (family == k)
+            if here.any():
+                kept_faces = f"{np.mean(p[here & face] >= t):.3f}" if (here & face).any() else "-"
+                kept_other = f"{np.mean(p[here & ~face] >= t):.3f}" if (here & ~face).any() else "-"
+                print(
+                    f"  score {lo}-{hi} {name:10s}: faces kept {kept_faces} of {(here & face).sum()}, "
+                    f"non-faces kept {kept_other} of {(here & ~face).sum()}"
+                )
 
 
 def jittered(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -118,8 +139,7 @@ def train(a: argparse.Namespace) -> None:
     crops, face, score, family, frame = (z[k] for k in ("crops", "face", "score", "family", "frame"))
     families = [str(f) for f in z["families"]]
     rng = np.random.default_rng(a.seed)
-    frames = np.unique(frame)
-    held = np.isin(frame, rng.choice(frames, len(frames) // 10, replace=False))
+    held = held_out(frame, rng)
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
     own = dm.raw.images[rng.choice(dm.splits.train, min(a.own, len(dm.splits.train)), replace=False)]
@@ -129,12 +149,9 @@ def train(a: argparse.Namespace) -> None:
     print(
         f"training: {len(x)} crops ({y.sum()} faces: {face[~held].sum()} from scenes, {len(own)} own crops; "
         f"{len(windows)} random texture windows); "
-        f"held out: {held.sum()} scene crops of {len(frames) // 10} frames ({face[held].sum()} faces)"
+        f"held out: {held.sum()} scene crops of {len(np.unique(frame[held]))} frames ({face[held].sum()} faces)"
     )
     loader = DataLoader(TensorDataset(torch.from_numpy(x[:, None]), torch.from_numpy(y)), batch_size=128, shuffle=True)
-    val = DataLoader(
-        TensorDataset(torch.from_numpy(crops[held][:, None]), torch.from_numpy(face[held])), batch_size=512
-    )
     module = FaceCheckModule()
     t0 = time.perf_counter()
     trainer = L.Trainer(
@@ -145,29 +162,16 @@ def train(a: argparse.Namespace) -> None:
         enable_progress_bar=False,
         deterministic=True,
     )
-    trainer.fit(module, loader, val)
+    trainer.fit(module, loader)
     seconds = time.perf_counter() - t0
     net = module.net.eval()
     with torch.no_grad():
         p = torch.cat([net(torch.from_numpy(c[:, None]).float() / 255) for c in np.array_split(crops[held], 20)])
     p = p.numpy()
-    f, s, fam = face[held], score[held], family[held]
-    threshold = float(np.quantile(p[f], FACE_LOSS)) if f.any() else float("nan")  # a tiny trial may hold out none
-    auroc = float(binary_auroc(torch.from_numpy(p), torch.from_numpy(face[held])))
-    print(
-        f"trained {a.epochs} epochs in {seconds:.0f} s; held-out AUROC {auroc:.4f}; "
-        f"threshold {threshold:.3f} turns away {FACE_LOSS:.1%} of held-out faces"
-    )
-    for lo, hi in ((0.1, 0.45), (0.45, 0.75), (0.75, 1.01)):
-        band = (s >= lo) & (s < hi)
-        for k, name in enumerate(families):
-            here = band & (fam == k)
-            if here.any():
-                print(
-                    f"  score {lo}-{hi} {name:10s}: faces kept {np.mean(p[here & f] >= threshold):.3f} of "
-                    f"{(here & f).sum()}, non-faces kept {np.mean(p[here & ~f] >= threshold):.3f} of "
-                    f"{(here & ~f).sum()}"
-                )
+    threshold = float(np.quantile(p[face[held]], FACE_LOSS)) if face[held].any() else float("nan")  # tiny trials
+    print(f"trained {a.epochs} epochs in {seconds:.0f} s; {FACE_LOSS:.1%} of held-out faces under {threshold:.4f}")
+    for t in (threshold, CHECK_SCORE):
+        report(p, face[held], score[held], family[held], families, t)
     spec = {
         "input_size": 48,
         "crop": "aligned onto FER2013's landmark template (emotion.serve.faces.aligned_crop)",
