@@ -28,6 +28,32 @@ def test_photo_backgrounds_are_reproducible_frames_unlike_the_procedural_family(
     assert all(np.abs(a.astype(int) - b).mean() > 10 for a, b in zip(photos, procedural, strict=True))
 
 
+def test_each_part_of_the_rendering_switches_off_alone_and_leaves_the_scenes_otherwise_the_same() -> None:
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (6, 48, 48), dtype=np.uint8)  # textured faces: corners and brightness show
+
+    def draw(**parts) -> list:
+        rendering = scenes.Rendering(**parts)
+        return list(scenes.scenes(faces, np.zeros(6, np.int64), seed=3, n=6, rendering=rendering))
+
+    full, quiet, flat, square = draw(), draw(noise=False), draw(brightness=False), draw(feather=False)
+    for variant in (quiet, flat, square):  # the same faces at the same places: only the rendering differs
+        assert [[f["matrix"].tolist() for f in s.faces] for s in variant] == [
+            [f["matrix"].tolist() for f in s.faces] for s in full
+        ]
+    noise = np.concatenate([(a.frame.astype(int) - b.frame).ravel() for a, b in zip(full, quiet, strict=True)])
+    assert 2.0 < noise.std() < 4.0  # σ = 3, clipped at 0 and 255
+    one = full[0].faces[0]
+    x, y = (int(round(v)) for v in one["centre"])
+    inner = (slice(y - 5, y + 5), slice(x - 5, x + 5))  # the face's middle: not feathered
+    assert np.array_equal(draw(noise=False, feather=False)[0].frame[inner], quiet[0].frame[inner])
+    assert one["tilt"] == 0  # the first scene's face is upright (cells cycle from 80 px, 0°)
+    h = one["size"] // 2 - 2  # the face's corner: background when feathered, the face pasted whole when not
+    corner = (slice(y - h, y - h + 3), slice(x - h, x - h + 3))
+    assert not np.array_equal(draw(noise=False, feather=False)[0].frame[corner], quiet[0].frame[corner])
+    assert any(not np.array_equal(a.frame, b.frame) for a, b in zip(full, flat, strict=True))
+
+
 def test_every_listed_photo_loads_as_a_colour_image() -> None:
     for name in scenes.PHOTOS:
         img = scenes.photo(name)

@@ -104,15 +104,28 @@ def placement(size: int, tilt: float, cx: float, cy: float) -> np.ndarray:
     return matrix
 
 
-def paste(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, brightness: float) -> None:
-    """Blend a 48x48 gray face into ``frame`` through ``matrix``, with feathered edges."""
+@dataclass(frozen=True)
+class Rendering:
+    """Which parts of a face's rendering into its scene apply (all, for the benchmark); switching one off leaves
+    the scenes otherwise identical (the same random draws), so its cost can be measured (``rendering.py``)."""
+
+    feather: bool = True  # the face's edges blended into the background (else its whole square pasted)
+    brightness: bool = True  # the face's brightness scaled by 0.7-1.25
+    noise: bool = True  # the camera's noise over the frame
+
+
+def paste(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, brightness: float, feather: bool = True) -> None:
+    """Blend a 48x48 gray face into ``frame`` through ``matrix``, with feathered edges (or as a hard square)."""
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
     up = int(np.ceil(scale))  # warp from an upscaled copy: a smooth face, not blown-up pixels
     big = cv2.resize(face, (48 * up, 48 * up), interpolation=cv2.INTER_CUBIC).astype(np.float32) * brightness
-    mask = np.zeros((48 * up, 48 * up), np.float32)
-    r = 48 * up / 2
-    cv2.ellipse(mask, (int(r), int(r)), (int(r * 0.98), int(r * 1.0)), 0, 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), r * 0.12)
+    if feather:
+        mask = np.zeros((48 * up, 48 * up), np.float32)
+        r = 48 * up / 2
+        cv2.ellipse(mask, (int(r), int(r)), (int(r * 0.98), int(r * 1.0)), 0, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), r * 0.12)
+    else:
+        mask = np.ones((48 * up, 48 * up), np.float32)
     m = matrix.copy()
     m[:, :2] /= up
     warped = cv2.warpAffine(big, m, (W, H), flags=cv2.INTER_LINEAR)
@@ -133,9 +146,10 @@ def scenes(
     n: int | None = None,
     extra: float = 0.05,
     backgrounds: str = "procedural",
+    rendering: Rendering = Rendering(),
 ) -> Iterator[Scene]:
     """One scene per face (cycling through every size x tilt), plus ``extra`` of the count with two faces and
-    as many with none, on backgrounds of the family ``backgrounds``."""
+    as many with none, on backgrounds of the family ``backgrounds``, rendered as ``rendering`` says."""
     rng = np.random.default_rng(seed)
     n = len(images) if n is None else min(n, len(images))
     order = rng.permutation(len(images))[:n]
@@ -148,13 +162,24 @@ def scenes(
         for j, index in enumerate(members):
             size, tilt = cells[(k + j) % len(cells)]
             faces.append(
-                {"index": index, "label": int(labels[index]), **place(rng, frame, images[index], size, tilt, faces)}
+                {
+                    "index": index,
+                    "label": int(labels[index]),
+                    **place(rng, frame, images[index], size, tilt, faces, rendering),
+                }
             )
-        yield Scene(noisy(rng, frame), faces)
+        with_noise = noisy(rng, frame)  # drawn either way: the next scenes stay the same
+        yield Scene(with_noise if rendering.noise else frame, faces)
 
 
 def place(
-    rng: np.random.Generator, frame: np.ndarray, face: np.ndarray, size: int, tilt: float, others: list[dict]
+    rng: np.random.Generator,
+    frame: np.ndarray,
+    face: np.ndarray,
+    size: int,
+    tilt: float,
+    others: list[dict],
+    rendering: Rendering = Rendering(),
 ) -> dict:
     """Paste ``face`` into ``frame`` at ``size`` px and ``tilt``°, at a random place clear of ``others``, with a
     random brightness; returns its ``size``, ``tilt``, ``matrix`` and ``centre``."""
@@ -164,7 +189,8 @@ def place(
         if all(np.hypot(cx - f["centre"][0], cy - f["centre"][1]) > (size + f["size"]) for f in others):
             break
     matrix = placement(size, tilt, cx, cy)
-    paste(frame, face, matrix, float(rng.uniform(0.7, 1.25)))
+    brightness = float(rng.uniform(0.7, 1.25))
+    paste(frame, face, matrix, brightness if rendering.brightness else 1.0, rendering.feather)
     return {"size": size, "tilt": tilt, "matrix": matrix, "centre": (cx, cy)}
 
 
