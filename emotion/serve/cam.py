@@ -30,6 +30,7 @@ from emotion.serve.faces import (
     StreamDetector,
     VideoFaceDetector,
     YuNetDetector,
+    face_check_flag_error,
     haar_scanner,
     iou,
     stream_scanner,
@@ -407,10 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--confirm-below weighs YuNet's scores (the cascade gives none); leave it out with --detector haar")
     if args.confirm_below is not None and not 0 <= args.confirm_below <= 1:
         p.error(f"--confirm-below {args.confirm_below}: give a score from 0 to 1")
-    if args.face_check is not None and args.detector == "haar":
-        p.error("--face-check checks YuNet's faces; leave it out with --detector haar")
-    if args.face_check is not None and not 0 <= args.face_check < 1:
-        p.error(f"--face-check {args.face_check}: give a P(face) from 0 (no check) to under 1")
+    if wrong := face_check_flag_error(args.face_check, args.detector):
+        p.error(wrong)
     too_small = [
         args.scale_factor is not None and args.scale_factor <= 1,
         args.min_face is not None and args.min_face < 1,

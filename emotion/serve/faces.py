@@ -344,6 +344,19 @@ SCAN_SCORE_THRESHOLD = 0.45
 #: in the cam's scans: it turns away textures YuNet scores as faces (a page of text at 0.77-0.80); chosen on training
 #: faces in scenes (``experiments/faces_in_the_field/``, "A face check of its own").
 CHECK_SCORE = 0.5
+
+
+def face_check_flag_error(face_check: float | None, detector: str) -> str | None:
+    """What is wrong with a ``--face-check`` flag of ``predict``/``cam`` given with ``--detector``; None if nothing."""
+    if face_check is None:
+        return None
+    if detector == "haar":
+        return "--face-check checks YuNet's faces; leave it out with --detector haar"
+    if not 0 <= face_check < 1:
+        return f"--face-check {face_check}: give a P(face) from 0 (no check) to under 1"
+    return None
+
+
 #: The photo detector's whole-frame turns, and the closer look's (tilted faces score higher turned nearer upright).
 TURNS = (0.0, -30.0, 30.0)
 CLOSER_TURNS = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)

@@ -21,7 +21,7 @@ from rich.table import Table
 from emotion.atomic import writable_folder
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
-from emotion.serve.faces import CHECK_SCORE, Detector, FaceDetector, photo_detector
+from emotion.serve.faces import CHECK_SCORE, Detector, FaceDetector, face_check_flag_error, photo_detector
 from emotion.serve.images import read_image
 from emotion.serve.predictor import Predictor
 
@@ -160,10 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "PublicTest numbers in emotion/weights/models.json); default none",
     )
     args = p.parse_args(argv)
-    if args.face_check is not None and args.detector == "haar":
-        p.error("--face-check checks YuNet's faces; leave it out with --detector haar")
-    if args.face_check is not None and not 0 <= args.face_check < 1:
-        p.error(f"--face-check {args.face_check}: give a P(face) from 0 (no check) to under 1")
+    if wrong := face_check_flag_error(args.face_check, args.detector):
+        p.error(wrong)
 
     from emotion.errors import ModelFileError, file_system_message, report
 
