@@ -81,6 +81,25 @@ def test_export_parity_and_metadata(weights, tmp_path, fmt):
         assert json.loads(meta["emotion_spec"])["input_size"] == 48
 
 
+def test_onnx_export_carries_per_face_scaling(tmp_path):
+    """The per-face scaling is part of the exported graph: the ONNX file gives the PyTorch network's probabilities
+    and, like it, the same ones for a brighter copy of a face."""
+    torch.manual_seed(0)
+    net = EmotionCNN(input_norm="per_face").eval()
+    weights = tmp_path / "per_face.safetensors"
+    save_safetensors(net, weights)
+    out, diff = export(str(weights), "onnx", str(tmp_path / "per_face.onnx"))
+    assert diff < 1e-4
+    assert json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["emotion_spec"])["input_norm"] == (
+        "per_face"
+    )
+    crops = np.random.default_rng(0).integers(40, 200, (4, 48, 48), dtype=np.uint8)
+    brighter = np.clip(crops.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
+    pred = Predictor(str(out))
+    assert np.allclose(pred.classify(crops), pred.classify(brighter), atol=2e-3)
+    assert np.allclose(pred.classify(crops), Predictor(str(weights)).classify(crops), atol=1e-4)
+
+
 def test_export_cli_errors_are_clear(tmp_path, weights):
     with pytest.raises(UserError, match="missing.ckpt' is neither a model file nor a shipped model"):
         export_cli(tmp_path, f"ckpt_path={tmp_path}/missing.ckpt")

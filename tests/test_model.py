@@ -95,6 +95,31 @@ def test_normalisation_lives_in_the_model_and_accepts_uint8_or_float():
     assert torch.allclose(rebuilt.eval()(raw), net(raw))
 
 
+def test_per_face_scaling_makes_the_network_blind_to_brightness_and_contrast():
+    """input_norm=per_face: a face under a brighter lamp or a flatter exposure is the same input; dataset scaling (the
+    default) sees the change. Both travel in the spec, so a rebuilt network scales as its original did."""
+    torch.manual_seed(0)
+    face = 0.25 + 0.5 * torch.rand(3, 1, 48, 48)  # headroom: the changed copies stay inside 0..1
+    changed = (face * 1.2 - 0.1, face * 0.6 + 0.2)
+    per_face, dataset = EmotionCNN(input_norm="per_face").eval(), EmotionCNN().eval()
+    for other in changed:  # an untrained network's logits are small: changes are measured against their size
+        moved = {
+            n: float((net(other) - net(face)).abs().max() / net(face).abs().max())
+            for n, net in (("per_face", per_face), ("dataset", dataset))
+        }
+        assert moved["per_face"] < 0.01 and moved["dataset"] > 0.05, moved
+    flat = torch.full((1, 1, 48, 48), 0.5)
+    assert torch.isfinite(per_face(flat)).all()  # no division by a zero deviation
+    for net in (per_face, dataset):
+        rebuilt = build_from_spec(net.spec())
+        rebuilt.load_state_dict(net.state_dict())
+        assert rebuilt.input_norm == net.input_norm and torch.allclose(rebuilt.eval()(face), net(face))
+    old = {k: v for k, v in per_face.spec().items() if k != "input_norm"}  # a file written before the option
+    assert build_from_spec(old).input_norm == "dataset"
+    with pytest.raises(ValueError, match="input_norm must be one of dataset, per_face; got 'per_image'"):
+        EmotionCNN(input_norm="per_image")
+
+
 def test_spec_carries_class_names_and_preprocessing():
     spec = EmotionCNN(dropout_fc=0.3).spec()
     assert spec["class_names"] == list(FER2013_CLASSES)

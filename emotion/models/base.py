@@ -19,6 +19,13 @@ from emotion.ranges import check
 FER2013_MEAN = 0.5077
 FER2013_STD = 0.2550
 
+#: How a network scales its input: ``dataset`` subtracts FER2013's mean and divides by its deviation (the same for
+#: every face); ``per_face`` uses each face's own mean and deviation, so that a brighter or lower-contrast picture
+#: of the same face (a lamp, a camera's exposure) gives the network the same input.
+INPUT_NORMS = ("dataset", "per_face")
+# Variance floor of per-face scaling (deviation 0.01, 2.5 grey levels): a flat picture is not blown up to noise.
+PER_FACE_MIN_VAR = 1e-4
+
 
 def check_probability(name: str, value: float) -> float:
     """A dropout rate of the network (``model.net.<name>``), held to :data:`emotion.ranges.RANGES`."""
@@ -37,8 +44,12 @@ class EmotionNet(nn.Module):
         mean: float = FER2013_MEAN,
         std: float = FER2013_STD,
         temperature: float = 1.0,
+        input_norm: str = "dataset",
     ) -> None:
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}; got {input_norm!r}")
+        self.input_norm = input_norm
         if not class_names:
             raise ValueError("class_names must list at least one class")
         if std <= 0:
@@ -60,6 +71,9 @@ class EmotionNet(nn.Module):
         """Raw pixels (uint8 0..255 or float 0..1) → the normalised float input of the first layer."""
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        if self.input_norm == "per_face":
+            var, mean = torch.var_mean(x, dim=(-2, -1), keepdim=True, correction=0)
+            return (x - mean) * torch.rsqrt(var + PER_FACE_MIN_VAR)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +102,7 @@ class EmotionNet(nn.Module):
             "input_size": self.input_size,
             "mean": float(self.mean),
             "std": float(self.std),
+            "input_norm": self.input_norm,
             "temperature": self.temperature,
             "input": "grayscale, raw pixels uint8 0..255 or float 0..1, shape N x 1 x H x W",
         }

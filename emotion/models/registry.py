@@ -35,4 +35,5 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
         mean=spec.get("mean", FER2013_MEAN),
         std=spec.get("std", FER2013_STD),
         temperature=spec.get("temperature", 1.0),
+        input_norm=spec.get("input_norm", "dataset"),  # files written before it existed scaled by the dataset
     )
