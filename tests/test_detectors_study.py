@@ -68,3 +68,27 @@ def test_rules_combine_two_detectors_by_union_or_by_confirmation() -> None:
     assert np.allclose(sorted(confirmed[:, 14]), [0.35, 0.9])  # the weak box kept: confirmed inside it
     assert len(detectors.kept(first, second, ("confirm", 0.6, 0.75, 0.3))) == 1  # not confirmed at 0.75
     assert len(detectors.kept(first, second, ("confirm", 0.6, 0.65, 0.4))) == 1  # under the weakest score kept
+
+
+class Boxes:
+    """A stand-in network returning given rows."""
+
+    def __init__(self, rows: list[list[float]]) -> None:
+        self.out = np.array(rows, np.float32)
+
+    def setInputSize(self, size: tuple[int, int]) -> None:  # noqa: N802 - YuNet's name
+        pass
+
+    def detect(self, image: np.ndarray) -> tuple[int, np.ndarray]:
+        return 1, self.out
+
+
+def test_union_adds_the_second_detectors_new_faces_and_keeps_the_shipped_ones_landmarks() -> None:
+    def fake(rows):
+        return detectors.SwappedDetector(score_threshold=0.3, detect_width=640, make_net=lambda t: Boxes(rows))
+
+    shipped = fake([row(50, 60, 40, 0.8)])
+    other = fake([row(52, 61, 40, 0.95), row(200, 100, 30, 0.6)])  # the same face, scored higher, and a new one
+    boxes, landmarks = detectors.UnionDetector(shipped, other).detect(np.full((240, 320, 3), 128, np.uint8))
+    assert boxes.tolist() == [[50, 60, 40, 40], [200, 100, 30, 30]]  # largest first; the shared face is shipped's
+    assert landmarks.shape == (2, 5, 2)

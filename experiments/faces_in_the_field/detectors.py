@@ -159,6 +159,71 @@ class SwappedDetector(YuNetDetector):
         return self.make_net(threshold) if self.make_net else super()._net(threshold)
 
 
+@dataclass
+class UnionDetector:
+    """The shipped photo detector, plus the faces a second detector finds that it missed (merged by non-maximum
+    suppression, the shipped detector's boxes and landmarks first where both find a face)."""
+
+    shipped: YuNetDetector
+    other: YuNetDetector
+
+    def rows(self, frame: np.ndarray) -> np.ndarray:
+        first, second = self.shipped.rows(frame), self.other.rows(frame)
+        both = np.concatenate([first, second])
+        rank = both.copy()
+        rank[: len(first), 14] += 1.0  # the shipped detector's rows win the suppression
+        keep = cv2.dnn.NMSBoxes(rank[:, :4].tolist(), rank[:, 14].tolist(), 0.0, 0.3) if len(both) else []
+        return both[np.asarray(keep, np.int64).reshape(-1)]
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = self.rows(frame)
+        boxes = np.round(found[:, :4]).astype(np.int32)
+        order = np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")
+        return boxes[order], found[order, 4:14].reshape(-1, 5, 2)
+
+
+def union_run(
+    name: str, threshold: float, wheels: Path, images: np.ndarray, labels: np.ndarray, seed: int, n: int, model: str
+) -> dict:
+    """The whole pipeline (``Predictor.predict``, as ``bench.py``) with the shipped detector and with
+    :class:`UnionDetector` adding ``name`` from ``threshold`` (turned 0°/±30°, the same face check), per family."""
+    from bench import table
+    from scenes import score
+
+    from emotion.evaluation.paired import paired_comparison
+    from emotion.serve.faces import CHECK_SCORE, photo_detector
+    from emotion.serve.predictor import Predictor
+
+    crop_probs = Predictor.from_pretrained(model, detector=None).classify(images)
+    other = SwappedDetector(
+        score_threshold=threshold,
+        detect_width=640,
+        rotations=TURNS,
+        check=CHECK_SCORE,
+        make_net=candidate(name, wheels),
+    )
+    out = {}
+    for family in BACKGROUNDS:
+        frames = list(scenes(images, labels, seed=seed, n=n, backgrounds=family))
+        runs = {}
+        for label, detector in (("shipped", photo_detector()), (f"+ {name} ≥ {threshold}", None)):
+            detector = detector or UnionDetector(photo_detector(), other)
+            predictor = Predictor.from_pretrained(model, detector=detector)
+
+            def run(frame, predictor=predictor):
+                faces = predictor.predict(frame)
+                probs = np.array([f.probs for f in faces]).reshape(len(faces), len(predictor.class_names))
+                return np.array([f.box for f in faces], np.int32).reshape(-1, 4), probs
+
+            runs[label] = score(run, frames, crop_probs)
+            print(f"\n## {label}, {family}, {len(frames)} frames, seed {seed}\n\n{table(runs[label])}", flush=True)
+        shipped, union = runs.values()
+        paired = paired_comparison(np.array(union["right"]), np.array(shipped["right"]))
+        print(f"end to end against the shipped detector: {json.dumps(paired)}")
+        out[family] = runs
+    return out
+
+
 def candidate(name: str, wheels: Path) -> Callable[[float], object] | None:
     """The network factory of a candidate (None: YuNet itself), its model read from the downloaded wheel."""
     if name == "yunet":
@@ -256,6 +321,8 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     p.add_argument("--rows", type=Path, help="also save every frame's detections (.npz) for offline rules")
     p.add_argument("--rules", type=Path, help="a saved --rows file: score two detectors combined, then stop")
+    p.add_argument("--union", metavar="NAME:THRESHOLD", help="the whole pipeline with NAME's faces added, then stop")
+    p.add_argument("--model", default="default", help="the emotion model of --union's pipeline")
     a = p.parse_args()
     if a.rules:
         saved = dict(np.load(a.rules))
@@ -267,6 +334,12 @@ def main() -> None:
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
     images, labels = dm.arrays(a.split)
+    if a.union:
+        name, _, threshold = a.union.partition(":")
+        result = union_run(name, float(threshold), a.wheels, images, labels, a.seed, a.n, a.model)
+        if a.out:
+            a.out.write_text(json.dumps(result, indent=1))
+        return
     results: dict = {}
     saved: dict[str, np.ndarray] = {}
     for family in BACKGROUNDS:
