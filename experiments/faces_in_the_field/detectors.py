@@ -183,14 +183,21 @@ class UnionDetector:
 
 
 def union_run(
-    name: str, threshold: float, wheels: Path, images: np.ndarray, labels: np.ndarray, seed: int, n: int, model: str
+    name: str,
+    threshold: float,
+    wheels: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    n: int,
+    model: str,
+    families: tuple[str, ...] = BACKGROUNDS,
 ) -> dict:
     """The whole pipeline (``Predictor.predict``, as ``bench.py``) with the shipped detector and with
     :class:`UnionDetector` adding ``name`` from ``threshold`` (turned 0°/±30°, the same face check), per family."""
-    from bench import table
+    from bench import against, table
     from scenes import score
 
-    from emotion.evaluation.paired import paired_comparison
     from emotion.serve.faces import CHECK_SCORE, photo_detector
     from emotion.serve.predictor import Predictor
 
@@ -203,7 +210,7 @@ def union_run(
         make_net=candidate(name, wheels),
     )
     out = {}
-    for family in BACKGROUNDS:
+    for family in families:
         frames = list(scenes(images, labels, seed=seed, n=n, backgrounds=family))
         runs = {}
         for label, detector in (("shipped", photo_detector()), (f"+ {name} ≥ {threshold}", None)):
@@ -218,8 +225,7 @@ def union_run(
             runs[label] = score(run, frames, crop_probs)
             print(f"\n## {label}, {family}, {len(frames)} frames, seed {seed}\n\n{table(runs[label])}", flush=True)
         shipped, union = runs.values()
-        paired = paired_comparison(np.array(union["right"]), np.array(shipped["right"]))
-        print(f"end to end against the shipped detector: {json.dumps(paired)}")
+        print(against(union, {"shipped": shipped}, "shipped").replace("the earlier run", "the shipped detector"))
         out[family] = runs
     return out
 
@@ -323,6 +329,7 @@ def main() -> None:
     p.add_argument("--rules", type=Path, help="a saved --rows file: score two detectors combined, then stop")
     p.add_argument("--union", metavar="NAME:THRESHOLD", help="the whole pipeline with NAME's faces added, then stop")
     p.add_argument("--model", default="default", help="the emotion model of --union's pipeline")
+    p.add_argument("--backgrounds", nargs="+", default=list(BACKGROUNDS), choices=BACKGROUNDS, help="of --union")
     a = p.parse_args()
     if a.rules:
         saved = dict(np.load(a.rules))
@@ -336,7 +343,7 @@ def main() -> None:
     images, labels = dm.arrays(a.split)
     if a.union:
         name, _, threshold = a.union.partition(":")
-        result = union_run(name, float(threshold), a.wheels, images, labels, a.seed, a.n, a.model)
+        result = union_run(name, float(threshold), a.wheels, images, labels, a.seed, a.n, a.model, a.backgrounds)
         if a.out:
             a.out.write_text(json.dumps(result, indent=1))
         return
