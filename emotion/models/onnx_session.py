@@ -26,4 +26,7 @@ def open_onnx(path: str | Path, threads: int | None = None, key: str = "emotion_
     if key not in meta:
         how = "python -m emotion.export" if key == "emotion_spec" else "the script that trained it"
         raise ModelFileError(f"{path} has no {key!r} metadata: export it with {how}")
-    return session, json.loads(meta[key])
+    spec = json.loads(meta[key])
+    if key == "emotion_spec":  # exports written before emotion.models.base.INPUT_NORMS existed scaled by the dataset
+        spec.setdefault("input_norm", "dataset")
+    return session, spec
