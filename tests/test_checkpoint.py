@@ -50,6 +50,15 @@ def test_class_count_mismatch_names_the_mismatch(tmp_path):
         train(cfg)
 
 
+def test_resuming_with_another_input_scaling_is_refused_and_says_how_to_continue(tmp_path):
+    ckpt = _fake_ckpt(tmp_path / "per_face.ckpt", EmotionCNN(input_norm="per_face"))
+    cfg = make_cfg(tmp_path, [*TINY, f"ckpt_path={ckpt}"])  # the configured network scales by the dataset
+    with pytest.raises(
+        ModelFileError, match=r"input_norm is 'per_face' in the file but 'dataset'.*input_norm=per_face"
+    ):
+        train(cfg)
+
+
 def test_other_architecture_in_spec_is_a_clear_error(tmp_path):
     net = EmotionCNN()
     spec = net.spec() | {"arch": "resnet_ghost"}

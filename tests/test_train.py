@@ -305,7 +305,7 @@ def test_hyperparameters_are_logged_at_fit_start_without_plumbing(demo_run):
 
 def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path):
     """Fine-tuning: with lr=0 a run that starts from the demo model's checkpoint still holds exactly its weights
-    (and scores what it scores); without init_from it holds its own random start."""
+    (and scores what it scores), also with another input scaling; without init_from it holds its own random start."""
     tmp, _, _ = demo_run
     source = json.loads((tmp / "run" / "metrics.json").read_text())["best_checkpoint"]
     frozen = [*TINY, "model.optimizer.lr=0", "model.scheduler=null"]
@@ -316,6 +316,9 @@ def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path)
     tuned, fresh = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(tuned[k], start[k]) for k in start if "running" not in k and "num_batches" not in k)
     assert not torch.equal(fresh["net.fc2.weight"], start["net.fc2.weight"])
+    # a fine-tune may change how inputs are scaled (a resume may not: tests/test_checkpoint.py)
+    train(make_cfg(tmp_path / "c", [*frozen, f"model.init_from={source}", "model.net.input_norm=per_face"]))
+    assert torch.equal(weights(tmp_path / "c")["net.fc2.weight"], start["net.fc2.weight"])
     with pytest.raises(UserError, match="do not fit the configured network"):
         make_cfg_and_train(tmp_path / "d", [*frozen, "model.init_from=emotion_vgg", "model=emotion_vgg"])
 

@@ -25,8 +25,9 @@ from emotion.models.registry import build_from_spec
 CHECKPOINT_SPEC_KEY = "emotion_model"
 
 
-def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str) -> None:
-    """Refuse, naming the mismatch, to load weights of another architecture or class list."""
+def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what: str, same_input: bool = True) -> None:
+    """Refuse, naming the mismatch, to load weights of another architecture or class list — or, unless
+    ``same_input`` is False (a fine-tune may change it), trained on inputs scaled another way (``input_norm``)."""
     if saved is None:
         raise ModelFileError(f"the {what} carries no '{CHECKPOINT_SPEC_KEY}' entry: it was not written by emotion")
     for key in ("arch", "class_names"):  # dropout rates may differ between runs; shapes may not
@@ -35,6 +36,12 @@ def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what
                 f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
                 "configured model; choose the matching model config (model=...) or another checkpoint"
             )
+    norm = saved.get("input_norm", "dataset")  # files written before the option scaled by the dataset
+    if same_input and norm != current.get("input_norm", "dataset"):
+        raise ModelFileError(
+            f"{what} mismatch: input_norm is {norm!r} in the file but {current.get('input_norm')!r} in the "
+            f"configured model; continue it with model.net.input_norm={norm}"
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

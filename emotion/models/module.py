@@ -131,7 +131,7 @@ class EmotionModule(L.LightningModule):
         from emotion.models.checkpoint import load_net
 
         source = load_net(path)
-        check_compatible(source.spec(), self.net.spec(), "model.init_from")
+        check_compatible(source.spec(), self.net.spec(), "model.init_from", same_input=False)
         try:
             self.net.load_state_dict(source.state_dict())
         except RuntimeError as exc:
