@@ -13,16 +13,13 @@ import torch
 from torch import nn
 
 from emotion.labels import FER2013_CLASSES
+from emotion.models.input_norm import DEFAULT_INPUT_NORM, INPUT_NORMS
 from emotion.ranges import check
 
 # Mean and standard deviation of FER2013's 28,709 training pixels, scaled to [0, 1].
 FER2013_MEAN = 0.5077
 FER2013_STD = 0.2550
 
-#: How a network scales its input: ``dataset`` subtracts FER2013's mean and divides by its deviation (the same for
-#: every face); ``per_face`` uses each face's own mean and deviation, so that a brighter or lower-contrast picture
-#: of the same face (a lamp, a camera's exposure) gives the network the same input.
-INPUT_NORMS = ("dataset", "per_face")
 # Variance floor of per-face scaling (deviation 0.01, 2.5 grey levels): a flat picture is not blown up to noise.
 PER_FACE_MIN_VAR = 1e-4
 
@@ -44,7 +41,7 @@ class EmotionNet(nn.Module):
         mean: float = FER2013_MEAN,
         std: float = FER2013_STD,
         temperature: float = 1.0,
-        input_norm: str = "dataset",
+        input_norm: str = DEFAULT_INPUT_NORM,
     ) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:

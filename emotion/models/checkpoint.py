@@ -19,6 +19,7 @@ from safetensors.torch import save
 from emotion.atomic import atomic_open
 from emotion.errors import ModelFileError
 from emotion.models.base import EmotionNet
+from emotion.models.input_norm import input_norm_of
 from emotion.models.registry import build_from_spec
 
 #: The entry of a Lightning checkpoint that holds the network's spec (class names, preprocessing, architecture).
@@ -36,10 +37,10 @@ def check_compatible(saved: dict[str, Any] | None, current: dict[str, Any], what
                 f"{what} mismatch: {key} is {saved.get(key)!r} in the file but {current.get(key)!r} in the "
                 "configured model; choose the matching model config (model=...) or another checkpoint"
             )
-    norm = saved.get("input_norm", "dataset")  # files written before the option scaled by the dataset
-    if same_input and norm != current.get("input_norm", "dataset"):
+    norm = input_norm_of(saved)
+    if same_input and norm != input_norm_of(current):
         raise ModelFileError(
-            f"{what} mismatch: input_norm is {norm!r} in the file but {current.get('input_norm')!r} in the "
+            f"{what} mismatch: input_norm is {norm!r} in the file but {input_norm_of(current)!r} in the "
             f"configured model; continue it with model.net.input_norm={norm}"
         )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emotion.errors import ModelFileError
+from emotion.models.input_norm import input_norm_of
 
 
 def open_onnx(path: str | Path, threads: int | None = None, key: str = "emotion_spec") -> tuple[Any, dict[str, Any]]:
@@ -27,6 +28,6 @@ def open_onnx(path: str | Path, threads: int | None = None, key: str = "emotion_
         how = "python -m emotion.export" if key == "emotion_spec" else "the script that trained it"
         raise ModelFileError(f"{path} has no {key!r} metadata: export it with {how}")
     spec = json.loads(meta[key])
-    if key == "emotion_spec":  # exports written before emotion.models.base.INPUT_NORMS existed scaled by the dataset
-        spec.setdefault("input_norm", "dataset")
+    if key == "emotion_spec":  # an export written before the option carries no input_norm
+        spec["input_norm"] = input_norm_of(spec)
     return session, spec

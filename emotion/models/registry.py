@@ -9,6 +9,7 @@ from emotion.models.base import FER2013_MEAN, FER2013_STD, EmotionNet
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.emotion_vgg import EmotionVGG
 from emotion.models.ensemble import EmotionEnsemble
+from emotion.models.input_norm import input_norm_of
 
 ARCHITECTURES: dict[str, type[EmotionNet]] = {m.arch: m for m in (EmotionCNN, EmotionVGG, EmotionEnsemble)}
 
@@ -35,5 +36,5 @@ def build_from_spec(spec: dict[str, Any]) -> EmotionNet:
         mean=spec.get("mean", FER2013_MEAN),
         std=spec.get("std", FER2013_STD),
         temperature=spec.get("temperature", 1.0),
-        input_norm=spec.get("input_norm", "dataset"),  # files written before it existed scaled by the dataset
+        input_norm=input_norm_of(spec),
     )
