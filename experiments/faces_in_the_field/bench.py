@@ -45,6 +45,7 @@ def pipeline(
     rotations: tuple[float, ...] | None = None,
     tta: str = "none",
     detector_settings: dict | None = None,
+    detector=None,
 ):
     """Each configuration through the product's own path, ``Predictor.predict``. ``oracle-aligned`` is no
     detector: each face's true landmarks (FER_LANDMARKS carried through its placement) align its crop, so its
@@ -69,6 +70,8 @@ def pipeline(
         predictor = Predictor.from_pretrained(model, detector=FaceDetector(), tta=tta)
     elif config == "yunet-upright-aligned":
         predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)), tta=tta)
+    elif detector is not None:  # a detector built elsewhere (experiments/faces_in_the_field/detectors.py)
+        predictor = Predictor.from_pretrained(model, detector=detector, tta=tta)
     else:
         settings = dict(detector_settings or {}) | ({} if rotations is None else {"rotations": rotations})
         predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **settings), tta=tta)

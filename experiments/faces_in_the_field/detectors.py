@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenes import BACKGROUNDS, match, scenes  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
-from emotion.serve.faces import TURNS, YuNetDetector  # noqa: E402
+from emotion.serve.faces import TURNS, YuNetDetector, _nms  # noqa: E402
 
 FLOOR = 0.1  # the weakest detection recorded
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
@@ -63,13 +63,6 @@ def padded(image: np.ndarray, multiple: int = 32) -> np.ndarray:
     """``image`` padded at the bottom and right to a multiple of ``multiple`` px (coordinates stay the same)."""
     h, w = image.shape[:2]
     return cv2.copyMakeBorder(image, 0, -h % multiple, 0, -w % multiple, cv2.BORDER_CONSTANT, value=0)
-
-
-def nms(rows: np.ndarray, threshold: float) -> np.ndarray:
-    if len(rows) == 0:
-        return rows
-    keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), 0.0, threshold)
-    return rows[np.asarray(keep, np.int64).reshape(-1)]
 
 
 class CenterFaceNet:
@@ -107,7 +100,7 @@ class CenterFaceNet:
         ly = marks[0, 0::2][:, ys, xs] * h + y0
         points = np.stack([lx, ly], -1).transpose(1, 0, 2).reshape(-1, 10)
         rows = np.column_stack([x0, y0, w, h, points, heat[0, 0, ys, xs]]).astype(np.float32)
-        return 1, nms(rows, 0.3)
+        return 1, _nms(rows, 0.3)
 
 
 class RetinaFaceNet:
@@ -150,7 +143,7 @@ class RetinaFaceNet:
         side = a[:, 2:] * np.exp(loc[:, 2:] * 0.2)
         points = (a[:, None, :2] + a[:, None, 2:] * marks * 0.1).reshape(-1, 10)
         rows = np.column_stack([centre - side / 2, side, points, score]).astype(np.float32)
-        return 1, nms(rows, 0.4)
+        return 1, _nms(rows, 0.4)
 
 
 @dataclass
@@ -199,7 +192,7 @@ def union_run(
 ) -> dict:
     """The whole pipeline (``Predictor.predict``, as ``bench.py``) with the shipped detector and with
     :class:`UnionDetector` adding ``name`` from ``threshold`` (turned 0°/±30°, the same face check), per family."""
-    from bench import against, table
+    from bench import against, pipeline, table
     from scenes import score
 
     from emotion.serve.faces import CHECK_SCORE, photo_detector
@@ -219,14 +212,7 @@ def union_run(
         runs = {}
         for label, detector in (("shipped", photo_detector()), (f"+ {name} ≥ {threshold}", None)):
             detector = detector or UnionDetector(photo_detector(), other)
-            predictor = Predictor.from_pretrained(model, detector=detector)
-
-            def run(frame, predictor=predictor):
-                faces = predictor.predict(frame)
-                probs = np.array([f.probs for f in faces]).reshape(len(faces), len(predictor.class_names))
-                return np.array([f.box for f in faces], np.int32).reshape(-1, 4), probs
-
-            runs[label] = score(run, frames, crop_probs)
+            runs[label] = score(pipeline("yunet-aligned", model, detector=detector), frames, crop_probs)
             print(f"\n## {label}, {family}, {len(frames)} frames, seed {seed}\n\n{table(runs[label])}", flush=True)
         shipped, union = runs.values()
         print(against(union, {"shipped": shipped}, "shipped").replace("the earlier run", "the shipped detector"))
@@ -287,9 +273,9 @@ def kept(first: np.ndarray, second: np.ndarray, rule: tuple[str, float, float, f
     kind, a, b, a0 = rule
     strong = first[first[:, 14] >= a]
     if kind == "or":
-        return nms(np.concatenate([strong, second[second[:, 14] >= b]]), 0.3)
+        return _nms(np.concatenate([strong, second[second[:, 14] >= b]]), 0.3)
     weak = first[(first[:, 14] >= a0) & (first[:, 14] < a)]
-    return nms(np.concatenate([strong, weak[centres_inside(weak, second[second[:, 14] >= b])]]), 0.3)
+    return _nms(np.concatenate([strong, weak[centres_inside(weak, second[second[:, 14] >= b])]]), 0.3)
 
 
 RULES = [("or", a, b, 0.0) for a in (0.45, 0.6, 0.75) for b in (0.4, 0.5, 0.6, 0.7, 0.8)] + [
