@@ -323,6 +323,16 @@ def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path)
         make_cfg_and_train(tmp_path / "d", [*frozen, "model.init_from=emotion_vgg", "model=emotion_vgg"])
 
 
+def test_a_resume_that_changes_the_schedules_length_is_refused(tmp_path):
+    """A one-cycle schedule resumed with more epochs used to crash at its old end ("Tried to step N times")."""
+    train(make_cfg(tmp_path, TINY))
+    with pytest.raises(UserError, match=r"schedule spans \d+ steps, .*trainer.max_epochs.*model.init_from") as err:
+        train(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "ckpt_path=last"]))
+    saved, asked = map(int, re.search(r"spans (\d+) steps, this run's (\d+)", str(err.value)).groups())
+    assert asked == 2 * saved  # twice the epochs
+    train(make_cfg(tmp_path, [*TINY, "ckpt_path=last"]))  # the same length resumes
+
+
 def make_cfg_and_train(tmp_path, overrides):
     return train(make_cfg(tmp_path, overrides))
 

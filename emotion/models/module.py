@@ -24,6 +24,8 @@ from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
 from emotion.models.distill import Distillation, teacher_file
 from emotion.models.loss import LossConfig
+from emotion.models.sam import SAM
+from emotion.ranges import check
 
 
 def eval_metrics(num_classes: int) -> MetricCollection:
@@ -37,6 +39,9 @@ def eval_metrics(num_classes: int) -> MetricCollection:
     )
 
 
+SCHEDULE_LENGTHS = ("total_steps", "T_max")  # OneCycleLR's and CosineAnnealingLR's length in steps
+
+
 class EmotionModule(L.LightningModule):
     """Trains any :class:`EmotionNet`.
 
@@ -45,6 +50,8 @@ class EmotionModule(L.LightningModule):
     epoch on ``val/acc``. ``loss``: :class:`LossConfig` fields; ``distill``: :class:`Distillation` fields;
     ``tta``: the test-time augmentation of the test metrics (:mod:`emotion.models.tta`); ``init_from``: a shipped
     model's name or a model file whose weights the training starts from (fine-tuning; same architecture and classes).
+    ``sam_rho``: > 0 wraps the optimizer in sharpness-aware minimisation (:class:`emotion.models.sam.SAM`) with that
+    radius; each step then runs the batch twice, and the second pass neither logs nor re-runs the teacher.
     """
 
     def __init__(
@@ -58,8 +65,11 @@ class EmotionModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         init_from: str | None = None,
+        sam_rho: float = 0.0,
     ) -> None:
         super().__init__()
+        check("model.sam_rho", sam_rho)
+        self.sam_rho = sam_rho
         self.init_from = teacher_file(init_from, "model.init_from") if init_from else None
         self.loss_config = LossConfig(**dict(loss or {}))
         self.distill = Distillation(**dict(distill or {}))
@@ -70,6 +80,7 @@ class EmotionModule(L.LightningModule):
             "distill": asdict(self.distill),
             "tta": tta,
             "init_from": init_from,
+            "sam_rho": sam_rho,
         }
         self.save_hyperparameters(hparams | {"channels_last": channels_last, "compile": compile}, logger=False)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
@@ -89,6 +100,9 @@ class EmotionModule(L.LightningModule):
         # Frozen distillation teacher (fit only); in a list so that it is not a submodule: its weights stay out of
         # checkpoints, parameters() and the optimizer.
         self._teacher: list[EmotionNet] = []
+        self._step_key: tuple[int, int] | None = None  # (global step, batch): SAM's second pass repeats it
+        self._teacher_logits: torch.Tensor | None = None
+        self._resumed_lengths: list[dict[str, int]] = []  # the schedule lengths of the checkpoint resumed from
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -151,21 +165,26 @@ class EmotionModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """``y``: class indices, or class probabilities when the batch was mixed (mixup/cutmix)."""
         x, y = batch
+        repeat = self._step_key == (self.global_step, batch_idx)  # SAM's second pass over the same batch
+        self._step_key = (self.global_step, batch_idx)
         logits = self(x)
         loss = self.loss_config(logits, y, weight=self.class_weights)
         if self._teacher:
-            with torch.no_grad():
-                teacher_logits = self._teacher[0](x)
-            loss, soft = self.distill.combine(loss, logits, teacher_logits)
-            self.log("train/distill_loss", soft, on_step=False, on_epoch=True)
+            if not repeat:
+                with torch.no_grad():
+                    self._teacher_logits = self._teacher[0](x)
+            loss, soft = self.distill.combine(loss, logits, self._teacher_logits)
+            if not repeat:
+                self.log("train/distill_loss", soft, on_step=False, on_epoch=True)
         if not torch.isfinite(loss):
             raise UserError(
                 f"training diverged: loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                 "lower the learning rate (model.optimizer.lr) or add gradient clipping (trainer.gradient_clip_val)"
             )
-        self.train_acc(logits.detach(), y if y.ndim == 1 else y.argmax(1))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if not repeat:  # the metrics count each batch once, at the weights the step starts from
+            self.train_acc(logits.detach(), y if y.ndim == 1 else y.argmax(1))
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage: str) -> torch.Tensor:
@@ -214,20 +233,37 @@ class EmotionModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ValueError("no optimizer configured (model.optimizer)")
-        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.sam_rho > 0:
+            optimizer = SAM(self.parameters(), self.optimizer_factory, rho=self.sam_rho)
+        else:
+            optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         kwargs: dict[str, Any] = {}
         params = inspect.signature(getattr(self.scheduler_factory, "func", self.scheduler_factory)).parameters
         given = getattr(self.scheduler_factory, "keywords", {})
-        for name in ("total_steps", "T_max"):  # OneCycleLR / CosineAnnealingLR: fill in the run's length
+        for name in SCHEDULE_LENGTHS:  # OneCycleLR / CosineAnnealingLR: fill in the run's length
             if name in params and name not in given:
                 kwargs[name] = int(self.trainer.estimated_stepping_batches)
+        self._check_resumed_length(kwargs)
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": "step"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config.update(monitor="val/acc", interval="epoch")  # set mode: max in its config
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _check_resumed_length(self, lengths: dict[str, int]) -> None:
+        """A one-cycle schedule resumed with another length fails at its old end (PyTorch: "Tried to step N times");
+        a cosine one would silently climb again. Say so before training instead."""
+        for saved in self._resumed_lengths[:1]:
+            for key, steps in lengths.items():
+                if key in saved and saved[key] != steps:
+                    raise UserError(
+                        f"ckpt_path: the checkpoint's learning-rate schedule spans {saved[key]} steps, this run's "
+                        f"{steps} (trainer.max_epochs or the batches per epoch changed since it started); resume "
+                        "with the run's own trainer.max_epochs, or train on from its weights under a new run_name "
+                        "with model.init_from=<its checkpoint>"
+                    )
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -235,3 +271,7 @@ class EmotionModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_compatible(checkpoint.get(CHECKPOINT_SPEC_KEY), self.net.spec(), "checkpoint")
+        # a resume's schedule must keep its length (checked in configure_optimizers, which runs after this)
+        self._resumed_lengths = [
+            {k: s[k] for k in SCHEDULE_LENGTHS if k in s} for s in checkpoint.get("lr_schedulers", [])
+        ]
