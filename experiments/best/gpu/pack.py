@@ -15,6 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 GRID = 64  # faces per mosaic side: 64 × 48 px = 3,072 px (WebP allows 16,383)
 FACE = 48
@@ -45,18 +48,18 @@ def pack_train(train: Path, out: Path) -> int:
     return len(paths)
 
 
-def pack_teacher(name: str, out: Path) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import save_file
+def cast_copy(src: Path, dst: Path, dtype: torch.dtype) -> None:
+    """``src``'s floating-point tensors as ``dtype`` in ``dst``, with its metadata (spec, class names) unchanged."""
+    with safe_open(str(src), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+        meta = f.metadata()
+    save_file({k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}, str(dst), metadata=meta)
 
+
+def pack_teacher(name: str, out: Path) -> None:
     from emotion.models.distill import teacher_file
 
-    src = teacher_file(name)
-    with safe_open(str(src), "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
-    half = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
-    save_file(half, str(out / "teacher_fp16.safetensors"), metadata=meta)
+    cast_copy(Path(teacher_file(name)), out / "teacher_fp16.safetensors", torch.float16)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ set -u
 T0=$(date +%s)
 E1=${E1:-40}
 P1_END=${P1_END:-250}   # seconds after start by which phase 1 must end
-P2_END=${P2_END:-540}   # ... and phase 2
+P2_END=${P2_END:-540}   # ... and phase 2 (0: phase 1 alone, e.g. E1=40 P1_END=560 P2_END=0 for a 15-minute lease)
 PY=${PY:-python3}  # a dry run here: PY=.venv/bin/python TRAINER=cpu EXTRA="trainer.limit_train_batches=3 …"
 TRAINER=${TRAINER:-gpu}
 read -r -a EXTRA <<< "${EXTRA:-}"
@@ -40,6 +40,16 @@ for s in 1 2 3 4; do
   tail -3 $KEEP/gpu-teacher-s$s.out
 done
 [ ${#TEACHERS[@]} -gt 0 ] || exit 1
+if [ "$P2_END" -eq 0 ]; then  # phase 1 alone: bring the teachers back in float16 (4 × 11.8 MB fit one call's 64 MB)
+  for s in 1 2 3 4; do
+    b=$(ls $RUNS/gpu-teacher-s$s/checkpoints/epoch*.ckpt 2>/dev/null | head -1)
+    [ -n "$b" ] && $PY -m emotion.export ckpt_path=$b format=safetensors out=$KEEP/teacher-s$s.safetensors > /dev/null 2>&1 &&
+      $PY -c "import sys, torch; sys.path.insert(0, 'experiments/best/gpu'); import pack; from pathlib import Path
+pack.cast_copy(Path('$KEEP/teacher-s$s.safetensors'), Path('$OUT/teacher-s$s.fp16.safetensors'), torch.float16)"
+  done
+  tar czf $OUT/logs.tgz -C $EMOTION_ROOT/logs --exclude='*.ckpt' --exclude='*tfevents*' train -C $KEEP env.txt $(cd $KEEP && ls *.out)
+  ls -la $OUT; echo "end at $(( $(date +%s) - T0 )) s"; exit 0
+fi
 list=$(IFS=,; echo "${TEACHERS[*]}")
 $PY -m emotion.export "ckpt_path=[$KEEP/teacher_v8v9.safetensors,$list]" format=safetensors out=$KEEP/ens.safetensors > $KEEP/export.out 2>&1 || { cat $KEEP/export.out; exit 1; }
 E2=$($PY - "$RUNS" "$(( P2_END - ($(date +%s) - T0) - 30 ))" <<'PY'

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-GRID, FACE = 64, 48
+import torch
+from pack import FACE, GRID, cast_copy
 
 
 def write_mosaic(args: tuple[Path, list[str], Path]) -> int:
@@ -39,13 +39,7 @@ def main(packed: Path, root: Path, teacher: Path) -> None:
         n = sum(pool.map(write_mosaic, jobs))
     with zipfile.ZipFile(packed / "test.zip") as z:
         z.extractall(root)
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(packed / "teacher_fp16.safetensors"), "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    save_file({k: t.float() if t.is_floating_point() else t for k, t in tensors.items()}, str(teacher), metadata=meta)
+    cast_copy(packed / "teacher_fp16.safetensors", teacher, torch.float32)
     print(f"{n} training faces and {sum(1 for _ in (root / 'test').rglob('*.jpg'))} test faces in {root}")
 
 
