@@ -174,7 +174,7 @@ class ForeachEMA(AveragedModel):
     ``_foreach_copy_`` over the others (batch norm's counters follow the model), on tensor lists gathered once.
 
     ``AveragedModel.update_parameters`` with Lightning's ``avg_fn`` loops over every parameter and buffer in Python
-    (~4 dispatches each: ~500 per step for EmotionVGG, more than its own forward and backward) and reads
+    (~600 dispatches per update for EmotionVGG 64, more than its own forward and backward) and reads
     ``n_averaged`` back from the device twice per step; on a GPU, where a step of these networks is host-bound, that
     is time the accelerator waits. Same average (lerp is the same affine blend), a constant number of dispatches."""
 
