@@ -233,6 +233,25 @@ def test_an_aligned_crop_undoes_rotation_scale_and_shift_to_fers_framing():
     assert err < 8 and unaligned > 3 * err
 
 
+def test_the_aligned_crops_fit_weighs_every_landmark():
+    """Landmarks placed by a known similarity come back exactly; with a mouth corner 5 px off (a smile) the fit is
+    the least-squares one over all five points, as OpenCV's fit with every point an inlier gives it — not the exact
+    similarity of the other four, which a RANSAC fit would return."""
+    from emotion.serve.faces import FER_LANDMARKS, alignment
+
+    place = cv2.getRotationMatrix2D((24.0, 24.0), 25, 3.0)
+    place[:, 2] += (200, 150)
+    marks = cv2.transform(FER_LANDMARKS[None], place)[0]
+    back = cv2.invertAffineTransform(place)
+    np.testing.assert_allclose(alignment(marks), back, atol=1e-4)
+    smiling = marks.copy()
+    smiling[4] += cv2.transform(np.float32([[[5.0, 0.0]]]), np.hstack([place[:, :2], [[0], [0]]]))[0, 0]
+    all_points = cv2.estimateAffinePartial2D(smiling, FER_LANDMARKS, ransacReprojThreshold=1e9)[0]
+    np.testing.assert_allclose(alignment(smiling), all_points, atol=1e-4)
+    assert np.abs(alignment(smiling) - back).max() > 1e-2
+    assert alignment(np.full((5, 2), 7.0)) is None  # degenerate: the crop falls back to the landmarks' square
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
