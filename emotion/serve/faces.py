@@ -568,8 +568,8 @@ def similarity(points: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
 def alignment(landmarks: np.ndarray, size: int = 48) -> np.ndarray | None:
     """The similarity that takes a face's five ``landmarks`` onto :data:`FER_LANDMARKS` scaled to ``size``, fitted
     on all five (:func:`similarity`). Every point counts: the RANSAC fit used until 2026-12-04
-    (``cv2.estimateAffinePartial2D``) left out points more than 3 px off the template — often a mouth corner of an
-    expressive face — in about one fit in six, and framed those faces worse (``experiments/faces_in_the_field/``)."""
+    (``cv2.estimateAffinePartial2D``) left out points more than 3 px off the template (a smile's mouth corner, say)
+    in about one fit in six (``experiments/faces_in_the_field/``)."""
     return similarity(landmarks, FER_LANDMARKS * (size / 48.0))
 
 
