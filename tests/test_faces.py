@@ -252,6 +252,32 @@ def test_the_aligned_crops_fit_weighs_every_landmark():
     assert alignment(np.full((5, 2), 7.0)) is None  # degenerate: the crop falls back to the landmarks' square
 
 
+def test_the_classifiers_crop_is_cut_closer_than_the_template_by_crop_zoom():
+    """The zoom scales the template about the crop's centre (a face 10% larger at 1.1), and ``Predictor.predict``
+    classifies the crop at ``CROP_ZOOM``: its probabilities are those of that crop, not of the template's."""
+    from emotion.data.synthetic import draw_face
+    from emotion.serve.faces import CROP_ZOOM, FER_LANDMARKS, aligned_crop, alignment
+    from emotion.serve.predictor import Predictor
+
+    place = cv2.getRotationMatrix2D((24.0, 24.0), -20, 4.0)
+    place[:, 2] += (320 - 24, 240 - 24)
+    marks = cv2.transform(FER_LANDMARKS[None], place)[0]
+    closer = np.vstack([cv2.getRotationMatrix2D((24.0, 24.0), 0, 1.1), [0, 0, 1]]) @ np.vstack(
+        [alignment(marks), [0, 0, 1]]
+    )
+    np.testing.assert_allclose(alignment(marks, zoom=1.1), closer[:2], atol=1e-4)
+
+    face = cv2.resize(draw_face("surprise", np.random.default_rng(3)), (192, 192), interpolation=cv2.INTER_CUBIC)
+    m = place.copy()
+    m[:, :2] /= 4
+    frame = cv2.warpAffine(face, m, (640, 480), borderValue=90)
+    predictor = Predictor.from_pretrained("default", detector=None)
+    assert predictor.zoom == CROP_ZOOM != 1.0
+    got = predictor.predict(frame, np.array([[224, 144, 192, 192]]), landmarks=marks[None])[0].probs
+    np.testing.assert_allclose(got, predictor.classify(aligned_crop(frame, marks, 48, CROP_ZOOM)[None])[0], atol=1e-6)
+    assert np.abs(got - predictor.classify(aligned_crop(frame, marks)[None])[0]).max() > 1e-3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

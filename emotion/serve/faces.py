@@ -25,6 +25,12 @@ YUNET = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_
 #: lie in FER2013's 48x48 training faces: the median over training faces placed into scenes and found again
 #: (``experiments/faces_in_the_field/fit_template.py``). Aligned crops map detected landmarks onto these.
 FER_LANDMARKS = np.array([[15.72, 19.05], [32.15, 18.77], [24.24, 27.89], [17.52, 35.42], [30.79, 35.28]], np.float32)
+#: How much closer than :data:`FER_LANDMARKS` the classifier's crops are cut (about the crop's centre). The template
+#: is FER2013's median framing, but one face's own framing scatters about it (its scale by ±20%: each face cut from
+#: its landmarks is a zoom of 0.95 ± 0.20 of the original), while the models were trained only on views as close as
+#: the original or closer (``augment.scale``: 80–100% of the area, a zoom of 1.0–1.12). Chosen on training faces
+#: (``experiments/faces_in_the_field/own_framing.py``). The face check keeps the template (it was trained on it).
+CROP_ZOOM = 1.1
 
 
 class StreamDetector(Protocol):
@@ -527,13 +533,14 @@ def crop_faces(
     size: int = 48,
     margin: float = 0.1,
     landmarks: np.ndarray | None = None,
+    zoom: float = 1.0,
 ) -> np.ndarray:
     """Faces of a frame → ``N×size×size`` uint8 grayscale, converted exactly as the training data was
     (:func:`emotion.data.sources.to_gray_square`). With ``landmarks`` (``N×5×2``) each face is aligned onto
-    :data:`FER_LANDMARKS` (rotation, scale and shift, eyes level); without, a square around its box enlarged by
-    ``margin`` per side is cut."""
+    :data:`FER_LANDMARKS` zoomed by ``zoom`` (rotation, scale and shift, eyes level); without, a square around its
+    box enlarged by ``margin`` per side is cut."""
     if landmarks is not None:
-        return np.stack([aligned_crop(frame, m, size) for m in landmarks]) if len(landmarks) else _none(size)
+        return np.stack([aligned_crop(frame, m, size, zoom) for m in landmarks]) if len(landmarks) else _none(size)
     h, w = frame.shape[:2]
     crops = []
     for x, y, bw, bh in boxes:
@@ -565,19 +572,19 @@ def similarity(points: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
     return np.array([[c.real, -c.imag, t.real], [c.imag, c.real, t.imag]])
 
 
-def alignment(landmarks: np.ndarray, size: int = 48) -> np.ndarray | None:
-    """The similarity that takes a face's five ``landmarks`` onto :data:`FER_LANDMARKS` scaled to ``size``, fitted
-    on all five (:func:`similarity`). Every point counts: the RANSAC fit used until 2026-12-04
-    (``cv2.estimateAffinePartial2D``) left out points more than 3 px off the template (a smile's mouth corner, say)
-    in about one fit in six (``experiments/faces_in_the_field/``)."""
-    return similarity(landmarks, FER_LANDMARKS * (size / 48.0))
+def alignment(landmarks: np.ndarray, size: int = 48, zoom: float = 1.0) -> np.ndarray | None:
+    """The similarity that takes a face's five ``landmarks`` onto :data:`FER_LANDMARKS` scaled to ``size`` (and by
+    ``zoom`` about the crop's centre: > 1 cuts closer), fitted on all five (:func:`similarity`). Every point counts:
+    the RANSAC fit used until 2026-12-04 (``cv2.estimateAffinePartial2D``) left out points more than 3 px off the
+    template (a smile's mouth corner, say) in about one fit in six (``experiments/faces_in_the_field/``)."""
+    return similarity(landmarks, ((FER_LANDMARKS - 24.0) * zoom + 24.0) * (size / 48.0))
 
 
-def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.ndarray:
-    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` (:func:`alignment`). The face is
-    first warped at an integer multiple of ``size`` and then area-averaged down, as a large training image would be
-    resized, so a big face is not aliased."""
-    matrix = alignment(landmarks, size)
+def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 48, zoom: float = 1.0) -> np.ndarray:
+    """One face cut so that its five ``landmarks`` land on :data:`FER_LANDMARKS` zoomed by ``zoom``
+    (:func:`alignment`). The face is first warped at an integer multiple of ``size`` and then area-averaged down, as a
+    large training image would be resized, so a big face is not aliased."""
+    matrix = alignment(landmarks, size, zoom)
     if matrix is None:  # degenerate landmarks (all in one point): fall back to their bounding square
         x0, y0 = landmarks.min(0)
         x1, y1 = landmarks.max(0)

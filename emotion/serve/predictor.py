@@ -18,7 +18,7 @@ import numpy as np
 from emotion.data.sources import to_gray_square
 from emotion.errors import ModelFileError
 from emotion.models.tta import check_tta, numpy_views
-from emotion.serve.faces import Detector, crop_faces, photo_detector
+from emotion.serve.faces import CROP_ZOOM, Detector, crop_faces, photo_detector
 from emotion.serve.images import as_frame
 
 
@@ -85,13 +85,14 @@ class _OnnxBackend:
 
 @dataclass
 class Predictor:
-    """``detector``: a YuNet (landmarks: faces are aligned onto FER2013's framing) or a Haar detector (a square of
-    ``margin`` around each box), or None for pre-cropped faces."""
+    """``detector``: a YuNet (landmarks: faces are aligned onto FER2013's framing, cut ``zoom`` times closer) or a
+    Haar detector (a square of ``margin`` around each box), or None for pre-cropped faces."""
 
     model_path: str
     detector: Detector | None = field(default_factory=photo_detector)
     margin: float = 0.1
     tta: str = "none"
+    zoom: float = CROP_ZOOM
 
     def __post_init__(self) -> None:
         check_tta(self.tta)
@@ -138,6 +139,6 @@ class Predictor:
             if self.detector is None:
                 raise ValueError("no face detector configured; pass boxes or pre-cropped faces")
             boxes, landmarks = self.detector.detect(frame)
-        crops = crop_faces(frame, boxes, self.input_size, self.margin, landmarks)
+        crops = crop_faces(frame, boxes, self.input_size, self.margin, landmarks, self.zoom)
         probs = self.classify(crops)
         return [Face(tuple(int(v) for v in b), p, self.class_names) for b, p in zip(boxes, probs)]

@@ -24,12 +24,12 @@ import emotion.serve.faces as faces
 
 
 def fitted(points: list[int], fit: str, left_out: np.ndarray | None = None) -> Callable[..., np.ndarray | None]:
-    """An ``alignment(landmarks, size)`` for :mod:`emotion.serve.faces` fitted on ``points`` by ``fit``; counts in
+    """An ``alignment(landmarks, size, zoom)`` for :mod:`emotion.serve.faces` fitted on ``points`` by ``fit``; counts in
     ``left_out[k]`` the fits RANSAC leaves ``k`` points out of."""
 
-    def alignment(landmarks: np.ndarray, size: int = 48) -> np.ndarray | None:
+    def alignment(landmarks: np.ndarray, size: int = 48, zoom: float = 1.0) -> np.ndarray | None:
         marks = np.asarray(landmarks, np.float32)[points]
-        target = faces.FER_LANDMARKS[points] * (size / 48.0)
+        target = ((faces.FER_LANDMARKS[points] - 24.0) * zoom + 24.0) * (size / 48.0)
         matrix, inliers = cv2.estimateAffinePartial2D(marks, target)
         if left_out is not None and inliers is not None:
             left_out[len(points) - int(inliers.sum())] += 1

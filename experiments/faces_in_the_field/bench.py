@@ -32,7 +32,7 @@ from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.models.tta import TTA_MODES  # noqa: E402
-from emotion.serve.faces import FER_LANDMARKS, FaceDetector, YuNetDetector, photo_detector  # noqa: E402
+from emotion.serve.faces import CROP_ZOOM, FER_LANDMARKS, FaceDetector, YuNetDetector, photo_detector  # noqa: E402
 from emotion.serve.predictor import Predictor  # noqa: E402
 
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
@@ -46,12 +46,13 @@ def pipeline(
     tta: str = "none",
     detector_settings: dict | None = None,
     detector=None,
+    zoom: float = CROP_ZOOM,
 ):
     """Each configuration through the product's own path, ``Predictor.predict``. ``oracle-aligned`` is no
     detector: each face's true landmarks (FER_LANDMARKS carried through its placement) align its crop, so its
     accuracy is what the scene's rendering (resampling, tilt, brightness, noise) alone leaves of the crop accuracy."""
     if config == "oracle-aligned":
-        predictor = Predictor.from_pretrained(model, detector=None, tta=tta)
+        predictor = Predictor.from_pretrained(model, detector=None, tta=tta, zoom=1.0)  # the face's own framing
         truth = {id(s.frame): s.faces for s in all_scenes or []}
 
         def oracle(frame):
@@ -69,12 +70,14 @@ def pipeline(
     if config == "haar-box":
         predictor = Predictor.from_pretrained(model, detector=FaceDetector(), tta=tta)
     elif config == "yunet-upright-aligned":
-        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), rotations=(0.0,)), tta=tta)
+        upright = replace(photo_detector(), rotations=(0.0,))
+        predictor = Predictor.from_pretrained(model, detector=upright, tta=tta, zoom=zoom)
     elif detector is not None:  # a detector built elsewhere (experiments/faces_in_the_field/detectors.py)
-        predictor = Predictor.from_pretrained(model, detector=detector, tta=tta)
+        predictor = Predictor.from_pretrained(model, detector=detector, tta=tta, zoom=zoom)
     else:
         settings = dict(detector_settings or {}) | ({} if rotations is None else {"rotations": rotations})
-        predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), **settings), tta=tta)
+        detector = replace(photo_detector(), **settings)
+        predictor = Predictor.from_pretrained(model, detector=detector, tta=tta, zoom=zoom)
     detector = predictor.detector
 
     def run(frame):
@@ -168,6 +171,7 @@ def main() -> None:
         choices=TTA_MODES,
         help="views averaged per face, in the pipeline and in the crop accuracy alike (predict --tta)",
     )
+    p.add_argument("--zoom", type=float, default=CROP_ZOOM, help="of the aligned crop (Predictor.zoom)")
     p.add_argument("--rotations", help="the detector's turned searches, e.g. 0,-15,15,-30,30 (default: the shipped)")
     p.add_argument(
         "--set",
@@ -186,11 +190,13 @@ def main() -> None:
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
-        results[config] = score(pipeline(config, a.model, all_scenes, turns, a.tta, settings), all_scenes, crop_probs)
+        results[config] = score(
+            pipeline(config, a.model, all_scenes, turns, a.tta, settings, zoom=a.zoom), all_scenes, crop_probs
+        )
         faces = "PublicTest" if a.split == "val" else "training"
         print(
             f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
-            f"seed {a.seed}, {a.backgrounds} backgrounds{''.join(f', {x}' for x in a.set)})\n"
+            f"seed {a.seed}, {a.backgrounds} backgrounds, zoom {a.zoom:g}{''.join(f', {x}' for x in a.set)})\n"
         )
         print(table(results[config]))
         if a.against:

@@ -7,7 +7,8 @@ cut by its aligned crop — the views ``data.views`` trains on (``experiment=fie
 Each training face (never PublicTest) goes into its own 640x480 scene (``scenes.py``'s background of one of
 ``--backgrounds``, drawn per face, feathering, brightness and noise) at a size drawn log-uniformly from 64-240 px and
 a tilt uniform in ±40° — continuous ranges, wider than the benchmark's cells — then through ``photo_detector`` and
-``aligned_crop``, exactly as ``Predictor.predict`` frames a face. The file holds, per face the detector found, its
+``aligned_crop`` at ``CROP_ZOOM``, exactly as ``Predictor.predict`` frames a face (the views of the shipped
+``emotion_vgg_field`` were cut before the zoom, at 1.0). The file holds, per face the detector found, its
 source path (the key ``data.views`` matches training faces by), its 48x48 view and its background family; faces it
 missed are counted and keep their original.
 """
@@ -28,7 +29,7 @@ from scenes import BACKGROUNDS, background, match, noisy, place  # noqa: E402
 
 from emotion.atomic import atomic_open  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
-from emotion.serve.faces import aligned_crop, photo_detector  # noqa: E402
+from emotion.serve.faces import CROP_ZOOM, aligned_crop, photo_detector  # noqa: E402
 
 
 def views(job: tuple[np.ndarray, np.ndarray, int, tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,7 +51,7 @@ def views(job: tuple[np.ndarray, np.ndarray, int, tuple[str, ...]]) -> tuple[np.
         boxes, marks = detector.detect(frame)
         j = match(truth, boxes)
         if j is not None:
-            found[k], out[k] = True, aligned_crop(frame, marks[j])
+            found[k], out[k] = True, aligned_crop(frame, marks[j], zoom=CROP_ZOOM)
     return found, out, family
 
 

@@ -35,17 +35,19 @@ def main() -> None:
     faces.alignment = fitted([0, 1, 2, 3, 4], a.fit)  # every crop, the face check's included
     views = [(float(t), float(s)) for t in a.turns.split(",") for s in a.scales.split(",")]
 
-    def framed_crops(frame: np.ndarray, landmarks: np.ndarray, size: int, turn: float, scale: float) -> np.ndarray:
+    def framed_crops(
+        frame: np.ndarray, landmarks: np.ndarray, size: int, zoom: float, turn: float, scale: float
+    ) -> np.ndarray:
         jitter = np.vstack([cv2.getRotationMatrix2D((size / 2, size / 2), turn, scale), [0, 0, 1]])
         shipped = faces.alignment
 
-        def alignment(marks: np.ndarray, s: int = size) -> np.ndarray | None:
-            m = shipped(marks, s)
+        def alignment(marks: np.ndarray, s: int = size, z: float = zoom) -> np.ndarray | None:
+            m = shipped(marks, s, z)
             return None if m is None else (jitter @ np.vstack([m, [0, 0, 1]]))[:2]
 
         faces.alignment = alignment  # aligned_crop looks it up in the module at each call
         try:
-            return np.stack([faces.aligned_crop(frame, m, size) for m in landmarks])
+            return np.stack([faces.aligned_crop(frame, m, size, zoom) for m in landmarks])
         finally:
             faces.alignment = shipped
 
@@ -60,7 +62,8 @@ def main() -> None:
             return shipped_predict(self, frame, boxes, landmarks=landmarks)
         inside_predict[0] = True
         try:
-            probs = np.mean([self.classify(framed_crops(frame, landmarks, self.input_size, t, s)) for t, s in views], 0)
+            crops = [framed_crops(frame, landmarks, self.input_size, self.zoom, t, s) for t, s in views]
+            probs = np.mean([self.classify(c) for c in crops], 0)
         finally:
             inside_predict[0] = False
         return [Face(tuple(int(v) for v in b), q, self.class_names) for b, q in zip(boxes, probs)]

@@ -146,12 +146,18 @@ def main() -> None:
             name: torch.as_tensor(pred.classify(c).argmax(1)) == y for name, c in crops.items()
         }
         report["models"][model] = {}
-        print(f"\n## {model}\n\n| crop | accuracy | vs the original: right only here / only there, p |\n|---|---|---|")
+        print(
+            f"\n## {model}\n\n| crop | accuracy | right only here / only in the original, p | the same against the "
+            "template |\n|---|---|---|---|"
+        )
         for name, r in right.items():
-            cmp = paired_comparison(r, right["original"])
-            report["models"][model][name] = cmp
-            versus = f"{cmp['only_this_right']} / {cmp['only_other_right']}, p = {cmp['mcnemar_p']:.3f}"
-            print(f"| {name} | {cmp['accuracy']:.4f} | {'' if name == 'original' else versus} |")
+            cmp, vs_template = paired_comparison(r, right["original"]), paired_comparison(r, right["template"])
+            report["models"][model][name] = cmp | {"against_template": vs_template}
+            cells = [
+                "" if other == name else f"{c['only_this_right']} / {c['only_other_right']}, p = {c['mcnemar_p']:.3f}"
+                for other, c in (("original", cmp), ("template", vs_template))
+            ]
+            print(f"| {name} | {cmp['accuracy']:.4f} | {cells[0]} | {cells[1]} |")
     if a.out:
         a.out.write_text(json.dumps(report, indent=1))
 
