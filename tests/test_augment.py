@@ -40,6 +40,21 @@ def test_augmentation_is_per_sample():
     assert len({tuple(o.flatten()[:200].tolist()) for o in out}) == 8
 
 
+def test_a_scale_above_one_zooms_out_and_fills_the_edge_by_the_padding_mode():
+    """A crop of 1.44x the image's area shows the face at 1/1.2 of its size: a centred white square of 24 px comes
+    out ~20 px wide, and the new edge is the padding's (border: the image's own edge, here black)."""
+    x = torch.zeros(1, 1, 48, 48, dtype=torch.uint8)
+    x[..., 12:36, 12:36] = 255
+    plain = {"hflip": False, "rotate_deg": 0}
+    same = BatchAugment(**plain, scale=(1, 1), padding_mode="border")(x, 0)
+    out = BatchAugment(**plain, scale=(1.44, 1.44), padding_mode="border")(x, 0)
+    width = lambda img: (img[0, 0, 24] > 0.5).sum().item()  # noqa: E731
+    assert width(same) == 24 and width(out) == 20
+    assert out[0, 0, 24, 24] == 1 and out[0, 0, :, 0].max() == 0 and out[0, 0, 0, :].max() == 0
+    with pytest.raises(ValueError, match="above 1 zooms out"):
+        BatchAugment(scale=(1.0, 2.5))
+
+
 @pytest.mark.parametrize("kwargs", [{"scale": (0.0, 1.0)}, {"erasing_p": 2.0}, {"padding_mode": "wrap"}])
 def test_invalid_augment_values_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -17,12 +17,16 @@ import torch.nn.functional as F
 
 from emotion.ranges import check
 
+MAX_SCALE = 2.0  # a crop of twice the image's area: the face at 71% of its size
+
 
 @dataclass
 class BatchAugment:
     hflip: bool = True
     rotate_deg: float = 10.0
-    scale: tuple[float, float] = (0.8, 1.0)  # crop area as a fraction of the image (RandomResizedCrop-style)
+    # crop area as a fraction of the image (RandomResizedCrop-style); above 1 the crop reaches past the image, so the
+    # face comes out smaller (a zoom out, the edge filled by ``padding_mode``), as a detector's crop can frame it
+    scale: tuple[float, float] = (0.8, 1.0)
     ratio: tuple[float, float] = (1.0, 1.0)  # crop aspect ratio range
     translate: float = 0.0  # extra shift, fraction of the image side
     erasing_p: float = 0.0
@@ -37,8 +41,11 @@ class BatchAugment:
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"augment.scale must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if not 0 < lo <= hi <= MAX_SCALE:
+            raise ValueError(
+                f"augment.scale must satisfy 0 < min <= max <= {MAX_SCALE:g} (area of the crop over the image's: "
+                f"below 1 zooms in, above 1 zooms out), got {self.scale}"
+            )
         for name in ("erasing_p", "brightness", "contrast", "blur_p", "blur_sigma", "noise_std"):
             check(f"data.augment.{name}", getattr(self, name))
         if self.padding_mode not in ("zeros", "border", "reflection"):
@@ -55,8 +62,9 @@ class BatchAugment:
         area = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 0]
         log_r = math.log(self.ratio[0]) + (math.log(self.ratio[1]) - math.log(self.ratio[0])) * u[:, 1]
         r = torch.exp(log_r)
-        w = torch.sqrt(area * r).clamp(max=1.0)  # crop width / image width
-        h = torch.sqrt(area / r).clamp(max=1.0)
+        side = max(1.0, math.sqrt(self.scale[1]))  # the widest crop: the image, or past it when zooming out
+        w = torch.sqrt(area * r).clamp(max=side)  # crop width / image width
+        h = torch.sqrt(area / r).clamp(max=side)
         cx = (1 - w) * (2 * u[:, 2] - 1) + self.translate * 2 * (2 * u[:, 4] - 1)
         cy = (1 - h) * (2 * u[:, 3] - 1) + self.translate * 2 * (2 * u[:, 5] - 1)
         angle = torch.deg2rad(self.rotate_deg * (2 * u[:, 6] - 1))
