@@ -26,8 +26,8 @@ YUNET = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_
 #: (``experiments/faces_in_the_field/fit_template.py``). Aligned crops map detected landmarks onto these.
 FER_LANDMARKS = np.array([[15.72, 19.05], [32.15, 18.77], [24.24, 27.89], [17.52, 35.42], [30.79, 35.28]], np.float32)
 #: How much closer than :data:`FER_LANDMARKS` the classifier's crops are cut (about the crop's centre). The template
-#: is FER2013's median framing, but one face's own framing scatters about it (its scale by ±20%: each face cut from
-#: its landmarks is a zoom of 0.95 ± 0.20 of the original), while the models were trained only on views as close as
+#: is FER2013's median framing, but one face's own framing scatters about it (its scale by ±20%: two thirds of the
+#: faces cut from their landmarks come out smaller than the original), while training shows faces only as close as
 #: the original or closer (``augment.scale``: 80–100% of the area, a zoom of 1.0–1.12). Chosen on training faces
 #: (``experiments/faces_in_the_field/own_framing.py``). The face check keeps the template (it was trained on it).
 CROP_ZOOM = 1.1
