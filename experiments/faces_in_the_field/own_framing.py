@@ -6,7 +6,7 @@
 The benchmark's framing loss (oracle-aligned → accuracy given found) could be the detector's landmarks failing in a
 scene, or each FER2013 face's own framing, which an alignment onto one template (:data:`FER_LANDMARKS`) cannot
 reproduce. This takes the scenes away: each 48x48 face is upscaled ×4 (cubic, as ``scenes.py`` places faces) onto a
-canvas padded by edge replication, the shipped photo detector runs on it, and the face is classified three ways:
+canvas padded by edge replication, the shipped photo detector runs on it, and each of these crops is classified:
 
 - ``original``: the 48x48 crop itself (the crop accuracy);
 - ``own framing``: cut back out of the canvas by :func:`aligned_crop` with the template carried through the ×4
@@ -27,6 +27,7 @@ Also prints the template crop's residual against the face's own pixels (rotation
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -68,9 +69,13 @@ def landmarks_for(angle: float, scale: float, dx: float, dy: float) -> np.ndarra
 
 
 def detect(images: np.ndarray, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the faces found on their canvas, their landmarks in canvas pixels), cached in ``cache``."""
+    """(indices of the faces found on their canvas, their landmarks in canvas pixels), cached in ``cache`` with a
+    digest of the faces, so a cache made for other faces (another --split, --n or --seed) is refused, not reused."""
+    digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
     if cache and cache.exists():
         with np.load(cache) as z:
+            if "faces" not in z or str(z["faces"]) != digest:
+                raise SystemExit(f"{cache} holds the detections of other faces: delete it or give another --cache")
             return z["found"], z["marks"]
     detector = photo_detector()
     found, landmarks = [], []
@@ -86,7 +91,7 @@ def detect(images: np.ndarray, cache: Path | None) -> tuple[np.ndarray, np.ndarr
     found_a, marks_a = np.array(found, int), np.array(landmarks, np.float64).reshape(-1, 5, 2)
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, found=found_a, marks=marks_a)
+        np.savez(cache, found=found_a, marks=marks_a, faces=digest)
     return found_a, marks_a
 
 
