@@ -30,16 +30,20 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from emotion.data.datamodule import FER2013DataModule
-from emotion.evaluation.paired import paired_comparison
-from emotion.serve.faces import FER_LANDMARKS, aligned_crop, alignment, photo_detector
-from emotion.serve.predictor import Predictor
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from residuals import residual as scene_residual  # noqa: E402
+
+from emotion.data.datamodule import FER2013DataModule  # noqa: E402
+from emotion.evaluation.paired import paired_comparison  # noqa: E402
+from emotion.serve.faces import FER_LANDMARKS, aligned_crop, photo_detector  # noqa: E402
+from emotion.serve.predictor import Predictor  # noqa: E402
 
 UP, PAD = 4, 96  # the face at 192 px in a 384x384 canvas
 
@@ -53,10 +57,12 @@ PLACEMENT = np.array([[UP, 0, PAD], [0, UP, PAD], [0, 0, 1]], np.float64)  # fac
 
 
 def residual(landmarks: np.ndarray) -> tuple[float, float, float, float]:
-    """(rotation °, scale, shift x, shift y) of face pixels → template crop pixels; the identity is (0, 1, 0, 0)."""
-    r = np.vstack([alignment(landmarks), [0, 0, 1]]) @ PLACEMENT
-    cx, cy = r[:2] @ np.array([24.0, 24.0, 1.0])
-    return float(np.degrees(np.arctan2(r[1, 0], r[0, 0]))), float(np.hypot(r[0, 0], r[1, 0])), cx - 24, cy - 24
+    """(rotation °, scale, shift x, shift y) of face pixels → template crop pixels (``residuals.residual`` of the
+    canvas placement); the identity is (0, 1, 0, 0)."""
+    res = scene_residual(landmarks, PLACEMENT[:2])
+    if res is None:  # only for degenerate landmarks, which the detector does not give
+        raise ValueError(f"landmarks {landmarks.tolist()} give no alignment")
+    return res
 
 
 def landmarks_for(angle: float, scale: float, dx: float, dy: float) -> np.ndarray:
