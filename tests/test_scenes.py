@@ -115,3 +115,36 @@ def test_landmark_fit_is_zero_on_the_template_and_large_for_a_scramble() -> None
     turned = FER_LANDMARKS @ np.array([[0.8, 0.6], [-0.6, 0.8]], np.float32) * 3 + 40  # same face, moved
     assert candidates.fit(turned) == pytest.approx(0.0, abs=1e-3)
     assert candidates.fit(turned[[2, 0, 4, 1, 3]]) > 3.0
+
+
+def test_bench_detections_replay_without_the_detector_and_refuse_other_scenes(tmp_path) -> None:
+    import bench
+
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    made = list(scenes.scenes(faces, np.zeros(3, np.int64), seed=2, n=3))
+    calls = []
+
+    class Found:  # a stand-in detector: one box per frame, from the frame's pixels
+        rotations = (0.0,)
+
+        def __repr__(self) -> str:
+            return "Found()"
+
+        def detect(self, frame):
+            calls.append(1)
+            v = int(frame[0, 0, 0])
+            return np.array([[v, 1, 2, 3]]), np.full((1, 5, 2), v / 2)
+
+    path = tmp_path / "dets.npz"
+    first = bench.RecordedDetector(path, Found(), made)
+    kept = [first.detect(s.frame) for s in made]
+    first.save()
+    assert len(calls) == len(made) and first.rotations == (0.0,)
+    again = bench.RecordedDetector(path, Found(), made)
+    replayed = [again.detect(s.frame) for s in reversed(made)][::-1]
+    assert len(calls) == len(made)  # nothing detected again
+    for (b1, m1), (b2, m2) in zip(kept, replayed, strict=True):
+        assert np.array_equal(b1, b2) and np.allclose(m1, m2)
+    other = list(scenes.scenes(faces, np.zeros(3, np.int64), seed=5, n=3))
+    with pytest.raises(SystemExit, match="other scenes or another detector"):
+        bench.RecordedDetector(path, Found(), other)

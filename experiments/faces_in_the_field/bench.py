@@ -2,6 +2,7 @@
 
     python experiments/faces_in_the_field/bench.py [--data DIR] [--n 1500] [--model emotion_vgg]
         [--config yunet-aligned ...] [--backgrounds procedural|photos] [--out results.json]
+        [--detections logs/dets.npz]
 
 Prints, for each pipeline configuration (each runs through ``Predictor.predict``, as ``python -m emotion.predict``
 does), the found rate, end-to-end accuracy and accuracy given found per face size
@@ -11,11 +12,17 @@ their 48x48 originals). Configurations: ``haar-box`` (the Haar cascade, a square
 ±30°, a square around its box), ``yunet-aligned`` (the same detector, faces aligned onto FER2013's framing: the
 default since 2026-12-02).
 Run it on an idle machine: ms per frame is measured.
+
+``--detections FILE`` keeps the detector's boxes and landmarks of every frame (the slow part; they do not depend on
+the model or the zoom) and replays them on later runs with the same scenes and detector, so that models can be
+compared in seconds; a file made for other scenes or another detector is refused. Replayed runs' ms per frame
+counts the classifier only.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -87,6 +94,54 @@ def pipeline(
         return np.array([f.box for f in faces], np.int32).reshape(-1, 4), probs
 
     return run
+
+
+class RecordedDetector:
+    """The photo detector's outputs per frame, kept in (``record``) or replayed from (``replay``) an .npz: the
+    scenes are made again from their seed, so a digest of their frames and of the detector's settings says whether
+    a file holds this run's detections."""
+
+    def __init__(self, path: Path, detector, all_scenes: list) -> None:
+        digest = hashlib.sha256(repr(detector).encode())
+        for s in all_scenes:
+            digest.update(s.frame.tobytes())
+        self.path, self.detector, self.key = path, detector, digest.hexdigest()
+        self.index = {id(s.frame): i for i, s in enumerate(all_scenes)}
+        self.kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.replaying = path.exists()
+        if self.replaying:
+            with np.load(path) as z:
+                if str(z["key"]) != self.key:
+                    raise SystemExit(
+                        f"--detections {path}: made for other scenes or another detector; "
+                        "give a new file name (or delete it) to detect again"
+                    )
+                frames, boxes, marks = z["frame"], z["boxes"], z["landmarks"]
+            for i in range(len(all_scenes)):
+                pick = frames == i
+                self.kept[i] = (boxes[pick], marks[pick])
+
+    def __getattr__(self, name: str):  # the rest of the detector's face (rotations, threshold, ...)
+        return getattr(self.detector, name)
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = self.index[id(frame)]
+        if not self.replaying:
+            boxes, marks = self.detector.detect(frame)
+            self.kept[i] = (np.asarray(boxes, np.int32).reshape(-1, 4), np.asarray(marks, np.float32).reshape(-1, 5, 2))
+        return self.kept[i]
+
+    def save(self) -> None:
+        if self.replaying:
+            return
+        order = sorted(self.kept)
+        np.savez_compressed(
+            self.path,
+            key=self.key,
+            frame=np.concatenate([np.full(len(self.kept[i][0]), i) for i in order]),
+            boxes=np.concatenate([self.kept[i][0] for i in order]),
+            landmarks=np.concatenate([self.kept[i][1] for i in order]),
+        )
 
 
 def table(result: dict) -> str:
@@ -180,7 +235,14 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="another setting of the photo detector (YuNetDetector) for yunet-box/yunet-aligned, e.g. recheck=3",
     )
+    p.add_argument(
+        "--detections",
+        type=Path,
+        help="an .npz of yunet-aligned's detections: written on the first run, replayed on the next (same scenes)",
+    )
     a = p.parse_args()
+    if a.detections and a.config != ["yunet-aligned"]:
+        p.error("--detections keeps yunet-aligned's detections: give --config yunet-aligned alone")
     settings = detector_settings(a.set, p)  # before the slow part: a typo fails at once
     dm = FER2013DataModule(a.data, download=False)
     dm.setup()
@@ -190,9 +252,18 @@ def main() -> None:
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
+        recorded = None
+        if a.detections:
+            shipped = replace(photo_detector(), **settings | ({} if turns is None else {"rotations": turns}))
+            recorded = RecordedDetector(a.detections, shipped, all_scenes)
         results[config] = score(
-            pipeline(config, a.model, all_scenes, turns, a.tta, settings, zoom=a.zoom), all_scenes, crop_probs
+            pipeline(config, a.model, all_scenes, turns, a.tta, settings, detector=recorded, zoom=a.zoom),
+            all_scenes,
+            crop_probs,
         )
+        if recorded is not None:
+            recorded.save()
+            results[config]["detections"] = f"{'replayed from' if recorded.replaying else 'kept in'} {a.detections}"
         faces = "PublicTest" if a.split == "val" else "training"
         print(
             f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
