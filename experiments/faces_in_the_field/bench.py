@@ -39,7 +39,15 @@ from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.models.tta import TTA_MODES  # noqa: E402
-from emotion.serve.faces import CROP_ZOOM, FER_LANDMARKS, FaceDetector, YuNetDetector, photo_detector  # noqa: E402
+from emotion.serve.face_check import FACE_CHECK  # noqa: E402
+from emotion.serve.faces import (  # noqa: E402
+    CROP_ZOOM,
+    FER_LANDMARKS,
+    YUNET,
+    FaceDetector,
+    YuNetDetector,
+    photo_detector,
+)
 from emotion.serve.predictor import Predictor  # noqa: E402
 
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
@@ -97,12 +105,14 @@ def pipeline(
 
 
 class RecordedDetector:
-    """The photo detector's outputs per frame, kept in (``record``) or replayed from (``replay``) an .npz: the
-    scenes are made again from their seed, so a digest of their frames and of the detector's settings says whether
-    a file holds this run's detections."""
+    """The photo detector's outputs per frame, kept in or replayed from an .npz: the scenes are made again from
+    their seed, so a digest of their frames, the detector's settings and the shipped weights (YuNet's, the face
+    check's) says whether a file holds this run's detections."""
 
     def __init__(self, path: Path, detector, all_scenes: list) -> None:
         digest = hashlib.sha256(repr(detector).encode())
+        for weights in (YUNET, FACE_CHECK):  # the shipped detector's and face check's files
+            digest.update(weights.read_bytes())
         for s in all_scenes:
             digest.update(s.frame.tobytes())
         self.path, self.detector, self.key = path, detector, digest.hexdigest()
