@@ -135,7 +135,7 @@ def test_bench_detections_replay_without_the_detector_and_refuse_other_scenes(tm
             v = int(frame[0, 0, 0])
             return np.array([[v, 1, 2, 3]]), np.full((1, 5, 2), v / 2)
 
-    path = tmp_path / "dets.npz"
+    path = tmp_path / "kept" / "dets"  # a new folder, a name without .npz: kept under exactly that name
     first = bench.RecordedDetector(path, Found(), made)
     kept = [first.detect(s.frame) for s in made]
     first.save()

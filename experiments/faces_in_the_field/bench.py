@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
 
+from emotion.atomic import atomic_open  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.models.tta import TTA_MODES  # noqa: E402
@@ -145,13 +146,14 @@ class RecordedDetector:
         if self.replaying:
             return
         order = sorted(self.kept)
-        np.savez_compressed(
-            self.path,
-            key=self.key,
-            frame=np.concatenate([np.full(len(self.kept[i][0]), i) for i in order]),
-            boxes=np.concatenate([self.kept[i][0] for i in order]),
-            landmarks=np.concatenate([self.kept[i][1] for i in order]),
-        )
+        with atomic_open(self.path) as f:  # under exactly its name (np.savez would add .npz), whole or not at all
+            np.savez_compressed(
+                f,
+                key=self.key,
+                frame=np.concatenate([np.full(len(self.kept[i][0]), i) for i in order]),
+                boxes=np.concatenate([self.kept[i][0] for i in order]),
+                landmarks=np.concatenate([self.kept[i][1] for i in order]),
+            )
 
 
 def table(result: dict) -> str:
