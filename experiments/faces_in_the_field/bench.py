@@ -54,6 +54,12 @@ from emotion.serve.predictor import Predictor  # noqa: E402
 CONFIGS = ("haar-box", "yunet-upright-aligned", "yunet-box", "yunet-aligned", "oracle-aligned")
 
 
+def configured_detector(settings: dict | None = None, rotations: tuple[float, ...] | None = None) -> YuNetDetector:
+    """The shipped photo detector with ``--set`` settings and ``--rotations`` applied."""
+    turns = {} if rotations is None else {"rotations": rotations}
+    return replace(photo_detector(), **dict(settings or {}) | turns)
+
+
 def pipeline(
     config: str,
     model: str,
@@ -91,8 +97,7 @@ def pipeline(
     elif detector is not None:  # a detector built elsewhere (experiments/faces_in_the_field/detectors.py)
         predictor = Predictor.from_pretrained(model, detector=detector, tta=tta, zoom=zoom)
     else:
-        settings = dict(detector_settings or {}) | ({} if rotations is None else {"rotations": rotations})
-        detector = replace(photo_detector(), **settings)
+        detector = configured_detector(detector_settings, rotations)
         predictor = Predictor.from_pretrained(model, detector=detector, tta=tta, zoom=zoom)
     detector = predictor.detector
 
@@ -266,8 +271,7 @@ def main() -> None:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
         recorded = None
         if a.detections and config == "yunet-aligned":
-            shipped = replace(photo_detector(), **settings | ({} if turns is None else {"rotations": turns}))
-            recorded = RecordedDetector(a.detections, shipped, all_scenes)
+            recorded = RecordedDetector(a.detections, configured_detector(settings, turns), all_scenes)
         results[config] = score(
             pipeline(config, a.model, all_scenes, turns, a.tta, settings, detector=recorded, zoom=a.zoom),
             all_scenes,
