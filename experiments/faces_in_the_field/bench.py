@@ -110,18 +110,24 @@ def pipeline(
     return run
 
 
+def detections_key(detector, images: list[np.ndarray]) -> str:
+    """What a detector's kept detections depend on: its settings, the shipped weights (YuNet's, the face check's)
+    and the images it ran on; a cache with another key holds someone else's detections."""
+    digest = hashlib.sha256(repr(detector).encode())
+    for weights in (YUNET, FACE_CHECK):
+        digest.update(weights.read_bytes())
+    for image in images:
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
 class RecordedDetector:
     """The photo detector's outputs per frame, kept in or replayed from an .npz: the scenes are made again from
     their seed, so a digest of their frames, the detector's settings and the shipped weights (YuNet's, the face
     check's) says whether a file holds this run's detections."""
 
     def __init__(self, path: Path, detector, all_scenes: list) -> None:
-        digest = hashlib.sha256(repr(detector).encode())
-        for weights in (YUNET, FACE_CHECK):  # the shipped detector's and face check's files
-            digest.update(weights.read_bytes())
-        for s in all_scenes:
-            digest.update(s.frame.tobytes())
-        self.path, self.detector, self.key = path, detector, digest.hexdigest()
+        self.path, self.detector, self.key = path, detector, detections_key(detector, [s.frame for s in all_scenes])
         self.index = {id(s.frame): i for i, s in enumerate(all_scenes)}
         self.kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.replaying = path.exists()

@@ -27,7 +27,6 @@ Also prints the template crop's residual against the face's own pixels (rotation
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -38,8 +37,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import detections_key  # noqa: E402
 from residuals import residual as scene_residual  # noqa: E402
 
+from emotion.atomic import atomic_open  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.serve.faces import FER_LANDMARKS, aligned_crop, photo_detector  # noqa: E402
@@ -76,14 +77,18 @@ def landmarks_for(angle: float, scale: float, dx: float, dy: float) -> np.ndarra
 
 def detect(images: np.ndarray, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the faces found on their canvas, their landmarks in canvas pixels), cached in ``cache`` with a
-    digest of the faces, so a cache made for other faces (another --split, --n or --seed) is refused, not reused."""
-    digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()
+    digest of the faces, the detector's settings and the shipped weights (``bench.detections_key``), so a cache made
+    for other faces (another --split, --n or --seed) or by another detector is refused, not reused."""
+    detector = photo_detector()
+    digest = detections_key(detector, [images])
     if cache and cache.exists():
         with np.load(cache) as z:
             if "faces" not in z or str(z["faces"]) != digest:
-                raise SystemExit(f"{cache} holds the detections of other faces: delete it or give another --cache")
+                raise SystemExit(
+                    f"{cache} holds the detections of other faces or another detector: "
+                    "delete it or give another --cache"
+                )
             return z["found"], z["marks"]
-    detector = photo_detector()
     found, landmarks = [], []
     for i, face in enumerate(images):
         boxes, marks = detector.detect(canvas(face))
@@ -96,8 +101,8 @@ def detect(images: np.ndarray, cache: Path | None) -> tuple[np.ndarray, np.ndarr
             landmarks.append(marks[j])
     found_a, marks_a = np.array(found, int), np.array(landmarks, np.float64).reshape(-1, 5, 2)
     if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, found=found_a, marks=marks_a, faces=digest)
+        with atomic_open(cache) as f:  # under exactly its name (np.savez would add .npz), whole or not at all
+            np.savez(f, found=found_a, marks=marks_a, faces=digest)
     return found_a, marks_a
 
 
