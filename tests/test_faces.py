@@ -9,6 +9,7 @@ import pytest
 from emotion.serve.cam import main as cam_main
 from emotion.serve.faces import (
     CLOSER_TURNS,
+    FER_LANDMARKS,
     FaceDetector,
     VideoFaceDetector,
     YuNetDetector,
@@ -373,6 +374,87 @@ def test_recheck_settings_must_rise_from_weak_to_confident():
     with pytest.raises(ValueError, match="must rise in that order"):
         YuNetDetector(score_threshold=0.45, recheck=3, recheck_score=0.4)
     YuNetDetector(score_threshold=0.45, recheck=0, recheck_from=0.5)  # unused without closer looks
+
+
+def _face_row(x: float, y: float, side: float, score: float) -> np.ndarray:
+    """A YuNet row whose landmarks sit where FER2013's framing puts them in the box (its aligned crop is the box)."""
+    marks = FER_LANDMARKS / 48 * side + (x, y)
+    return np.array([x, y, side, side, *marks.reshape(-1), score], np.float32)
+
+
+class _GreyCheck:
+    """Stands in for the face check: P(face) by the crop's grey level, so each painted box gets its own answer."""
+
+    size = 48
+
+    def __init__(self, p_by_grey: dict[int, float]) -> None:
+        self.p_by_grey = p_by_grey
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        return np.array([self.p_by_grey.get(int(round(c.mean())), 0.0) for c in crops], np.float32)
+
+
+def _painted(rows: list[np.ndarray], greys: list[int]) -> np.ndarray:
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for row, grey in zip(rows, greys):
+        x, y, side = (int(v) for v in row[:3])
+        frame[max(0, y - side // 4) : y + side + side // 4, max(0, x - side // 4) : x + side + side // 4] = grey
+    return frame
+
+
+def test_a_face_under_every_score_level_is_let_in_only_when_the_face_check_is_sure_of_it():
+    check = _GreyCheck({200: 0.995, 100: 0.9})  # 0.9 passes the plain check (0.5), not the sure one (0.99)
+    sure = dict(sure_check=0.99, sure_score=0.3, sure_look=0.75)
+    base = dict(score_threshold=0.75, recheck=3, recheck_score=0.8, check=0.5)
+
+    # whole-frame detections under the threshold, no closer look finding anything
+    rows = [_face_row(60, 60, 80, 0.5), _face_row(300, 60, 80, 0.5), _face_row(60, 300, 80, 0.2)]
+    frame = _painted(rows, [200, 100, 200])
+    for settings, kept in ((base, []), ({**base, **sure}, [(60, 60)])):
+        detector = YuNetDetector(**settings)
+        detector._face_check = check
+        _Scripted(detector, rows, lambda box: [])
+        # the sure one scoring 0.5 is kept; the one the check is only 0.9 sure of is not, nor the one under 0.3
+        assert [tuple(r[:2]) for r in detector.rows(frame)] == kept
+
+    # a closer look scoring between sure_look and recheck_score
+    weak = [_face_row(60, 60, 80, 0.2), _face_row(300, 60, 80, 0.2), _face_row(60, 300, 80, 0.2)]
+    frame = _painted(weak, [200, 100, 200])
+    looks = {60.0 * 1000 + 60: 0.77, 300.0 * 1000 + 60: 0.77, 60.0 * 1000 + 300: 0.7}
+    for settings, kept in ((base, []), ({**base, **sure}, [(61, 61)])):
+        detector = YuNetDetector(**settings)
+        detector._face_check = check
+        _Scripted(detector, weak, lambda box: [_face_row(box[0] + 1, box[1] + 1, 80, looks[box[0] * 1000 + box[1]])])
+        # 0.77 with P 0.995 is kept, 0.77 with P 0.9 is not, 0.7 (under sure_look) is not even with P 0.995
+        assert [tuple(r[:2]) for r in detector.rows(frame)] == kept
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(check=0.5, sure_check=0.99, sure_score=0.8, sure_look=0.75),  # not under the threshold
+        dict(check=0.5, sure_check=0.99, sure_score=0.05, sure_look=0.75),  # under what closer looks start from
+        dict(check=0.5, sure_check=0.99, sure_score=0.3, sure_look=0.85),  # not under recheck_score
+        dict(check=0.5, sure_check=1.0, sure_score=0.3, sure_look=0.75),  # no crop can be that sure
+    ],
+)
+def test_sure_settings_must_lie_under_the_levels_they_relax(settings):
+    with pytest.raises(ValueError, match="sure_"):
+        YuNetDetector(score_threshold=0.75, recheck=3, recheck_score=0.8, **settings)
+
+
+def test_without_the_face_check_nothing_is_let_in_and_a_stricter_check_raises_the_sure_level():
+    rows = [_face_row(60, 60, 80, 0.5)]
+    frame = _painted(rows, [200])  # the stand-in check gives it 0.995
+    for check, kept in ((0.0, 0), (0.5, 1), (0.998, 0)):  # 0.998: stricter than sure_check 0.99 for every face
+        detector = YuNetDetector(
+            score_threshold=0.75, recheck_score=0.8, check=check, sure_check=0.99, sure_score=0.3, sure_look=0.75
+        )
+        if check:
+            detector._face_check = _GreyCheck({200: 0.995})
+        _Scripted(detector, rows, lambda box: [])
+        assert len(detector.rows(frame)) == kept
+    assert photo_detector().sure_check > photo_detector().check > 0  # the shipped detector lets sure faces in
 
 
 @pytest.mark.parametrize("name", ["hubble_deep_field", "chelsea"])

@@ -107,6 +107,31 @@ def test_candidate_rates_count_a_face_once_and_a_frame_with_any_kept_false_box()
     }
 
 
+def test_weak_face_rules_keep_what_the_face_check_is_sure_of_and_count_false_frames() -> None:
+    import weak_faces
+
+    # columns: frame, score, side, face, check, rank, look, look_face, look_check
+    frames = np.array([[0, 0, 1], [1, 0, 1], [2, 1, 1], [3, 1, 0]])
+    table = np.array(
+        [
+            [0, 0.9, 80, 0, 0.99, -1, 0, -1, 0],  # frame 0: a strong face the check passes
+            [1, 0.5, 80, 0, 0.995, 0, 0.77, 0, 0.995],  # frame 1: weak; its closer look 0.77, sure
+            [2, 0.4, 80, 0, 0.3, 0, 0.5, 0, 0.2],  # frame 2: weak, unsure everywhere
+            [3, 0.6, 60, -1, 0.999, 0, 0.1, -1, 0.1],  # frame 3 (no face): a texture the check is sure of
+            [3, 0.8, 60, -1, 0.2, -1, 0, -1, 0],  # ... and one YuNet is sure of that the check turns away
+        ]
+    )
+    shipped = weak_faces.rates(table, frames, {})
+    assert shipped["procedural"] == {"found": 0.5, "false": 0.0, "false_frames": 0}
+    assert shipped["photos"] == {"found": 0.0, "false": 0.0, "false_frames": 0}
+    by_look = weak_faces.rates(table, frames, {"look2": 0.75, "check2": 0.99})
+    assert by_look["procedural"]["found"] == 1.0 and by_look["photos"]["false_frames"] == 0
+    by_own = weak_faces.rates(table, frames, {"own2": 0.45, "own_check": 0.99})
+    assert by_own["procedural"]["found"] == 1.0  # frame 1's own box (0.5, sure)
+    assert by_own["photos"] == {"found": 0.0, "false": 0.5, "false_frames": 1}  # the sure texture
+    assert weak_faces.rates(table, frames, {"own2": 0.45, "own_check": 0.9991})["photos"]["false_frames"] == 0
+
+
 def test_landmark_fit_is_zero_on_the_template_and_large_for_a_scramble() -> None:
     import candidates
 

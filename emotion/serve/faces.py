@@ -119,7 +119,11 @@ class YuNetDetector:
     wide (at most 5x: a tinier box is no face worth a closer look) and turned by each of ``recheck_rotations``
     (default: ``rotations``); a face scoring ``recheck_score`` there is kept. Weak detections centred inside a
     confident one are parts of a face already found and are not looked at. With ``check`` > 0, a detection is
-    kept only if the face check (:class:`~emotion.serve.face_check.FaceCheck`) gives its aligned crop that P(face)."""
+    kept only if the face check (:class:`~emotion.serve.face_check.FaceCheck`) gives its aligned crop that P(face).
+
+    With ``sure_check`` > 0 (and the check on) the face check also lets in faces under those levels when it gives
+    them P(face) ``sure_check`` (or ``check``, if higher): a whole-frame detection scoring from ``sure_score``, or a
+    closer look's best detection scoring from ``sure_look`` (a face YuNet sees faintly, its crop clearly a face)."""
 
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
@@ -133,6 +137,9 @@ class YuNetDetector:
     recheck_score: float = 0.7  # the score a face needs in the closer look
     recheck_rotations: tuple[float, ...] | None = None  # the closer look's turns (None: ``rotations``)
     check: float = 0.0  # P(face) the face check must give a detection's aligned crop (0: no check)
+    sure_check: float = 0.0  # P(face) that lets in a face scoring under the levels above (0: none does)
+    sure_score: float = 0.0  # ... a whole-frame detection scoring from this
+    sure_look: float = 0.0  # ... a closer look's best detection scoring from this
 
     def __post_init__(self) -> None:
         if not YUNET.is_file():
@@ -144,10 +151,27 @@ class YuNetDetector:
             )
         if not 0 <= self.check < 1:
             raise ValueError(f"check={self.check}: give the P(face) a detection needs, from 0 (no check) to under 1")
+        if not 0 <= self.sure_check < 1:
+            raise ValueError(f"sure_check={self.sure_check}: give a P(face) from 0 (none let in) to under 1")
+        # the face check's surer level lets in weaker faces; without a check there is nothing to be sure by
+        self._sure_level = max(self.sure_check, self.check) if self.sure_check and self.check else None
+        if self._sure_level and not (
+            0 < self.sure_score < self.score_threshold
+            and (not self.recheck or self.recheck_from <= self.sure_score)
+            and 0 < self.sure_look < self.recheck_score
+        ):
+            raise ValueError(
+                f"sure_score={self.sure_score} and sure_look={self.sure_look} let in faces under the levels: give "
+                f"sure_score under score_threshold={self.score_threshold} (from recheck_from={self.recheck_from} "
+                f"with closer looks) and sure_look from above 0 to under recheck_score={self.recheck_score}"
+            )
         self._face_check = FaceCheck() if self.check else None
-        floor = self.recheck_from if self.recheck else self.score_threshold
+        floor = self.recheck_from if self.recheck else self.sure_score if self._sure_level else self.score_threshold
         self.net = self._net(floor)
-        self._window_net = self._net(self.score_threshold)  # a second net for windows: resizing an input costs ~1 ms
+        # a second net for windows (resizing an input costs ~1 ms), down to the closer look's lowest acceptance
+        self._window_net = self._net(
+            min(self.score_threshold, self.sure_look) if self._sure_level else self.score_threshold
+        )
         self._sizes: dict[int, tuple[int, int]] = {}
 
     def _net(self, threshold: float) -> cv2.FaceDetectorYN:
@@ -179,28 +203,48 @@ class YuNetDetector:
             weak = found[found[:, 14] < self.score_threshold]
             weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
             closer = [self.closer_look(small, row) for row in weak[: self.recheck]]
-            found = _nms(np.concatenate([strong, *closer]), self.nms_threshold)
+            found = _nms(np.concatenate([strong, *closer, self._sure(small, found)]), self.nms_threshold)
+        elif self._sure_level:
+            strong = found[found[:, 14] >= self.score_threshold]
+            found = _nms(np.concatenate([strong, self._sure(small, found)]), self.nms_threshold)
         if self._face_check is not None and len(found):
             found = found[self.is_face(small, found)]
         found[:, :14] /= scale
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
-    def is_face(self, image: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Which of ``rows`` (in ``image``'s pixels) the face check takes for faces (all, without a check)."""
+    def is_face(self, image: np.ndarray, rows: np.ndarray, level: float | None = None) -> np.ndarray:
+        """Which of ``rows`` (in ``image``'s pixels) the face check gives P(face) ``level`` (default ``check``;
+        all rows without a check)."""
         if self._face_check is None:
             return np.ones(len(rows), bool)
         size = self._face_check.size
         crops = [aligned_crop(image, row[4:14].reshape(5, 2), size) for row in rows]
-        return self._face_check(np.stack(crops) if crops else _none(size)) >= self.check
+        return self._face_check(np.stack(crops) if crops else _none(size)) >= (self.check if level is None else level)
+
+    def _sure(self, image: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The whole-frame detections under ``score_threshold`` that ``sure_score`` and ``sure_check`` let in."""
+        if not self._sure_level:
+            return _NO_ROWS
+        weak = rows[(rows[:, 14] < self.score_threshold) & (rows[:, 14] >= self.sure_score)]
+        return weak[self.is_face(image, weak, self._sure_level)]
 
     def closer_look(self, image: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """The best detection scoring ``recheck_score`` of the face weakly detected as ``row`` (in ``image``'s
-        pixels), searched in a window around it enlarged to ``recheck_size`` and turned by each of
-        ``recheck_rotations`` (``1×15``, or ``0×15`` when none does)."""
+        """The best detection of the face weakly detected as ``row`` (in ``image``'s pixels), searched in a window
+        around it enlarged to ``recheck_size`` and turned by each of ``recheck_rotations``, if it scores
+        ``recheck_score`` (or ``sure_look`` with P(face) ``sure_check``): ``1×15``, or ``0×15``."""
         turns = self.rotations if self.recheck_rotations is None else self.recheck_rotations
         rows = np.concatenate([self._window_rows(image, row[:4], a, self.recheck_size, 0.5) for a in turns])
-        rows = rows[rows[:, 14] >= self.recheck_score]
-        return rows[np.argsort(-rows[:, 14])[:1]]
+        best = rows[np.argsort(-rows[:, 14])[:1]]
+        if len(best) and best[0, 14] >= self.recheck_score:
+            return best
+        if (
+            len(best)
+            and self._sure_level
+            and best[0, 14] >= self.sure_look
+            and self.is_face(image, best, self._sure_level)[0]
+        ):
+            return best
+        return _NO_ROWS.copy()
 
     def refind(
         self, frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None = None, search: float = 0.5
@@ -350,6 +394,13 @@ SCAN_SCORE_THRESHOLD = 0.45
 #: in the cam's scans: it turns away textures YuNet scores as faces (a page of text at 0.77-0.80); chosen on training
 #: faces in scenes (``experiments/faces_in_the_field/``, "A face check of its own").
 CHECK_SCORE = 0.5
+#: Faces under those levels that the face check is sure of (P(face) ``SURE_CHECK``) are let in too: a whole-frame
+#: detection from ``SURE_SCORE`` or a closer look from ``SURE_LOOK`` — faint faces whose crops are clearly faces;
+#: chosen on training faces in scenes with the false-box frames of photographs held within 0.1 points
+#: (``experiments/faces_in_the_field/weak_faces.py``, "Faces the face check is sure of").
+SURE_CHECK = 0.99
+SURE_SCORE = 0.45
+SURE_LOOK = 0.75
 
 
 def face_check_flag_error(face_check: float | None, detector: str) -> str | None:
@@ -373,7 +424,8 @@ def photo_detector() -> YuNetDetector:
     faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at again, closer
     (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score
     :data:`CLOSER_SCORE` there (small and tilted faces); every face kept must pass the face check
-    (:data:`CHECK_SCORE`). Settings chosen on training faces in scenes (``experiments/faces_in_the_field/``)."""
+    (:data:`CHECK_SCORE`); a weaker face the check is sure of is let in (:data:`SURE_CHECK`). Settings chosen on
+    training faces in scenes (``experiments/faces_in_the_field/``)."""
     return YuNetDetector(
         score_threshold=SCORE_THRESHOLD,
         detect_width=640,
@@ -383,6 +435,9 @@ def photo_detector() -> YuNetDetector:
         recheck_score=CLOSER_SCORE,
         recheck_rotations=CLOSER_TURNS,
         check=CHECK_SCORE,
+        sure_check=SURE_CHECK,
+        sure_score=SURE_SCORE,
+        sure_look=SURE_LOOK,
     )
 
 
