@@ -21,7 +21,14 @@ from rich.table import Table
 from emotion.atomic import writable_folder
 from emotion.data.sources import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
-from emotion.serve.faces import CHECK_SCORE, Detector, FaceDetector, face_check_flag_error, photo_detector
+from emotion.serve.faces import (
+    CHECK_SCORE,
+    SURE_CHECK,
+    Detector,
+    FaceDetector,
+    face_check_flag_error,
+    photo_detector,
+)
 from emotion.serve.images import read_image
 from emotion.serve.predictor import Predictor
 
@@ -150,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         "--face-check",
         type=float,
         help=f"yunet only: the P(face) a face needs from the face check, which turns away textures YuNet takes for "
-        f"faces (0 = no check); default {CHECK_SCORE}",
+        f"faces (0 = no check, and no faint face let in by it); default {CHECK_SCORE}; a faint face needs "
+        f"{SURE_CHECK} or this, if higher",
     )
     p.add_argument(
         "--tta",
