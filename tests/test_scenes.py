@@ -121,9 +121,9 @@ def test_weak_face_rules_keep_what_the_face_check_is_sure_of_and_count_false_fra
             [3, 0.8, 60, -1, 0.2, -1, 0, -1, 0],  # ... and one YuNet is sure of that the check turns away
         ]
     )
-    shipped = weak_faces.rates(table, frames, {})
-    assert shipped["procedural"] == {"found": 0.5, "false": 0.0, "false_frames": 0}
-    assert shipped["photos"] == {"found": 0.0, "false": 0.0, "false_frames": 0}
+    base = weak_faces.rates(table, frames, {})
+    assert base["procedural"] == {"found": 0.5, "false": 0.0, "false_frames": 0}
+    assert base["photos"] == {"found": 0.0, "false": 0.0, "false_frames": 0}
     by_look = weak_faces.rates(table, frames, {"look2": 0.75, "check2": 0.99})
     assert by_look["procedural"]["found"] == 1.0 and by_look["photos"]["false_frames"] == 0
     by_own = weak_faces.rates(table, frames, {"own2": 0.45, "own_check": 0.99})
