@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from candidates import which  # noqa: E402
 from scenes import BACKGROUNDS, scenes  # noqa: E402
 
+from emotion.atomic import atomic_open  # noqa: E402
 from emotion.serve.face_check import FaceCheck  # noqa: E402
 from emotion.serve.faces import (  # noqa: E402
     _MAX_ZOOM,
@@ -232,8 +233,8 @@ def main() -> None:
     dm.setup()
     images, labels = dm.arrays("train")
     table, frames = collect(images, labels, [int(s) for s in a.seeds.split(",")], a.n, tuple(a.families.split(",")))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(a.out, table=table, frames=frames)
+    with atomic_open(a.out) as f:  # under exactly its name (np.savez would add .npz), whole or not at all
+        np.savez_compressed(f, table=table, frames=frames)
     print(f"wrote {a.out}")
 
 
