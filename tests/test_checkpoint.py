@@ -125,3 +125,21 @@ def test_files_from_the_sharpness_matching_era_load_only_if_they_did_not_blur(tm
     assert torch.equal(load_net(tmp_path / "off.safetensors")(x), net(x))
     with pytest.raises(ModelFileError, match="blurs its inputs .* retrain"):
         load_net(tmp_path / "on.safetensors")
+
+
+def test_the_best_validation_accuracy_so_far_survives_a_resume():
+    from emotion.models.module import EmotionModule
+
+    before = EmotionModule(EmotionCNN())
+    for acc in (0.8, 0.6):  # two epochs' val/acc; the better one came first
+        before.val_acc_best(torch.tensor(acc))
+    checkpoint: dict = {}
+    before.on_save_checkpoint(checkpoint)
+    resumed = EmotionModule(EmotionCNN())
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.val_acc_best(torch.tensor(0.7))  # the first epoch after the resume
+    assert float(resumed.val_acc_best.compute()) == pytest.approx(0.8)
+
+    older = {CHECKPOINT_SPEC_KEY: checkpoint[CHECKPOINT_SPEC_KEY]}  # a file written before it was kept
+    resumed.on_load_checkpoint(older)
+    assert resumed.val_acc_best.update_count == 0  # nothing known: it starts again, as before

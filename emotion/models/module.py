@@ -40,6 +40,7 @@ def eval_metrics(num_classes: int) -> MetricCollection:
 
 
 SCHEDULE_LENGTHS = ("total_steps", "T_max")  # OneCycleLR's and CosineAnnealingLR's length in steps
+VAL_ACC_BEST_KEY = "val_acc_best"  # the best validation accuracy so far, carried across a resume
 
 
 class EmotionModule(L.LightningModule):
@@ -268,9 +269,15 @@ class EmotionModule(L.LightningModule):
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_SPEC_KEY] = self.net.spec()
+        # metric states stay out of state_dict: without this a resumed run's val/acc_best forgets earlier epochs
+        if self.val_acc_best.update_count:
+            checkpoint[VAL_ACC_BEST_KEY] = float(self.val_acc_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_compatible(checkpoint.get(CHECKPOINT_SPEC_KEY), self.net.spec(), "checkpoint")
+        self.val_acc_best.reset()
+        if checkpoint.get(VAL_ACC_BEST_KEY) is not None:
+            self.val_acc_best.update(torch.tensor(checkpoint[VAL_ACC_BEST_KEY]))
         # a resume's schedule must keep its length (checked in configure_optimizers, which runs after this)
         self._resumed_lengths = [
             {k: s[k] for k in SCHEDULE_LENGTHS if k in s} for s in checkpoint.get("lr_schedulers", [])
