@@ -54,6 +54,14 @@ def test_each_part_of_the_rendering_switches_off_alone_and_leaves_the_scenes_oth
     assert any(not np.array_equal(a.frame, b.frame) for a, b in zip(full, flat, strict=True))
 
 
+def test_each_named_rendering_switches_off_exactly_the_parts_its_name_says() -> None:
+    parts = ("feather", "brightness", "noise")
+    named = {"no-feather": {"feather"}, "no-brightness": {"brightness"}, "no-noise": {"noise"}, "none": set(parts)}
+    assert scenes.RENDERINGS["full"] == scenes.Rendering() and set(scenes.RENDERINGS) == {"full", *named}
+    for name, off in named.items():
+        assert {p for p in parts if not getattr(scenes.RENDERINGS[name], p)} == off, name
+
+
 def test_every_listed_photo_loads_as_a_colour_image() -> None:
     for name in scenes.PHOTOS:
         img = scenes.photo(name)

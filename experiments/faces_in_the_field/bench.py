@@ -2,7 +2,7 @@
 
     python experiments/faces_in_the_field/bench.py [--data DIR] [--n 1500] [--model emotion_vgg]
         [--config yunet-aligned ...] [--backgrounds procedural|photos] [--out results.json]
-        [--detections logs/dets.npz]
+        [--detections logs/dets.npz] [--rendering full|no-feather|...]
 
 Prints, for each pipeline configuration (each runs through ``Predictor.predict``, as ``python -m emotion.predict``
 does), the found rate, end-to-end accuracy and accuracy given found per face size
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scenes import BACKGROUNDS, SIZES, TILTS, scenes, score  # noqa: E402
+from scenes import BACKGROUNDS, RENDERINGS, SIZES, TILTS, scenes, score  # noqa: E402
 
 from emotion.atomic import atomic_open  # noqa: E402
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
@@ -242,6 +242,13 @@ def main() -> None:
         choices=BACKGROUNDS,
         help="procedural (the family the field model's views use) or photos (scikit-image's, never trained on)",
     )
+    p.add_argument(
+        "--rendering",
+        default="full",
+        choices=list(RENDERINGS),
+        help="the faces' rendering into the scenes: full (the benchmark) or with a part switched off, e.g. "
+        "no-feather (the face's whole square pasted: its own hair and neck kept around it); same draws otherwise",
+    )
     p.add_argument("--against", type=Path, help="an earlier --out of the same scenes: McNemar per configuration")
     p.add_argument(
         "--tta",
@@ -271,7 +278,8 @@ def main() -> None:
     dm.setup()
     images, labels = dm.arrays(a.split)  # PublicTest, or training faces for choosing settings
     crop_probs = Predictor.from_pretrained(a.model, detector=None, tta=a.tta).classify(images)
-    all_scenes = list(scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds))
+    drawn = scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds, rendering=RENDERINGS[a.rendering])
+    all_scenes = list(drawn)
     results = {}
     for config in a.config:
         turns = tuple(float(r) for r in a.rotations.split(",")) if a.rotations else None
@@ -289,7 +297,8 @@ def main() -> None:
         faces = "PublicTest" if a.split == "val" else "training"
         print(
             f"\n## {config} (model {a.model}, tta {a.tta}, {len(all_scenes)} frames from {a.n} {faces} faces, "
-            f"seed {a.seed}, {a.backgrounds} backgrounds, zoom {a.zoom:g}{''.join(f', {x}' for x in a.set)})\n"
+            f"seed {a.seed}, {a.backgrounds} backgrounds, {a.rendering} rendering, zoom {a.zoom:g}"
+            f"{''.join(f', {x}' for x in a.set)})\n"
         )
         print(table(results[config]))
         if a.against:

@@ -23,18 +23,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import pipeline  # noqa: E402
-from scenes import BACKGROUNDS, Rendering, scenes, score  # noqa: E402
+from scenes import BACKGROUNDS, RENDERINGS, scenes, score  # noqa: E402
 
 from emotion.data.datamodule import FER2013DataModule  # noqa: E402
 from emotion.evaluation.paired import paired_comparison  # noqa: E402
 from emotion.serve.predictor import Predictor  # noqa: E402
 
-RENDERINGS = {
-    "full (the benchmark)": Rendering(),
-    "no feathering": Rendering(feather=False),
-    "no brightness change": Rendering(brightness=False),
-    "no noise": Rendering(noise=False),
-    "none of the three": Rendering(feather=False, brightness=False, noise=False),
+LABELS = {
+    "full": "full (the benchmark)",
+    "no-feather": "no feathering",
+    "no-brightness": "no brightness change",
+    "no-noise": "no noise",
+    "none": "none of the three",
 }
 
 
@@ -57,7 +57,8 @@ def main() -> None:
         print("| rendering | oracle-aligned acc | crop acc | vs the full rendering: right only here / only there, p |")
         print("|---|---|---|---|")
         full = None
-        for name, rendering in RENDERINGS.items():
+        for key, rendering in RENDERINGS.items():
+            name = LABELS[key]
             drawn = scenes(images, labels, seed=a.seed, n=a.n, backgrounds=a.backgrounds, rendering=rendering)
             all_scenes = list(drawn)
             r = score(pipeline("oracle-aligned", model, all_scenes), all_scenes, crop_probs)

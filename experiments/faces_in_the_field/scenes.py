@@ -114,6 +114,16 @@ class Rendering:
     noise: bool = True  # the camera's noise over the frame
 
 
+#: The benchmark's rendering and its parts switched off, by name (``bench.py --rendering``, ``rendering.py``).
+RENDERINGS = {
+    "full": Rendering(),
+    "no-feather": Rendering(feather=False),
+    "no-brightness": Rendering(brightness=False),
+    "no-noise": Rendering(noise=False),
+    "none": Rendering(feather=False, brightness=False, noise=False),
+}
+
+
 def paste(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, brightness: float, feather: bool = True) -> None:
     """Blend a 48x48 gray face into ``frame`` through ``matrix``, with feathered edges (or as a hard square)."""
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
