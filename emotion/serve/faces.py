@@ -200,8 +200,7 @@ class YuNetDetector:
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
         if self.recheck:
             strong = found[found[:, 14] >= self.score_threshold]
-            weak = found[found[:, 14] < self.score_threshold]
-            weak = weak[(np.maximum(weak[:, 2], weak[:, 3]) * _MAX_ZOOM >= self.recheck_size) & ~_inside(weak, strong)]
+            weak = found[to_look_at(found, self.score_threshold, self.recheck_size)]
             closer = [self.closer_look(small, row) for row in weak[: self.recheck]]
             found = _nms(np.concatenate([strong, *closer, self._sure(small, found)]), self.nms_threshold)
         elif self._sure_level:
@@ -336,6 +335,14 @@ def _nms(rows: np.ndarray, threshold: float) -> np.ndarray:
         return rows
     keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), 0.0, threshold)
     return rows[np.asarray(keep, np.int64).reshape(-1)]
+
+
+def to_look_at(rows: np.ndarray, score_threshold: float, recheck_size: int) -> np.ndarray:
+    """Which of ``rows`` (best first) a closer look is for: scoring under ``score_threshold``, large enough to
+    enlarge to ``recheck_size`` (at most :data:`_MAX_ZOOM`), not centred inside a face already found."""
+    strong = rows[rows[:, 14] >= score_threshold]
+    big = np.maximum(rows[:, 2], rows[:, 3]) * _MAX_ZOOM >= recheck_size
+    return (rows[:, 14] < score_threshold) & big & ~_inside(rows, strong)
 
 
 def _inside(rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:

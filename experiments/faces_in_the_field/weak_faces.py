@@ -36,15 +36,14 @@ from scenes import BACKGROUNDS, scenes  # noqa: E402
 from emotion.atomic import atomic_open  # noqa: E402
 from emotion.serve.face_check import FaceCheck  # noqa: E402
 from emotion.serve.faces import (  # noqa: E402
-    _MAX_ZOOM,
     CHECK_SCORE,
     CLOSER_SCORE,
     CLOSER_SIZE,
     CLOSER_TURNS,
     SCORE_THRESHOLD,
-    _inside,
     aligned_crop,
     photo_detector,
+    to_look_at,
 )
 
 FLOOR = 0.1  # the weakest detection recorded, whole frame and closer look (the detector's own recheck_from)
@@ -75,9 +74,7 @@ def collect(
                 frame_id = len(frames)
                 frames.append((frame_id, family_id, len(scene.faces)))
                 rows = det.rows(scene.frame)  # best first (640-px frames: no rescaling)
-                strong = rows[rows[:, 14] >= SCORE_THRESHOLD]
-                weak = (rows[:, 14] < SCORE_THRESHOLD) & (np.maximum(rows[:, 2], rows[:, 3]) * _MAX_ZOOM >= CLOSER_SIZE)
-                weak &= ~_inside(rows, strong) if len(strong) else True
+                weak = to_look_at(rows, SCORE_THRESHOLD, CLOSER_SIZE)  # what the detector looks at closer
                 rank = np.cumsum(weak) - 1
                 for k, row in enumerate(rows):
                     record = [frame_id, row[14], max(row[2], row[3]), which(scene.faces, row), p_face(scene.frame, row)]
