@@ -9,7 +9,7 @@ training faces. Without landmarks (Haar) a square around the box is cut.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -453,15 +453,8 @@ def stream_scanner() -> YuNetDetector:
     :data:`SCAN_SCORE_THRESHOLD` and without closer looks of its own (up to 21 window searches would exceed a scan
     frame's budget): :class:`VideoFaceDetector` gives a closer look, with the photo detector's settings, only to a
     new face scanned weaker than :data:`SCORE_THRESHOLD`."""
-    return YuNetDetector(
-        score_threshold=SCAN_SCORE_THRESHOLD,
-        detect_width=640,
-        rotations=TURNS,
-        recheck_size=CLOSER_SIZE,
-        recheck_score=CLOSER_SCORE,
-        recheck_rotations=CLOSER_TURNS,
-        check=CHECK_SCORE,
-    )
+    no_sure_faces = {"sure_check": 0.0, "sure_score": 0.0, "sure_look": 0.0}
+    return replace(photo_detector(), score_threshold=SCAN_SCORE_THRESHOLD, recheck=0, **no_sure_faces)
 
 
 def haar_scanner() -> FaceDetector:
