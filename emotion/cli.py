@@ -14,7 +14,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
 from emotion.errors import UserError, fail, file_system_message
@@ -146,6 +146,8 @@ def check_numbers(cfg: DictConfig) -> None:
 
 #: Settings that name a model file or a shipped model (resolved without torch).
 MODEL_FILE_SETTINGS = ("model.init_from", "model.distill.teacher")
+#: Of those, the ones that may also list several (a teacher of averaged probabilities).
+MODEL_LIST_SETTINGS = ("model.distill.teacher",)
 
 
 def check_model_files(cfg: DictConfig) -> None:
@@ -153,9 +155,12 @@ def check_model_files(cfg: DictConfig) -> None:
 
     for key in MODEL_FILE_SETTINGS:
         value = OmegaConf.select(cfg, key, default=None)
-        if value:
+        if isinstance(value, ListConfig) and key not in MODEL_LIST_SETTINGS:
+            raise UserError(f"{key}: one model, not a list ({list(value)}); give one file or shipped model's name")
+        names = list(value) if isinstance(value, ListConfig) else [value] if value else []
+        for name in names:
             try:
-                model_file(str(value))
+                model_file(str(name))
             except FileNotFoundError as exc:
                 raise UserError(f"{key}: {exc}") from None
 

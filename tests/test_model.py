@@ -239,6 +239,47 @@ def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams(
     assert module.hparams["distill"] == {"teacher": None, "alpha": 0.5, "temperature": 2.0}
 
 
+def test_a_list_of_teachers_distils_from_their_averaged_probabilities(tmp_path):
+    """``model.distill.teacher=[A,B]`` is the ensemble ``emotion.export 'ckpt_path=[A,B]'`` would write, built at the
+    start of the fit: the same probabilities, no ensemble file to make or ship."""
+    import torch.nn.functional as F
+
+    from emotion.errors import UserError
+    from emotion.models import EmotionVGG
+    from emotion.models.checkpoint import load_net, save_safetensors
+    from emotion.models.distill import Distillation
+    from emotion.models.module import EmotionModule
+
+    torch.manual_seed(0)
+    files = [
+        str(save_safetensors(net.eval(), tmp_path / f"t{i}.safetensors"))
+        for i, net in enumerate([EmotionCNN(), EmotionVGG(widths=(8, 16, 32, 64))])
+    ]
+    distill = Distillation(teacher=files)  # Hydra hands over a ListConfig: any sequence
+    assert distill.teachers == tuple(files)
+    teacher = distill.load_teacher(EmotionCNN().class_names)
+    x = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    members = [load_net(f) for f in files]
+    expected = torch.stack([m.probabilities(m(x)) for m in members]).mean(0)
+    with torch.no_grad():
+        assert torch.allclose(F.softmax(teacher(x), 1), expected, atol=1e-6)
+        # not one member's: both enter the average
+        assert not torch.allclose(expected, members[0].probabilities(members[0](x)), atol=1e-3)
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    # one listed model is that model; the list travels in the checkpoint as plain values
+    assert Distillation(teacher=files[:1]).teacher == files[0]
+    module = EmotionModule(EmotionCNN(), distill={"teacher": files})
+    assert module.hparams["distill"]["teacher"] == tuple(files)
+    with pytest.raises(UserError, match="model.distill.teacher: '/nowhere.ckpt' is neither"):
+        Distillation(teacher=[files[0], "/nowhere.ckpt"])
+    with pytest.raises(UserError, match="model.distill.teacher: an empty list"):
+        Distillation(teacher=[])
+    small = EmotionVGG(widths=(8, 16, 32, 64), input_size=40).eval()
+    other_size = str(save_safetensors(small, tmp_path / "t40.safetensors"))
+    with pytest.raises(UserError, match=r"model.distill.teacher \[.*t40.safetensors'\]: .*same classes and input size"):
+        Distillation(teacher=[files[0], other_size]).load_teacher(EmotionCNN().class_names)
+
+
 def test_class_weights_favour_rare_classes_and_keep_the_total_weight():
     from emotion.models.loss import LossConfig
 

@@ -208,6 +208,8 @@ SLOW_PROCESS = pytest.mark.slow
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
         ("model.distill.teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
         ("model.init_from=/nowhere/start.ckpt", "model.init_from: '/nowhere/start.ckpt' is neither a model file"),
+        ("model.distill.teacher=[emotion_vgg,/nowhere/t.ckpt]", "teacher: '/nowhere/t.ckpt' is neither a model file"),
+        ("model.init_from=[emotion_vgg,emotion_cnn]", "model.init_from: one model, not a list"),
         ("data.augment.blur_p=2", "augment.blur_p must be in [0, 1]"),
     ],
 )

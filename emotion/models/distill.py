@@ -37,29 +37,52 @@ def teacher_file(name_or_path: str, setting: str = "model.distill.teacher") -> s
 @dataclass(frozen=True)
 class Distillation:
     """``model.distill``: loss = (1 − alpha)·loss + alpha·T²·KL(teacher ‖ student). ``teacher``: a shipped model's
-    name or a model file (null: off). A wrong name or path fails when the config is built, before any data is read."""
+    name or a model file, or a list of them whose probabilities are averaged (an :class:`EmotionEnsemble` built at
+    the start of the fit, as ``python -m emotion.export 'ckpt_path=[A,B]'`` would write it); null: off. A wrong name
+    or path fails when the config is built, before any data is read."""
 
-    teacher: str | None = None
+    teacher: str | tuple[str, ...] | None = None
     alpha: float = 0.5
     temperature: float = 4.0
 
     def __post_init__(self) -> None:
         check("model.distill.alpha", self.alpha)
         check("model.distill.temperature", self.temperature)
-        if self.teacher:
-            teacher_file(self.teacher)
+        if self.teacher is not None and not isinstance(self.teacher, str):  # a list (Hydra's ListConfig included)
+            names = tuple(str(t) for t in self.teacher)
+            if not names:
+                raise UserError("model.distill.teacher: an empty list; give a model, a list of models, or null (off)")
+            object.__setattr__(self, "teacher", names[0] if len(names) == 1 else names)
+        for name in self.teachers:
+            teacher_file(name)
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        """The teacher's models: none, one, or the members of the averaged teacher."""
+        if not self.teacher:
+            return ()
+        return (self.teacher,) if isinstance(self.teacher, str) else self.teacher
 
     def load_teacher(self, class_names: tuple[str, ...]) -> EmotionNet:
         """The frozen teacher, in eval mode. It applies its own preprocessing (normalisation, input pooling) to the
         student's raw augmented batch, so a teacher of another architecture or input size fits."""
         from emotion.models.checkpoint import load_net
+        from emotion.models.ensemble import EmotionEnsemble
 
-        teacher = load_net(teacher_file(str(self.teacher)))
-        if teacher.class_names != class_names:
-            raise UserError(
-                f"model.distill.teacher {self.teacher!r} predicts {teacher.class_names}, the model being trained "
-                f"{class_names}; distil from a teacher with the same classes in the same order"
-            )
+        nets = [load_net(teacher_file(name)) for name in self.teachers]
+        for name, net in zip(self.teachers, nets, strict=True):
+            if net.class_names != class_names:
+                raise UserError(
+                    f"model.distill.teacher {name!r} predicts {net.class_names}, the model being trained "
+                    f"{class_names}; distil from a teacher with the same classes in the same order"
+                )
+        if len(nets) == 1:
+            teacher = nets[0]
+        else:
+            try:
+                teacher = EmotionEnsemble.of(nets)
+            except ValueError as exc:
+                raise UserError(f"model.distill.teacher {list(self.teachers)}: {exc}") from None
         log.info("distilling from %s (alpha %s, temperature %s)", self.teacher, self.alpha, self.temperature)
         return teacher.requires_grad_(False).eval()
 
