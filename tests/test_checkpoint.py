@@ -143,3 +143,34 @@ def test_the_best_validation_accuracy_so_far_survives_a_resume():
     older = {CHECKPOINT_SPEC_KEY: checkpoint[CHECKPOINT_SPEC_KEY]}  # a file written before it was kept
     resumed.on_load_checkpoint(older)
     assert resumed.val_acc_best.update_count == 0  # nothing known: it starts again, as before
+
+
+def test_the_history_keeps_counting_wall_and_cpu_time_across_a_resume(monkeypatch):
+    """``elapsed_s`` and ``cpu_s`` are cumulative over every segment of a resumed run; a pause (the process stopped)
+    adds wall time only. A checkpoint from before ``cpu_s`` existed starts that count at 0."""
+    from emotion.training import callbacks
+
+    wall, cpu = [100.0], [10.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: wall[0])
+    monkeypatch.setattr(callbacks.time, "process_time", lambda: cpu[0])
+    first = callbacks.MetricsHistory()
+    first.on_fit_start(None, None)
+    wall[0] += 60.0  # an epoch of work: 60 s of wall, 110 s of CPU on two threads
+    cpu[0] += 110.0
+    wall[0] += 300.0  # then stopped (kill -STOP) for 5 minutes
+    assert (first.elapsed(), first.cpu()) == (360.0, 110.0)
+    state = first.state_dict()
+
+    wall[0], cpu[0] = 5.0, 2.0  # a new process: its clocks start elsewhere
+    resumed = callbacks.MetricsHistory()
+    resumed.load_state_dict(state)
+    resumed.on_fit_start(None, None)
+    wall[0] += 60.0
+    cpu[0] += 115.0
+    assert (resumed.elapsed(), resumed.cpu()) == (420.0, 225.0)
+
+    older = callbacks.MetricsHistory()
+    older.load_state_dict({"history": [], "elapsed": 360.0})
+    older.on_fit_start(None, None)
+    cpu[0] += 50.0
+    assert older.cpu() == 50.0 and older.elapsed() == 360.0

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.modal_harness import TIMING_KEYS
 
 RUN = [
     "experiment=demo",
@@ -63,8 +64,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     for k in straight_w:
         assert torch.equal(straight_w[k], resumed_w[k]), k
     assert resumed_m["metrics"] == straight_m["metrics"]
-    strip = [{k: v for k, v in h.items() if k != "elapsed_s"} for h in straight_m["history"]]
-    assert [{k: v for k, v in h.items() if k != "elapsed_s"} for h in resumed_m["history"]] == strip
+    strip = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in straight_m["history"]]
+    assert [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in resumed_m["history"]] == strip
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):

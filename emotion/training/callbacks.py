@@ -125,22 +125,35 @@ HISTORY_KEYS = ("val/acc", "val/ece", "val/macro_acc", "val/macro_f1", "val/loss
 
 
 class MetricsHistory(L.Callback):
-    """Per-epoch record of val/train metrics and wall-clock time (kept across resumes via the checkpoint)."""
+    """Per-epoch record of val/train metrics, wall-clock time (``elapsed_s``) and the process's CPU time (``cpu_s``,
+    all its threads), both cumulative and kept across resumes via the checkpoint. A run paused (``kill -STOP``) or
+    sharing the cores with other jobs gains wall time but hardly any CPU time, so ``cpu_s`` per epoch measures the
+    work where ``elapsed_s`` also measures the machine's other load."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
         self.elapsed_before = 0.0  # seconds spent in earlier (resumed-from) runs
+        self.cpu_before = 0.0  # CPU seconds of earlier runs (0 for checkpoints written before cpu_s existed)
         self._t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self._t0
 
+    def cpu(self) -> float:
+        return self.cpu_before + time.process_time() - self._cpu0
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after this epoch's validation; train/* epoch means are read from the module's own metric state.
-        row: dict[str, float] = {"epoch": trainer.current_epoch + 1, "elapsed_s": round(self.elapsed(), 1)}
+        row: dict[str, float] = {
+            "epoch": trainer.current_epoch + 1,
+            "elapsed_s": round(self.elapsed(), 1),
+            "cpu_s": round(self.cpu(), 1),
+        }
         row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS if k in trainer.callback_metrics})
         if pl_module.train_acc.update_count:
             row["train/acc"] = float(pl_module.train_acc.compute())
@@ -158,11 +171,12 @@ class MetricsHistory(L.Callback):
             atomic_write_text(Path(trainer.default_root_dir) / "history.json", json.dumps(self.history, indent=1))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "elapsed": self.elapsed()}
+        return {"history": self.history, "elapsed": self.elapsed(), "cpu": self.cpu()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.elapsed_before = float(state_dict.get("elapsed", 0.0))
+        self.cpu_before = float(state_dict.get("cpu", 0.0))
 
 
 def fitting(trainer: L.Trainer) -> bool:
