@@ -44,6 +44,7 @@ RANGES: dict[str, Range] = {
     "model.loss.label_smoothing": FRACTION,
     "model.distill.alpha": PROBABILITY,
     "model.distill.temperature": POSITIVE,
+    "model.distill.drop_labels_below": PROBABILITY,
     "model.sam_rho": Range(0, example="model.sam_rho=0.05"),
     "model.net.dropout": FRACTION,
     "model.net.dropout_conv1": FRACTION,

@@ -236,7 +236,7 @@ def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams(
     assert module.loss_config.label_smoothing == 0.1 and module.distill.temperature == 2.0
     # plain values only: a checkpoint's hyperparameters load with weights_only=True
     assert module.hparams["loss"] == {"label_smoothing": 0.1, "class_weighting": None}
-    assert module.hparams["distill"] == {"teacher": None, "alpha": 0.5, "temperature": 2.0}
+    assert module.hparams["distill"] == {"teacher": None, "alpha": 0.5, "temperature": 2.0, "drop_labels_below": 0.0}
 
 
 def test_a_list_of_teachers_distils_from_their_averaged_probabilities(tmp_path):
@@ -278,6 +278,66 @@ def test_a_list_of_teachers_distils_from_their_averaged_probabilities(tmp_path):
     other_size = str(save_safetensors(small, tmp_path / "t40.safetensors"))
     with pytest.raises(UserError, match=r"model.distill.teacher \[.*t40.safetensors'\]: .*same classes and input size"):
         Distillation(teacher=[files[0], other_size]).load_teacher(EmotionCNN().class_names)
+
+
+def test_the_hard_label_loss_of_the_faces_kept_is_the_plain_loss_when_all_are_kept():
+    from emotion.models.loss import LossConfig
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 7, requires_grad=True), torch.tensor([0, 1, 2, 3, 4, 6])
+    soft = torch.softmax(torch.randn(6, 7), 1)
+    weight = torch.rand(7) + 0.5
+    for cfg in (LossConfig(), LossConfig(label_smoothing=0.1)):
+        for target, w in ((y, None), (y, weight), (soft, None), (soft, weight)):
+            everyone = torch.ones(6, dtype=torch.bool)
+            assert torch.allclose(cfg(logits, target, w, kept=everyone), cfg(logits, target, w), atol=1e-6)
+    # a face not kept adds nothing to the loss nor to its gradient; the denominator stays the batch's
+    kept = torch.tensor([True, True, False, True, True, True])
+    LossConfig()(logits, y, kept=kept).backward()
+    assert torch.all(logits.grad[2] == 0) and torch.all(logits.grad[0] != 0)
+    each = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(LossConfig()(logits, y, kept=kept), each[kept].sum() / 6)
+
+
+def test_drop_labels_below_drops_the_labels_the_teacher_doubts_and_needs_a_teacher(tmp_path):
+    from emotion.errors import UserError
+    from emotion.models.checkpoint import save_safetensors
+    from emotion.models.distill import Distillation
+    from emotion.models.module import EmotionModule
+
+    teacher_file = str(save_safetensors(EmotionCNN().eval(), tmp_path / "t.safetensors"))
+    # the teacher's probabilities of each class: face 0 says class 0 (0.9), face 1 is unsure (uniform)
+    logits = torch.log(torch.tensor([[0.9] + [0.1 / 6] * 6, [1 / 7] * 7]))
+    labels = torch.tensor([0, 3])
+    assert Distillation(teacher=teacher_file).labels_kept(logits, labels) is None  # 0: every label kept
+    doubt = Distillation(teacher=teacher_file, drop_labels_below=0.1)
+    assert doubt.labels_kept(logits, labels).tolist() == [True, True]
+    assert doubt.labels_kept(logits, torch.tensor([1, 3])).tolist() == [False, True]  # 0.017 < 0.1 <= 0.143
+    mixed = torch.tensor([[0.5, 0.5] + [0.0] * 5, [0.0] * 6 + [1.0]])  # a mixed batch's class probabilities
+    assert doubt.labels_kept(logits, mixed).tolist() == [True, True]  # 0.5·0.9 + 0.5·0.017; 0.143
+    assert Distillation(teacher=teacher_file, drop_labels_below=0.5).labels_kept(logits, mixed).tolist() == [
+        False,
+        False,
+    ]
+    with pytest.raises(UserError, match="drop_labels_below=0.2 needs a teacher"):
+        Distillation(drop_labels_below=0.2)
+    with pytest.raises(ValueError, match=r"model.distill.drop_labels_below must be in \[0, 1\]"):
+        Distillation(teacher=teacher_file, drop_labels_below=1.5)
+
+    # the knob moves the training loss: a teacher that doubts every label leaves the soft term alone
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 256, (8, 1, 48, 48), dtype=torch.uint8), torch.randint(0, 7, (8,))
+    losses = {}
+    for below in (0.0, 1.0):
+        torch.manual_seed(1)
+        module = EmotionModule(EmotionCNN(), distill={"teacher": teacher_file, "drop_labels_below": below})
+        module.on_fit_start()
+        module.log = lambda *a, **k: None
+        module.eval()  # dropout off: the check below repeats the student's forward pass
+        losses[below] = module.training_step((x, y), 0).item()
+        soft = float(module.distill.combine(torch.tensor(0.0), module(x), module._teacher_logits)[0])
+    assert losses[0.0] != pytest.approx(losses[1.0])
+    assert losses[1.0] == pytest.approx(soft, rel=1e-5)  # every label dropped: alpha · T² · KL only
 
 
 def test_class_weights_favour_rare_classes_and_keep_the_total_weight():

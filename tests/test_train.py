@@ -205,6 +205,7 @@ SLOW_PROCESS = pytest.mark.slow
         ("model.net.dropout_fc=1.5", "dropout_fc must be in [0, 1)"),
         ("model.loss.label_smoothing=-1", "model.loss.label_smoothing must be in [0, 1)"),
         ("model.distill.alpha=2", "model.distill.alpha must be in [0, 1]"),
+        ("model.distill.drop_labels_below=2", "model.distill.drop_labels_below must be in [0, 1]"),
         ("data.augment.erasing_p=3", "erasing_p must be in [0, 1]"),
         ("model.distill.teacher=/nowhere/teacher.ckpt", "'/nowhere/teacher.ckpt' is neither a model file nor"),
         ("model.init_from=/nowhere/start.ckpt", "model.init_from: '/nowhere/start.ckpt' is neither a model file"),

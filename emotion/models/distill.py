@@ -39,15 +39,20 @@ class Distillation:
     """``model.distill``: loss = (1 − alpha)·loss + alpha·T²·KL(teacher ‖ student). ``teacher``: a shipped model's
     name or a model file, or a list of them whose probabilities are averaged (an :class:`EmotionEnsemble` built at
     the start of the fit, as ``python -m emotion.export 'ckpt_path=[A,B]'`` would write it); null: off. A wrong name
-    or path fails when the config is built, before any data is read."""
+    or path fails when the config is built, before any data is read.
+
+    ``drop_labels_below`` (label noise): a face whose label the teacher gives less than this probability (softmax at
+    T = 1) keeps no hard-label term — it learns from the teacher alone; 0 keeps every label."""
 
     teacher: str | tuple[str, ...] | None = None
     alpha: float = 0.5
     temperature: float = 4.0
+    drop_labels_below: float = 0.0
 
     def __post_init__(self) -> None:
         check("model.distill.alpha", self.alpha)
         check("model.distill.temperature", self.temperature)
+        check("model.distill.drop_labels_below", self.drop_labels_below)
         if self.teacher is not None and not isinstance(self.teacher, str):  # a list (Hydra's ListConfig included)
             names = tuple(str(t) for t in self.teacher)
             if not names:
@@ -55,6 +60,11 @@ class Distillation:
             object.__setattr__(self, "teacher", names[0] if len(names) == 1 else names)
         for name in self.teachers:
             teacher_file(name)
+        if self.drop_labels_below and not self.teacher:
+            raise UserError(
+                f"model.distill.drop_labels_below={self.drop_labels_below} needs a teacher to judge the labels; "
+                "set model.distill.teacher, or drop_labels_below=0"
+            )
 
     @property
     def teachers(self) -> tuple[str, ...]:
@@ -85,6 +95,15 @@ class Distillation:
                 raise UserError(f"model.distill.teacher {list(self.teachers)}: {exc}") from None
         log.info("distilling from %s (alpha %s, temperature %s)", self.teacher, self.alpha, self.temperature)
         return teacher.requires_grad_(False).eval()
+
+    def labels_kept(self, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """Which faces keep their hard-label term (a bool per face), or None when every face does.
+        ``target``: class indices, or class probabilities (mixed batches: the teacher's probability of the mix)."""
+        if not self.drop_labels_below:
+            return None
+        probs = F.softmax(teacher.float(), dim=1)
+        given = probs.gather(1, target[:, None])[:, 0] if target.ndim == 1 else (probs * target).sum(1)
+        return given >= self.drop_labels_below
 
     def combine(self, loss: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(the blended loss, the soft-target term alone)."""

@@ -38,6 +38,18 @@ class LossConfig:
             w = w.sqrt()
         return w / (w * c).sum() * c.sum()
 
-    def __call__(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """``target``: class indices (N) or class probabilities (N×K, e.g. from mixup/cutmix)."""
-        return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.label_smoothing)
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``target``: class indices (N) or class probabilities (N×K, e.g. from mixup/cutmix). ``kept``: a bool per
+        face; the others add nothing, and the mean keeps the whole batch's denominator (all kept: the plain loss)."""
+        if kept is None:
+            return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.label_smoothing)
+        each = F.cross_entropy(logits, target, weight=weight, label_smoothing=self.label_smoothing, reduction="none")
+        # cross_entropy's own mean over class indices divides by the faces' class weights, over probabilities by N
+        total = weight[target].sum() if weight is not None and target.ndim == 1 else each.new_tensor(len(each))
+        return (each * kept).sum() / total

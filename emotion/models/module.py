@@ -169,14 +169,17 @@ class EmotionModule(L.LightningModule):
         repeat = self._step_key == (self.global_step, batch_idx)  # SAM's second pass over the same batch
         self._step_key = (self.global_step, batch_idx)
         logits = self(x)
-        loss = self.loss_config(logits, y, weight=self.class_weights)
+        if self._teacher and not repeat:
+            with torch.no_grad():
+                self._teacher_logits = self._teacher[0](x)
+        kept = self.distill.labels_kept(self._teacher_logits, y) if self._teacher else None
+        loss = self.loss_config(logits, y, weight=self.class_weights, kept=kept)
         if self._teacher:
-            if not repeat:
-                with torch.no_grad():
-                    self._teacher_logits = self._teacher[0](x)
             loss, soft = self.distill.combine(loss, logits, self._teacher_logits)
             if not repeat:
                 self.log("train/distill_loss", soft, on_step=False, on_epoch=True)
+                if kept is not None:
+                    self.log("train/labels_dropped", 1 - kept.float().mean(), on_step=False, on_epoch=True)
         if not torch.isfinite(loss):
             raise UserError(
                 f"training diverged: loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "

@@ -157,7 +157,11 @@ class MetricsHistory(L.Callback):
         row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS if k in trainer.callback_metrics})
         if pl_module.train_acc.update_count:
             row["train/acc"] = float(pl_module.train_acc.compute())
-        for key in ("train/loss", "train/distill_loss"):  # epoch means (train/loss is also logged per step)
+        for key in (
+            "train/loss",
+            "train/distill_loss",
+            "train/labels_dropped",
+        ):  # epoch means (train/loss is also logged per step)
             value = trainer.callback_metrics.get(f"{key}_epoch", trainer.callback_metrics.get(key))
             if value is not None:
                 row[key] = float(value)
