@@ -334,8 +334,8 @@ def test_drop_labels_below_drops_the_labels_the_teacher_doubts_and_needs_a_teach
         module.on_fit_start()
         module.log = lambda *a, **k: None
         module.eval()  # dropout off: the check below repeats the student's forward pass
-        losses[below] = module.training_step((x, y), 0).item()
-        soft = float(module.distill.combine(torch.tensor(0.0), module(x), module._teacher_logits)[0])
+        losses[below] = module.training_step((x, y), 0).detach().item()
+        soft = module.distill.combine(torch.tensor(0.0), module(x), module._teacher_logits)[0].detach().item()
     assert losses[0.0] != pytest.approx(losses[1.0])
     assert losses[1.0] == pytest.approx(soft, rel=1e-5)  # every label dropped: alpha · T² · KL only
 
