@@ -122,6 +122,8 @@ class EvalResults(L.Callback):
 
 #: What a history row keeps of the logged validation metrics (the per-class recalls stay in metrics.json).
 HISTORY_KEYS = ("val/acc", "val/ece", "val/macro_acc", "val/macro_f1", "val/loss")
+#: ... and of the training step's epoch means (train/loss is also logged per step).
+TRAIN_KEYS = ("train/loss", "train/distill_loss", "train/labels_dropped")
 
 
 class MetricsHistory(L.Callback):
@@ -157,11 +159,7 @@ class MetricsHistory(L.Callback):
         row.update({k: float(trainer.callback_metrics[k]) for k in HISTORY_KEYS if k in trainer.callback_metrics})
         if pl_module.train_acc.update_count:
             row["train/acc"] = float(pl_module.train_acc.compute())
-        for key in (
-            "train/loss",
-            "train/distill_loss",
-            "train/labels_dropped",
-        ):  # epoch means (train/loss is also logged per step)
+        for key in TRAIN_KEYS:
             value = trainer.callback_metrics.get(f"{key}_epoch", trainer.callback_metrics.get(key))
             if value is not None:
                 row[key] = float(value)
