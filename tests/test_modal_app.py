@@ -144,6 +144,7 @@ class FakeFunction:
         ("+model.optimizer.betas=[2,0.9]", "Invalid beta parameter"),  # checked by building the optimizer
         ("trainer.max_epochs=abc", "whole number"),
         ("model.distill.teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
+        ("model.distill.teacher=[emotion_vgg,/nowhere.ckpt]", "'/nowhere.ckpt' is neither a model file"),
         ("model.label_smoothing=0.1", "Key .label_smoothing. is not in struct"),
         ("data.root=/données", "characters Hydra reads only inside quotes"),
     ],
@@ -163,8 +164,9 @@ def test_a_valid_command_passes_preflight_and_is_sent_once(monkeypatch, capsys):
     fake = FakeFunction()
     monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
     monkeypatch.setattr(sys, "argv", ["modal", "run", "--detach", "modal_app.py", "experiment=recipe"])
-    modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", "model.distill.teacher=null"])
-    assert len(fake.calls) == 1 and fake.calls[0][-1].startswith("run_name=recipe-")
+    teachers = "model.distill.teacher=[emotion_vgg_v8_v9,emotion_vgg]"  # a list of shipped models: averaged
+    modal_app._train_and_wait(["experiment=recipe", "trainer.max_epochs=3", teachers])
+    assert len(fake.calls) == 1 and fake.calls[0][-1].startswith("run_name=recipe-") and teachers in fake.calls[0]
     out = capsys.readouterr()
     assert "function call: fc-123" in out.out and "modal app logs" in out.out and "modal volume get" in out.out
     assert "--detach" not in out.err  # detached: no warning
