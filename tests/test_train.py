@@ -90,6 +90,7 @@ def test_demo_learns_well_above_chance(demo_run):
     hw = report["hardware"]  # the instruction set decides the speed: "AMD EPYC" names several machines
     assert hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert hw["cpu_native_bf16"] == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert hw["cpu_amx_bf16"] == torch.cpu.get_capabilities()["amx_bf16"]
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3, 4]
     assert report["history"][-1]["val/acc"] > report["history"][0]["val/acc"]
     for name in ("confusion_val.png", "confusion_test.png", "curves.png"):

@@ -86,6 +86,8 @@ def hardware() -> dict[str, Any]:
         # "AMD EPYC" alone names several machines here: the instruction set decides fp32 and bf16 speed
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_native_bf16": cpu_has_native_bf16(),
+        # AMX tiles speed bf16 up again over AVX512-BF16 alone: the pace differs by machine (experiments/throughput/)
+        "cpu_amx_bf16": bool(torch.cpu.get_capabilities().get("amx_bf16", False)),
         "cpu_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
