@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -86,6 +87,11 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert set(textures["photos"]) == {"text", "chelsea"} and textures["found"] > 0.5
     assert all(0 <= r["empty_false"] <= 1 and r["face_fps"] > 0 for r in textures["photos"].values())
     assert all(0 < s < 60 for s in res["startup"].values())
+    machine = res["machine"]  # the facts a run report records, so a bench and a training compare
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu_amx_bf16"] == torch.cpu.get_capabilities()["amx_bf16"]
+    bf16 = "native" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "emulated"
+    assert f"{machine['cpu_capability']}, bf16 {bf16}" in stdout
 
 
 def test_benchmark_inference_rows_can_measure_another_shipped_model(tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ from emotion.data.cache import load_raw  # noqa: E402
 from emotion.data.synthetic import ensure_dataset  # noqa: E402
 from emotion.models import EmotionCNN  # noqa: E402
 from emotion.models.module import EmotionModule  # noqa: E402
-from emotion.training.reports import cpu_has_native_bf16  # noqa: E402
+from emotion.training.reports import cpu_has_native_bf16, hardware  # noqa: E402
 
 BATCH = 64
 BENCH_MODEL = "emotion_cnn"  # the seed network, shipped always: the figures do not move when the default model does
@@ -502,13 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{root} has no train/ folder: using generated faces of the same shape")
         root = ensure_dataset(tmp / "synthetic", n_train=BATCH * (batches + warmup + 2) // 7 + 1, n_val=8, n_test=8)
     res: dict[str, Any] = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
+        "machine": {**hardware(), "cores": os.cpu_count()},  # what the run reports record, so the two compare
         "data_root": str(root),
         "reps": reps,
         "model": args.model,  # of the inference and webcam rows
@@ -624,7 +617,10 @@ def print_rows(res: dict[str, Any]) -> None:
     width = max(len(r[0]) for r in rows)
     m = res["machine"]
     model = f", inference/webcam model {res['model']}" if {"inference", "webcam", "textures"} & res.keys() else ""
-    print(f"\nthroughput ({m['cores']} cores, torch {m['torch']}, medians of {res['reps']}{model})")
+    isa = f"{m['cpu_capability']}, bf16 {'native' if m['cpu_native_bf16'] else 'emulated'}" + (
+        ", AMX" if m["cpu_amx_bf16"] else ""
+    )
+    print(f"\nthroughput ({m['cpu']}: {m['cores']} cores, {isa}; torch {m['torch']}, medians of {res['reps']}{model})")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
