@@ -50,11 +50,12 @@ for s in $SEEDS1; do
 done
 [ ${#TEACHERS[@]} -gt 0 ] || exit 1
 if [ $(( P2_END - ($(date +%s) - T0) )) -lt 90 ]; then  # phase 1 alone (P2_END=0, or no time left for phase 2):
-  for s in $SEEDS1; do  # the teachers back in float16 (4 × 11.8 MB fit one call's 64 MB)
-    export_best gpu-teacher-s$s $KEEP/teacher-s$s.safetensors &&
+  for s in $SEEDS1; do  # the teachers back in float16 (4 × 11.8 MB fit one call's 64 MB), all at once
+    { export_best gpu-teacher-s$s $KEEP/teacher-s$s.safetensors &&
       $PY -c "import sys, torch; sys.path.insert(0, 'experiments/best/gpu'); import pack; from pathlib import Path
-pack.cast_copy(Path('$KEEP/teacher-s$s.safetensors'), Path('$OUT/teacher-s$s.fp16.safetensors'), torch.float16)"
+pack.cast_copy(Path('$KEEP/teacher-s$s.safetensors'), Path('$OUT/teacher-s$s.fp16.safetensors'), torch.float16)"; } &
   done
+  wait
   save_logs; ls -la $OUT; echo "end at $(( $(date +%s) - T0 )) s"; exit 0
 fi
 list=$(IFS=,; echo "${TEACHERS[*]}")
