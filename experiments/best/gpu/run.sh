@@ -4,7 +4,7 @@
 #      emotion_vgg_v8_v9, seeds 1-4, E1 epochs;
 #   2. two students at once (seeds 42, 43): the same recipe distilled from the ensemble of emotion_vgg_v8_v9 and
 #      the four teachers, for as many epochs (≤ 60) as phase 1's measured pace leaves time for.
-# Needs: the folder made by pack.py in .gpu/ (FER2013, the teacher, the Hydra wheels); writes to $OUT.
+# Needs: the folder made by prepare.sh (pack.py) in .gpu/ (FER2013, the teacher, the Hydra wheels); writes to $OUT.
 set -u
 T0=$(date +%s)
 E1=${E1:-40}             # the teachers' epochs (the students': E2, or as many as phase 1's pace leaves time for)
