@@ -52,8 +52,8 @@ modal-check: $(STAMP)  ## modal_app.py's remote bodies in a container laid out a
 	$(BIN)/python tests/modal_harness.py
 
 # The Modal training image installs exactly these versions (the ones the test suite ran with); regenerate after
-# changing dependencies. Dev-only tools and Modal's own client are left out.
-MODAL_LOCK_EXCLUDE := ^(pytest|pytest-timeout|pytest-xdist|execnet|iniconfig|pluggy|ruff|modal|synchronicity|grpclib|scikit-image|imageio|tifffile|lazy-loader)==
+# changing dependencies. Dev-only tools (tests, lint, label issues) and Modal's own client are left out.
+MODAL_LOCK_EXCLUDE := ^(pytest|pytest-timeout|pytest-xdist|execnet|iniconfig|pluggy|ruff|modal|synchronicity|grpclib|scikit-image|imageio|tifffile|lazy-loader|cleanlab|scikit-learn|pandas|narwhals|termcolor|threadpoolctl)==
 modal-lock: $(STAMP)  ## regenerate .ci/modal-requirements.txt (the Modal image's pins) from this venv
 	$(BIN)/pip freeze --exclude-editable | grep -viE '$(MODAL_LOCK_EXCLUDE)' > .ci/modal-requirements.txt
 
