@@ -39,6 +39,7 @@ def test_audit_finds_duplicates_conflicts_blanks_and_feeds_exclusion(folder_data
     dm.setup("fit")
     assert len(dm.splits.train) == 8 * 7 + 4 - len(excluded)
     assert f"{len(excluded)} images listed in" in dm.info["split_protocol"]["excluded_from_train"]
+    assert dm.splits.describe().startswith(f"train: Training (60) minus {len(excluded)} excluded (data.exclude) = ")
 
 
 def test_audit_warns_in_one_line_when_the_splits_differ_in_sharpness(folder_data, tmp_path, capsys):

@@ -206,8 +206,11 @@ class FER2013DataModule(L.LightningDataModule):
         self.raw = raw
         self.splits = assign_splits(raw, self.val_fraction, self.seed)
         if len(excluded):
+            before = len(self.splits.train)
             self.splits.train = np.setdiff1d(self.splits.train, excluded)
             self.splits.protocol["excluded_from_train"] = f"{len(excluded)} images listed in {self.exclude}"
+            dropped = before - len(self.splits.train)
+            self.splits.protocol["train"] += f" minus {dropped} excluded (data.exclude) = {len(self.splits.train)}"
         if self.views is not None:
             self.train_views = self._load_views(raw)
         for name in ("train", "val", "test"):
