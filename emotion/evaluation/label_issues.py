@@ -44,14 +44,18 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def probabilities(net: EmotionNet, images: np.ndarray, tta: str = "flip", batch: int = 512) -> np.ndarray:
+def probabilities(
+    net: EmotionNet, images: np.ndarray, tta: str = "flip", batch: int = 512, device: str = "cpu"
+) -> np.ndarray:
     """The network's calibrated class probabilities (its temperature applied) for ``N×S×S`` uint8 faces."""
+    net = net.to(device)
     x = torch.from_numpy(images).unsqueeze(1)
-    return torch.cat([averaged(net.predict_proba, x[i : i + batch], tta) for i in range(0, len(x), batch)]).numpy()
+    out = [averaged(net.predict_proba, x[i : i + batch].to(device), tta).cpu() for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy()
 
 
 def out_of_fold_probs(
-    nets: Sequence[EmotionNet], folds: Sequence[np.ndarray], images: np.ndarray, tta: str = "flip"
+    nets: Sequence[EmotionNet], folds: Sequence[np.ndarray], images: np.ndarray, tta: str = "flip", device: str = "cpu"
 ) -> np.ndarray:
     """``N×C`` probabilities: row ``j`` from the one network whose fold holds face ``j`` (it was trained without it)."""
     if len(nets) != len(folds):
@@ -61,7 +65,7 @@ def out_of_fold_probs(
         raise UserError(f"the folds cover {len(np.unique(covered))} of {len(images)} faces, some twice or none")
     probs = np.zeros((len(images), len(nets[0].class_names)), np.float32)
     for net, fold in zip(nets, folds, strict=True):
-        probs[fold] = probabilities(net, images[fold], tta)
+        probs[fold] = probabilities(net, images[fold], tta, device=device)
     return probs
 
 

@@ -77,7 +77,8 @@ def cmd_find(a: argparse.Namespace) -> None:
         raise UserError(f"the models take different input sizes {sorted(sizes)}; give models of one size")
     sources, images, labels, class_names = training_faces(a.data, sizes.pop())
     folds = read_folds(a.folds, sources)
-    probs = out_of_fold_probs(nets, folds, images, a.tta)
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    probs = out_of_fold_probs(nets, folds, images, a.tta, device)
     issues = find_issues(labels, probs, a.filter_by)
     report = issue_report(labels, probs, issues, class_names)
     np.savez_compressed(a.folds / "out_of_fold.npz", sources=sources, labels=labels, probs=probs)
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--folds", type=Path, required=True, help="the folder of fold<i>.json files")
     g.add_argument("models", nargs="+", help="one model per fold, in fold order (.ckpt, .safetensors or a name)")
     g.add_argument("--tta", default="flip", choices=("none", "flip", "tencrop"))
+    g.add_argument("--device", help="where the models run (default: cuda when there is a GPU, else cpu)")
     g.add_argument("--filter-by", default="prune_by_noise_rate", help="cleanlab's find_label_issues filter_by")
     a = p.parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Get this checkout ready for one call of run.sh on a lent GPU, whose working tree may hold 64 MiB (issue #37):
-#   1. pack.py: FER2013 and the teacher into .gpu/ (git-ignored through .git/info/exclude), plus the Hydra wheels
-#      the lent machine lacks (.gpu/whl);
+#   1. pack.py: FER2013 and the teacher into .gpu/ (git-ignored through .git/info/exclude), plus the Hydra and cleanlab
+#      wheels the lent machine lacks (.gpu/whl) and four training folds (.gpu/folds, for run.sh's FOLDS=1);
 #   2. the shipped weights (~98 MB, not needed there: the teacher travels in .gpu) out of git's index and listed in
 #      .git/info/exclude for the call, so that they do not travel;
 #   3. prints the size that will travel. Then call the device tool with carry [".gpu"] and the command, e.g.
@@ -36,9 +36,10 @@ done
 mkdir -p "$(dirname $EXCLUDE)"
 grep -qx '/.gpu/' $EXCLUDE 2>/dev/null || echo '/.gpu/' >> $EXCLUDE
 $PY experiments/best/gpu/pack.py --data "$DATA" --teacher "$TEACHER" --out .gpu
+$PY experiments/tools/label_issues.py folds --data "$DATA" --k 4 --out .gpu/folds  # for run.sh's FOLDS=1
 mkdir -p .gpu/whl
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux2014_x86_64 -d .gpu/whl hydra-core==1.3.8 omegaconf==2.3.1
+  --platform manylinux2014_x86_64 -d .gpu/whl hydra-core==1.3.8 omegaconf==2.3.1 cleanlab==2.9.0 termcolor==3.3.0
 $PY -m pip wheel -q --no-deps -w .gpu/whl antlr4-python3-runtime==4.9.3  # sdist only on PyPI: built here, pure Python
 
 grep -qx "$MARK" $EXCLUDE || printf '%s\n/emotion/weights/*.safetensors\n/emotion/weights/*.onnx\n' "$MARK" >> $EXCLUDE

@@ -4,6 +4,10 @@
 #      emotion_vgg_v8_v9, seeds 1-4, E1 epochs;
 #   2. two students at once (seeds 42, 43): the same recipe distilled from the ensemble of emotion_vgg_v8_v9 and
 #      the four teachers, for as many epochs (≤ 60) as phase 1's measured pace leaves time for.
+# FOLDS=1: the four teachers are fold models instead (teacher s<i> never sees .gpu/folds/fold<j>.json, j its place in
+#   SEEDS1, and is trained alone unless TEACHER1 names a teacher: one that saw every face would leak the held-out
+#   labels); phase 1 then also writes every training face's out-of-fold prediction and cleanlab's label issues
+#   (experiments/tools/label_issues.py) to $OUT/label_issues.tgz.
 # Needs: the folder made by prepare.sh (pack.py) in .gpu/ (FER2013, the teacher, the Hydra wheels); writes to $OUT.
 set -u
 T0=$(date +%s)
@@ -12,6 +16,7 @@ SEEDS1=${SEEDS1:-1 2 3 4}  # the teachers' seeds
 SEEDS2=${SEEDS2:-42 43}   # the students'
 P1_END=${P1_END:-250}   # seconds after start by which phase 1 must end
 P2_END=${P2_END:-540}   # ... and phase 2 (0: phase 1 alone, e.g. E1=40 P1_END=560 P2_END=0 for a 15-minute lease)
+FOLDS=${FOLDS:-0}
 PY=${PY:-python3}  # a dry run here: PY=.venv/bin/python TRAINER=cpu EXTRA="trainer.limit_train_batches=3 …"
 TRAINER=${TRAINER:-gpu}
 read -r -a EXTRA <<< "${EXTRA:-}"
@@ -31,17 +36,21 @@ best() { ls $RUNS/$1/checkpoints/epoch*.ckpt 2>/dev/null | head -1; }  # the run
 export_best() { local b; b=$(best $1) && [ -n "$b" ] && $PY -m emotion.export ckpt_path=$b format=safetensors out=$2 > /dev/null 2>&1; }
 save_logs() { tar czf $OUT/logs.tgz -C $EMOTION_ROOT/logs --exclude='*.ckpt' --exclude='*tfevents*' train -C $KEEP env.txt $(cd $KEEP && ls *.out); }
 launch() {  # launch ROLE TEACHER EPOCHS END SEED...: one training per seed, all at once, ending by END s
-  local role=$1 teacher=$2 epochs=$3 end=$4; shift 4
+  local role=$1 teacher=$2 epochs=$3 end=$4 j=0; shift 4
   for s in "$@"; do
+    local fold=()
+    [ "$role" = teacher ] && [ "$FOLDS" = 1 ] && fold=("data.exclude=$PWD/.gpu/folds/fold$j.json")
     $PY -m emotion.train "${COMMON[@]}" model.distill.teacher=$teacher trainer.max_epochs=$epochs seed=$s \
-      run_name=gpu-$role-s$s "+trainer.max_time=$(maxtime $((end - 15)))" > $KEEP/gpu-$role-s$s.out 2>&1 &
+      run_name=gpu-$role-s$s "+trainer.max_time=$(maxtime $((end - 15)))" "${fold[@]}" > $KEEP/gpu-$role-s$s.out 2>&1 &
+    j=$((j + 1))
   done
   wait
   for s in "$@"; do tail -3 $KEEP/gpu-$role-s$s.out; done
 }
 
-echo "phase 1 at $(( $(date +%s) - T0 )) s"
-launch teacher $KEEP/teacher_v8v9.safetensors $E1 $P1_END $SEEDS1
+TEACHER1=${TEACHER1:-$([ "$FOLDS" = 1 ] && echo null || echo $KEEP/teacher_v8v9.safetensors)}
+echo "phase 1 at $(( $(date +%s) - T0 )) s (teacher: $TEACHER1, folds: $FOLDS)"
+launch teacher $TEACHER1 $E1 $P1_END $SEEDS1
 echo "phase 1 done at $(( $(date +%s) - T0 )) s"
 TEACHERS=()
 for s in $SEEDS1; do
@@ -49,6 +58,11 @@ for s in $SEEDS1; do
   [ -n "$b" ] && TEACHERS+=("$b") && echo "teacher s$s: $b"
 done
 [ ${#TEACHERS[@]} -gt 0 ] || exit 1
+if [ "$FOLDS" = 1 ] && [ ${#TEACHERS[@]} -eq $(ls .gpu/folds/fold*.json | wc -l) ]; then  # one model per fold, in order
+  $PY experiments/tools/label_issues.py find --data $FER2013_ROOT --folds .gpu/folds "${TEACHERS[@]}" \
+    > $KEEP/label_issues.out 2>&1 && tar czf $OUT/label_issues.tgz -C .gpu/folds label_issues.json out_of_fold.npz
+  cat $KEEP/label_issues.out
+fi
 if [ $(( P2_END - ($(date +%s) - T0) )) -lt 90 ]; then  # phase 1 alone (P2_END=0, or no time left for phase 2):
   for s in $SEEDS1; do  # the teachers back in float16 (4 × 11.8 MB fit one call's 64 MB), all at once
     { export_best gpu-teacher-s$s $KEEP/teacher-s$s.safetensors &&
