@@ -70,7 +70,6 @@ def cmd_find(a: argparse.Namespace) -> None:
     from emotion.models.checkpoint import load_net
     from emotion.models.distill import teacher_file
 
-    torch.set_grad_enabled(False)
     nets = [load_net(teacher_file(m, "model")) for m in a.models]
     sizes = {n.input_size for n in nets}
     if len(sizes) != 1:
