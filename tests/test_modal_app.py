@@ -176,10 +176,11 @@ def test_without_detach_a_run_warns_and_launch_is_refused(monkeypatch, capsys):
     fake = FakeFunction()
     monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
     monkeypatch.setattr(sys, "argv", ["modal", "run", "modal_app.py", "experiment=recipe"])
-    modal_app._train_and_wait(["experiment=recipe", "model.distill.teacher=null"])
+    alone = ["model.distill.teacher=null", "model.distill.drop_labels_below=0"]  # no teacher: no labels to doubt
+    modal_app._train_and_wait(["experiment=recipe", *alone])
     assert "stops when this terminal closes" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="modal run --detach modal_app.py launch"):
-        modal_app._launch(["experiment=recipe", "model.distill.teacher=null"])
+        modal_app._launch(["experiment=recipe", *alone])
     assert len(fake.calls) == 1  # the refused launch sent nothing
 
 
