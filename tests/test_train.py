@@ -44,7 +44,7 @@ def test_recipe_best_fast_and_sota_experiments_train_on_cpu(tmp_path, experiment
     ckpt = torch.load(next((tmp_path / "run" / "checkpoints").glob("last.ckpt")), weights_only=True)
     if experiment == "recipe":
         assert ckpt["emotion_model"]["arch"] == "emotion_cnn"
-        assert "averaging_state" in ckpt  # recipe v11 trains with an average of the weights (callbacks=ema)
+        assert "averaging_state" in ckpt  # the recipe trains with an average of the weights (callbacks=ema)
     else:
         assert ckpt["emotion_model"]["arch"] == "emotion_vgg"
         widths = {"sota": [64, 128, 256, 512], "best": [48, 96, 192, 384], "fast": [32, 64, 128, 256]}[experiment]
