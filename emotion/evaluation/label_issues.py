@@ -33,14 +33,13 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     if len(labels) < k:
         raise UserError(f"{len(labels)} faces cannot be split into {k} folds")
     rng = np.random.default_rng(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
+    fold_of = np.empty(len(labels), np.int64)
     start = 0  # where the next class starts dealing, so that small classes do not all land in fold 0
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        for j, i in enumerate(idx):
-            folds[(start + j) % k].append(int(i))
+        fold_of[idx] = (start + np.arange(len(idx))) % k
         start = (start + len(idx)) % k
-    return [np.sort(np.array(f, np.int64)) for f in folds]
+    return [np.flatnonzero(fold_of == f) for f in range(k)]
 
 
 @torch.no_grad()

@@ -3,7 +3,8 @@
     # 1. split the training faces into K folds: one data.exclude file per fold
     python experiments/tools/label_issues.py folds --data ../shared/data/fer2013 --k 4 --out logs/folds
     # 2. train one model per fold, each without its fold (the command printed by step 1), e.g.
-    python -m emotion.train experiment=recipe model.distill.teacher=null data.exclude=logs/folds/fold0.json ...
+    python -m emotion.train experiment=recipe model.distill.teacher=null model.distill.drop_labels_below=0 \
+        data.exclude=logs/folds/fold0.json ...
     # 3. out-of-fold predictions, cleanlab's verdict, and a data.exclude file of the flagged faces
     python experiments/tools/label_issues.py find --data ../shared/data/fer2013 --folds logs/folds M0 M1 M2 M3
     # 4. train without them: python -m emotion.train ... data.exclude=logs/folds/label_issues.json
@@ -43,8 +44,9 @@ def cmd_folds(a: argparse.Namespace) -> None:
         path.write_text(json.dumps({"fold": i, "k": a.k, "seed": a.seed, "exclude": sources[fold].tolist()}))
         print(f"{path}: {len(fold)} of {len(labels)} training faces")
     print(
-        "train one model per fold without its fold, e.g.\n  python -m emotion.train experiment=recipe "
-        f"model.distill.teacher=null data.exclude={a.out}/fold<i>.json run_name=fold<i>"
+        "train one model per fold without its fold and without a teacher (one that saw every face would leak the "
+        "held-out labels), e.g.\n  python -m emotion.train experiment=recipe model.distill.teacher=null "
+        f"model.distill.drop_labels_below=0 data.exclude={a.out}/fold<i>.json run_name=fold<i>"
     )
 
 
@@ -68,9 +70,9 @@ def cmd_find(a: argparse.Namespace) -> None:
 
     from emotion.evaluation.label_issues import find_issues, issue_report, out_of_fold_probs
     from emotion.models.checkpoint import load_net
-    from emotion.models.distill import teacher_file
+    from emotion.models.pretrained import model_file
 
-    nets = [load_net(teacher_file(m, "model")) for m in a.models]
+    nets = [load_net(model_file(m)) for m in a.models]
     sizes = {n.input_size for n in nets}
     if len(sizes) != 1:
         raise UserError(f"the models take different input sizes {sorted(sizes)}; give models of one size")
