@@ -100,6 +100,24 @@ def test_find_issues_flags_the_planted_label_errors_most_doubtful_first() -> Non
     assert report["per_class"][FER2013_CLASSES[c]]["models_prefer"][FER2013_CLASSES[(c - 1) % 7]] >= 1
 
 
+def test_frac_noise_keeps_the_most_doubtful_part_of_the_verdict() -> None:
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(7), 100)
+    probs = np.full((700, 7), 0.02, np.float32)
+    probs[np.arange(700), truth] = 0.88
+    labels = truth.copy()
+    planted = rng.choice(700, 70, replace=False)
+    labels[planted] = (truth[planted] + 1) % 7
+    probs[planted, labels[planted]] = rng.uniform(0.001, 0.019, 70)  # how sure the models are that it is wrong varies
+    probs /= probs.sum(1, keepdims=True)
+    every = find_issues(labels, probs)
+    half = find_issues(labels, probs, frac_noise=0.5)
+    assert set(every.tolist()) == set(planted.tolist())
+    assert 25 <= len(half) <= 45 and set(half.tolist()) < set(every.tolist())
+    with pytest.raises(UserError, match=r"frac_noise must be in \(0, 1\], got 0"):
+        find_issues(labels, probs, frac_noise=0)
+
+
 def test_the_command_writes_folds_then_a_data_exclude_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_dataset(tmp_path / "fer", n_train=8, n_val=2, n_test=2, seed=1)
     folds = tmp_path / "folds"
@@ -117,6 +135,11 @@ def test_the_command_writes_folds_then_a_data_exclude_file(tmp_path: Path, capsy
     with np.load(folds / "out_of_fold.npz") as f:
         assert f["probs"].shape == (56, 7) and sorted(f["sources"].tolist()) == sorted(listed[0] + listed[1])
     assert "out-of-fold accuracy" in capsys.readouterr().out
+    # the same verdict from the saved predictions, without the models
+    again = tmp_path / "again.json"
+    tool.main(["find", "--folds", str(folds), "--probs", str(folds / "out_of_fold.npz"), "--out", str(again)])
+    redo = json.loads(again.read_text())
+    assert redo["exclude"] == out["exclude"] and redo["tta"] == "none" and redo["per_class"] == out["per_class"]
 
 
 def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -131,3 +154,9 @@ def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit):
         tool.main(["find", "--data", str(root), "--folds", str(empty), "emotion_cnn"])
     assert "1 faces are not training faces of --data, e.g. train/happy/not_here.png" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["find", "--folds", str(empty), "--probs", str(tmp_path / "p.npz"), "emotion_cnn"])
+    assert "give either the fold models or --probs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["find", "--folds", str(empty)])
+    assert "give one model per fold (in fold order), or --probs" in capsys.readouterr().err

@@ -68,13 +68,21 @@ def out_of_fold_probs(
     return probs
 
 
-def find_issues(labels: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noise_rate") -> np.ndarray:
-    """Indices of the faces whose label looks wrong, most doubtful first (lowest probability of the given label)."""
+def find_issues(
+    labels: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noise_rate", frac_noise: float = 1.0
+) -> np.ndarray:
+    """Indices of the faces whose label looks wrong, most doubtful first (lowest probability of the given label).
+    ``frac_noise`` < 1 keeps only that fraction of each class's estimated label errors (cleanlab's knob): a gentler
+    prune when the models are weak and flag hard-but-right faces too."""
+    if not 0.0 < frac_noise <= 1.0:
+        raise UserError(f"frac_noise must be in (0, 1], got {frac_noise}")
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
         raise UserError("finding label issues needs cleanlab: pip install -e '.[labelnoise]'") from None
-    return find_label_issues(labels, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence")
+    return find_label_issues(
+        labels, probs, filter_by=filter_by, frac_noise=frac_noise, return_indices_ranked_by="self_confidence"
+    )
 
 
 def issue_report(labels: np.ndarray, probs: np.ndarray, issues: np.ndarray, class_names: Sequence[str]) -> dict:

@@ -10,7 +10,9 @@
     # 4. train without them: python -m emotion.train ... data.exclude=logs/folds/label_issues.json
 
 Step 3 writes ``label_issues.json`` (``{"exclude": [paths], ...}`` with the per-class report) and
-``out_of_fold.npz`` (sources, labels, probabilities) into the folds folder. See emotion/evaluation/label_issues.py.
+``out_of_fold.npz`` (sources, labels, probabilities) into the folds folder. A gentler prune from the same predictions,
+without running the models again: ``find --data ... --folds logs/folds --probs logs/folds/out_of_fold.npz
+--frac-noise 0.5 --out logs/folds/label_issues_half.json``. See emotion/evaluation/label_issues.py.
 """
 
 from __future__ import annotations
@@ -65,10 +67,24 @@ def read_folds(folder: Path, sources: np.ndarray) -> list[np.ndarray]:
     return folds
 
 
-def cmd_find(a: argparse.Namespace) -> None:
+def fold_probs(a: argparse.Namespace):
+    """Out-of-fold probabilities: from the fold models, or read back from an earlier run's ``out_of_fold.npz``."""
+    if a.probs:
+        if a.models:
+            raise UserError("give either the fold models or --probs (an earlier out_of_fold.npz), not both")
+        from emotion.labels import FER2013_CLASSES
+
+        with np.load(a.probs) as f:  # the data module's labels are FER2013's order (files before class_names was saved)
+            names = f["class_names"].tolist() if "class_names" in f else list(FER2013_CLASSES)
+            tta = str(f["tta"]) if "tta" in f else "flip"  # the only TTA used before it was saved
+            return f["sources"], f["labels"], f["probs"], names, tta
+    if not a.models:
+        raise UserError("give one model per fold (in fold order), or --probs with an earlier out_of_fold.npz")
+    if not a.data:
+        raise UserError("--data is needed to run the fold models on the training faces")
     import torch
 
-    from emotion.evaluation.label_issues import find_issues, issue_report, out_of_fold_probs
+    from emotion.evaluation.label_issues import out_of_fold_probs
     from emotion.models.checkpoint import load_net
     from emotion.models.pretrained import model_file
 
@@ -80,19 +96,42 @@ def cmd_find(a: argparse.Namespace) -> None:
     folds = read_folds(a.folds, sources)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     probs = out_of_fold_probs(nets, folds, images, a.tta, device)
-    issues = find_issues(labels, probs, a.filter_by)
+    np.savez_compressed(
+        a.folds / "out_of_fold.npz",
+        sources=sources,
+        labels=labels,
+        probs=probs,
+        class_names=np.array(class_names),
+        tta=a.tta,
+    )
+    return sources, labels, probs, class_names, a.tta
+
+
+def cmd_find(a: argparse.Namespace) -> None:
+    from emotion.evaluation.label_issues import find_issues, issue_report
+
+    sources, labels, probs, class_names, tta = fold_probs(a)
+    issues = find_issues(labels, probs, a.filter_by, a.frac_noise)
     report = issue_report(labels, probs, issues, class_names)
-    np.savez_compressed(a.folds / "out_of_fold.npz", sources=sources, labels=labels, probs=probs)
-    out = {"exclude": sources[issues].tolist(), "models": a.models, "tta": a.tta, "filter_by": a.filter_by, **report}
-    (a.folds / "label_issues.json").write_text(json.dumps(out, indent=1))
+    out = {
+        "exclude": sources[issues].tolist(),
+        "models": a.models or str(a.probs),
+        "tta": tta,
+        "filter_by": a.filter_by,
+        "frac_noise": a.frac_noise,
+        **report,
+    }
+    target = a.out or a.folds / "label_issues.json"
+    target.write_text(json.dumps(out, indent=1))
     print(
         f"out-of-fold accuracy {report['out_of_fold_accuracy']:.4f} on {report['faces']} training faces; "
-        f"{report['flagged']} flagged ({report['flagged'] / report['faces']:.1%})"
+        f"{report['flagged']} flagged ({report['flagged'] / report['faces']:.1%}, frac_noise {a.frac_noise})"
     )
     for name, row in report["per_class"].items():
         prefer = ", ".join(f"{k} {v}" for k, v in sorted(row["models_prefer"].items(), key=lambda kv: -kv[1]))
         print(f"  {name:9s} {row['flagged']:5d} of {row['faces']:5d} flagged; the models prefer: {prefer or '-'}")
-    print(f"wrote {a.folds}/label_issues.json (a data.exclude file) and {a.folds}/out_of_fold.npz")
+    saved = "" if a.probs else f" and {a.folds}/out_of_fold.npz"
+    print(f"wrote {target} (a data.exclude file){saved}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,9 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, required=True)
     g = sub.add_parser("find", help="out-of-fold predictions and cleanlab's label issues")
-    g.add_argument("--data", required=True)
+    g.add_argument("--data", help="the data root (needed with models, not with --probs)")
     g.add_argument("--folds", type=Path, required=True, help="the folder of fold<i>.json files")
-    g.add_argument("models", nargs="+", help="one model per fold, in fold order (.ckpt, .safetensors or a name)")
+    g.add_argument("models", nargs="*", help="one model per fold, in fold order (.ckpt, .safetensors or a name)")
+    g.add_argument("--probs", type=Path, help="an earlier run's out_of_fold.npz instead of the models (no inference)")
+    g.add_argument("--frac-noise", type=float, default=1.0, help="flag only this fraction of the estimated errors")
+    g.add_argument("--out", type=Path, help="where the data.exclude file goes (default: <folds>/label_issues.json)")
     g.add_argument("--tta", default="flip", choices=("none", "flip", "tencrop"))
     g.add_argument("--device", help="where the models run (default: cuda when there is a GPU, else cpu)")
     g.add_argument("--filter-by", default="prune_by_noise_rate", help="cleanlab's find_label_issues filter_by")
