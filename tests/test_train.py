@@ -1,6 +1,7 @@
 """End-to-end: Hydra composition → Lightning fit/validate/test → metrics.json, on generated faces."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -307,14 +308,19 @@ def test_hyperparameters_are_logged_at_fit_start_without_plumbing(demo_run):
     assert {"hp/val/acc", "hp/test/acc"} <= tags
 
 
-def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path):
+def test_init_from_starts_the_training_from_a_models_weights(demo_run, tmp_path, caplog):
     """Fine-tuning: with lr=0 a run that starts from the demo model's checkpoint still holds exactly its weights
     (and scores what it scores), also with another input scaling; without init_from it holds its own random start."""
     tmp, _, _ = demo_run
     source = json.loads((tmp / "run" / "metrics.json").read_text())["best_checkpoint"]
     frozen = [*TINY, "model.optimizer.lr=0", "model.scheduler=null"]
-    train(make_cfg(tmp_path / "a", [*frozen, f"model.init_from={source}"]))
-    train(make_cfg(tmp_path / "b", frozen))
+    with caplog.at_level(logging.INFO, logger="emotion.models.module"):
+        train(make_cfg(tmp_path / "a", [*frozen, f"model.init_from={source}"]))
+    assert f"model.init_from: starting from the weights of {source}" in caplog.text  # the run's log says so
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="emotion.models.module"):
+        train(make_cfg(tmp_path / "b", frozen))
+    assert "model.init_from" not in caplog.text
     weights = lambda run: torch.load(run / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]  # noqa: E731
     start = torch.load(source, weights_only=True)["state_dict"]
     tuned, fresh = weights(tmp_path / "a"), weights(tmp_path / "b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -26,6 +27,8 @@ from emotion.models.distill import Distillation, teacher_file
 from emotion.models.loss import LossConfig
 from emotion.models.sam import SAM
 from emotion.ranges import check
+
+log = logging.getLogger(__name__)
 
 
 def eval_metrics(num_classes: int) -> MetricCollection:
@@ -156,6 +159,7 @@ class EmotionModule(L.LightningModule):
                 f"model.init_from={path}: its weights do not fit the configured network ({detail}); "
                 "configure the same widths (model.net.*) as the model it comes from"
             ) from None
+        log.info("model.init_from: starting from the weights of %s", path)
 
     def on_fit_start(self) -> None:
         if self.distill.teacher and not self._teacher:
