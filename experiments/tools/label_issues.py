@@ -11,7 +11,7 @@
 
 Step 3 writes ``label_issues.json`` (``{"exclude": [paths], ...}`` with the per-class report) and
 ``out_of_fold.npz`` (sources, labels, probabilities) into the folds folder. A gentler prune from the same predictions,
-without running the models again: ``find --data ... --folds logs/folds --probs logs/folds/out_of_fold.npz
+without running the models again: ``find --folds logs/folds --probs logs/folds/out_of_fold.npz
 --frac-noise 0.5 --out logs/folds/label_issues_half.json``. See emotion/evaluation/label_issues.py.
 """
 
