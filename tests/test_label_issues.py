@@ -157,6 +157,10 @@ def test_the_command_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit):
         tool.main(["find", "--folds", str(empty), "--probs", str(tmp_path / "p.npz"), "emotion_cnn"])
     assert "give either the fold models or --probs" in capsys.readouterr().err
+    np.savez(tmp_path / "old.npz", sources=np.array(["a"]), labels=np.zeros(1), probs=np.ones((1, 7)) / 7)
+    with pytest.raises(SystemExit):
+        tool.main(["find", "--folds", str(empty), "--probs", str(tmp_path / "old.npz")])
+    assert "old.npz: no class_names, tta; give an out_of_fold.npz of `find`" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main(["find", "--folds", str(empty)])
     assert "give one model per fold (in fold order), or --probs" in capsys.readouterr().err

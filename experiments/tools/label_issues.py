@@ -10,7 +10,7 @@
     # 4. train without them: python -m emotion.train ... data.exclude=logs/folds/label_issues.json
 
 Step 3 writes ``label_issues.json`` (``{"exclude": [paths], ...}`` with the per-class report) and
-``out_of_fold.npz`` (sources, labels, probabilities) into the folds folder. A gentler prune from the same predictions,
+``out_of_fold.npz`` (sources, labels, probabilities, class names, TTA) into the folds folder. A gentler prune from the same predictions,
 without running the models again: ``find --folds logs/folds --probs logs/folds/out_of_fold.npz
 --frac-noise 0.5 --out logs/folds/label_issues_half.json``. See emotion/evaluation/label_issues.py.
 """
@@ -72,12 +72,12 @@ def fold_probs(a: argparse.Namespace):
     if a.probs:
         if a.models:
             raise UserError("give either the fold models or --probs (an earlier out_of_fold.npz), not both")
-        from emotion.labels import FER2013_CLASSES
-
-        with np.load(a.probs) as f:  # the data module's labels are FER2013's order (files before class_names was saved)
-            names = f["class_names"].tolist() if "class_names" in f else list(FER2013_CLASSES)
-            tta = str(f["tta"]) if "tta" in f else "flip"  # the only TTA used before it was saved
-            return f["sources"], f["labels"], f["probs"], names, tta
+        with np.load(a.probs) as f:
+            missing = {"sources", "labels", "probs", "class_names", "tta"} - set(f.files)
+            if missing:
+                what = ", ".join(sorted(missing))
+                raise UserError(f"--probs {a.probs}: no {what}; give an out_of_fold.npz of `find`")
+            return f["sources"], f["labels"], f["probs"], f["class_names"].tolist(), str(f["tta"])
     if not a.models:
         raise UserError("give one model per fold (in fold order), or --probs with an earlier out_of_fold.npz")
     if not a.data:
