@@ -10,8 +10,8 @@
     # 4. train without them: python -m emotion.train ... data.exclude=logs/folds/label_issues.json
 
 Step 3 writes ``label_issues.json`` (``{"exclude": [paths], ...}`` with the per-class report) and
-``out_of_fold.npz`` (sources, labels, probabilities, class names, TTA) into the folds folder. A gentler prune from the same predictions,
-without running the models again: ``find --folds logs/folds --probs logs/folds/out_of_fold.npz
+``out_of_fold.npz`` (sources, labels, probabilities, class names, TTA) into the folds folder. A gentler prune from
+the same predictions, without running the models again: ``find --folds logs/folds --probs logs/folds/out_of_fold.npz
 --frac-noise 0.5 --out logs/folds/label_issues_half.json``. See emotion/evaluation/label_issues.py.
 """
 
