@@ -92,6 +92,24 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         return -(-share // self.batch_size)
 
 
+NO_LABEL = -1  # a training batch's label for a face whose hard label data.drop_labels dropped
+
+
+def listed_sources(file: str, setting: str) -> list[str]:
+    """The relative source paths listed in a JSON {"exclude": [paths…]} (``python -m emotion.audit``, a
+    ``label_issues`` verdict); a DatasetError naming ``setting`` when the file is missing or not such a list."""
+    path = Path(file)
+    if not path.is_file():
+        raise DatasetError(f"{setting}={file}: no such file")
+    try:
+        listed = json.loads(path.read_text()).get("exclude")
+    except (ValueError, AttributeError) as exc:
+        raise DatasetError(f"{setting}={file}: not a JSON object with an exclude list ({exc})") from None
+    if not isinstance(listed, list):
+        raise DatasetError(f'{setting}={file}: no "exclude" list of relative image paths in it')
+    return [str(p) for p in listed]
+
+
 class InMemoryFaces(Dataset):
     """Faces held as one N×1×S×S uint8 tensor; indexed by a whole batch of indices at once."""
 
@@ -154,6 +172,7 @@ class FER2013DataModule(L.LightningDataModule):
         mix: BatchMix | None = None,
         max_bad_fraction: float = 0.01,
         exclude: str | None = None,
+        drop_labels: str | None = None,
         synthesize: dict[str, int] | None = None,
         download: bool = True,
         pin_memory: bool = False,
@@ -176,6 +195,8 @@ class FER2013DataModule(L.LightningDataModule):
         self.mix = mix
         self.max_bad_fraction = max_bad_fraction
         self.exclude = exclude
+        self.drop_labels = drop_labels
+        self.labels_dropped = np.zeros(0, np.int64)  # indices of training faces whose hard label is dropped
         self.synthesize = synthesize
         self.download = download
         self.pin_memory = pin_memory
@@ -211,6 +232,8 @@ class FER2013DataModule(L.LightningDataModule):
             self.splits.protocol["excluded_from_train"] = f"{len(excluded)} images listed in {self.exclude}"
             dropped = before - len(self.splits.train)
             self.splits.protocol["train"] += f" minus {dropped} excluded (data.exclude) = {len(self.splits.train)}"
+        if self.drop_labels:
+            self.labels_dropped = self._apply_drop_labels(raw)
         if self.views is not None:
             self.train_views = self._load_views(raw)
         for name in ("train", "val", "test"):
@@ -256,11 +279,30 @@ class FER2013DataModule(L.LightningDataModule):
         """Indices of images listed (by relative source path) in an exclusion JSON: {"exclude": [paths…]}."""
         if not self.exclude:
             return np.zeros(0, np.int64)
-        path = Path(self.exclude)
-        if not path.is_file():
-            raise DatasetError(f"data.exclude={self.exclude}: no such file")
-        listed = set(json.loads(path.read_text()).get("exclude", []))
-        return np.flatnonzero(np.isin(raw.sources, list(listed)))
+        return np.flatnonzero(np.isin(raw.sources, listed_sources(self.exclude, "data.exclude")))
+
+    def _apply_drop_labels(self, raw: RawData) -> np.ndarray:
+        """``data.drop_labels``: the training faces (indices into ``raw``) listed in a JSON {"exclude": [paths…]}
+        (a ``label_issues`` verdict) that stay in training without their hard label: they learn from the
+        distillation teacher alone (their label is :data:`NO_LABEL` in training batches)."""
+        if self.mix is not None and self.mix.enabled:
+            raise DatasetError(
+                f"data.drop_labels={self.drop_labels} with data.mix: a mixed face would blend a dropped label; "
+                "set data.mix's alphas to 0 or data.drop_labels=null"
+            )
+        listed = listed_sources(self.drop_labels, "data.drop_labels")
+        train = self.splits.train
+        dropped = train[np.isin(raw.sources[train], listed)]
+        if len(dropped) == 0:
+            raise DatasetError(
+                f"data.drop_labels={self.drop_labels}: none of its {len(listed)} faces is a training face under "
+                f"{self.root}; give a verdict made on this data set (python -m emotion.evaluation.label_issues)"
+            )
+        self.splits.protocol["labels_dropped"] = (
+            f"{len(dropped)} training faces listed in {self.drop_labels} learn without their label (data.drop_labels)"
+        )
+        log.info("data.drop_labels: %d of %d training faces keep no hard label", len(dropped), len(train))
+        return dropped
 
     def _load_views(self, raw: RawData) -> tuple[np.ndarray, np.ndarray]:
         """``data.views``: an .npz of ``sources`` and ``images`` (another 48x48 picture of training faces, e.g. as
@@ -319,6 +361,8 @@ class FER2013DataModule(L.LightningDataModule):
         images, labels = self._subset(name)
         if len(labels) == 0:
             raise DatasetError(f"the {name} split of {self.root} is empty ({self.splits.protocol.get(name)})")
+        if name == "train" and train and len(self.labels_dropped):
+            labels = np.where(np.isin(self.splits.train, self.labels_dropped), NO_LABEL, labels)
         ds = InMemoryFaces(
             images,
             labels,

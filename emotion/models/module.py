@@ -19,6 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from emotion.data.datamodule import NO_LABEL
 from emotion.errors import UserError
 from emotion.models import tta as tta_views
 from emotion.models.base import EmotionNet
@@ -162,14 +163,28 @@ class EmotionModule(L.LightningModule):
         log.info("model.init_from: starting from the weights of %s", path)
 
     def on_fit_start(self) -> None:
+        dm = getattr(self._trainer, "datamodule", None)  # None outside a Trainer
+        if getattr(dm, "drop_labels", None) and not self.distill.teacher:
+            raise UserError(
+                f"data.drop_labels={dm.drop_labels} leaves its faces only the teacher to learn from; "
+                "set model.distill.teacher, or data.drop_labels=null"
+            )
         if self.distill.teacher and not self._teacher:
             teacher = self.distill.load_teacher(self.class_names).to(self.device)
             self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """``y``: class indices, or class probabilities when the batch was mixed (mixup/cutmix)."""
+        """``y``: class indices (:data:`NO_LABEL` for a face whose hard label ``data.drop_labels`` dropped: it
+        learns from the teacher alone), or class probabilities when the batch was mixed (mixup/cutmix)."""
         x, y = batch
+        labelled = y != NO_LABEL if y.ndim == 1 else None
+        if labelled is not None and labelled.all():
+            labelled = None
+        if labelled is not None:
+            if not self._teacher:
+                raise UserError("a training batch holds faces without a label (data.drop_labels) but no teacher")
+            y = torch.where(labelled, y, 0)  # any class: the face's hard-label term is dropped below
         repeat = self._step_key == (self.global_step, batch_idx)  # SAM's second pass over the same batch
         self._step_key = (self.global_step, batch_idx)
         logits = self(x)
@@ -177,6 +192,8 @@ class EmotionModule(L.LightningModule):
             with torch.no_grad():
                 self._teacher_logits = self._teacher[0](x)
         kept = self.distill.labels_kept(self._teacher_logits, y) if self._teacher else None
+        if labelled is not None:
+            kept = labelled if kept is None else kept & labelled
         loss = self.loss_config(logits, y, weight=self.class_weights, kept=kept)
         if self._teacher:
             loss, soft = self.distill.combine(loss, logits, self._teacher_logits)
@@ -190,7 +207,11 @@ class EmotionModule(L.LightningModule):
                 "lower the learning rate (model.optimizer.lr) or add gradient clipping (trainer.gradient_clip_val)"
             )
         if not repeat:  # the metrics count each batch once, at the weights the step starts from
-            self.train_acc(logits.detach(), y if y.ndim == 1 else y.argmax(1))
+            hard = y if y.ndim == 1 else y.argmax(1)
+            if labelled is None:
+                self.train_acc(logits.detach(), hard)
+            elif labelled.any():  # accuracy on the faces that have a label
+                self.train_acc(logits.detach()[labelled], hard[labelled])
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
