@@ -9,7 +9,9 @@
     modal deploy modal_app.py                                             # TensorBoard over the runs Volume
 
 Before anything is sent to Modal, the overrides are composed and validated here (unknown keys, unknown experiment,
-bad values fail in seconds, for free). In the container, ``python -m emotion.train`` runs as a subprocess, so that
+bad values fail in seconds, for free); files of this machine that the overrides name (``data.exclude``,
+``data.drop_labels``, ``data.views``, a teacher or ``model.init_from`` file) are uploaded into the runs Volume and
+the run reads them there. In the container, ``python -m emotion.train`` runs as a subprocess, so that
 Lightning's DDP launcher re-runs that module for every extra rank; the runs Volume is committed right after each
 epoch's checkpoint files are written (the checkpoint writer renames a complete temp file into place) and at the end.
 The same run name resumes from the run's ``last.ckpt``: when a rerun is asked for, when Modal restarts a preempted
@@ -244,6 +246,61 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
         raise SystemExit(f"error: the run was not started: {type(reason).__name__}: {reason}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+#: Settings whose value names files the training reads. The container holds only the image's emotion/ and conf/
+#: and the Volumes, so a file of this machine given on the command line travels with the run (:func:`input_files`).
+INPUT_FILE_SETTINGS = ("data.exclude", "data.drop_labels", "data.views", "model.distill.teacher", "model.init_from")
+INPUTS = "inputs"  # the runs Volume's folder of uploaded input files
+
+
+def input_files(overrides: Sequence[str]) -> tuple[list[str], dict[str, Path]]:
+    """The overrides with every input file of this machine replaced by its place in the runs Volume,
+    ``/runs/inputs/<content digest>/<name>`` (the same content, the same place: the run name derived from the
+    overrides stays, so a rerun resumes; changed content is a new run), and the uploads that takes (Volume path →
+    local file). A shipped model's name and a path already in a Volume stay; a data file that is not here fails."""
+    out, uploads = [], {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key.lstrip("+~") not in INPUT_FILE_SETTINGS or value in ("", "null"):
+            out.append(override)
+            continue
+        listed = value.startswith("[") and value.endswith("]")
+        items = [v.strip().strip("'\"") for v in value[1:-1].split(",")] if listed else [value]
+        placed = []
+        for item in items:
+            path = Path(item).expanduser()
+            if path.is_file():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                uploads[f"{INPUTS}/{digest}/{path.name}"] = path
+                placed.append(f"{RUNS_DIR}/{INPUTS}/{digest}/{path.name}")
+            elif item.startswith((f"{RUNS_DIR}/", f"{DATA_DIR}/")) or not key.lstrip("+~").startswith("data."):
+                placed.append(item)  # in a Volume already, or a shipped model's name (preflight checked models)
+            else:
+                raise SystemExit(
+                    f"error: {key}={item}: no such file here; a Modal run reads the files its command names from "
+                    f"this machine (uploaded with the run) or from a Volume path ({RUNS_DIR}/…, {DATA_DIR}/…)"
+                )
+        out.append(f"{key}=[{','.join(placed)}]" if listed else f"{key}={placed[0]}")
+    return out, uploads
+
+
+def upload_inputs(uploads: dict[str, Path], volume: Any = None) -> None:
+    """Put the run's input files into the runs Volume (before the run starts: its container reloads the Volume)."""
+    if not uploads:
+        return
+    volume = volume if volume is not None else runs_volume
+    try:
+        with volume.batch_upload(force=True) as batch:
+            for dest, src in sorted(uploads.items()):
+                batch.put_file(str(src), f"/{dest}")
+    except Exception as exc:  # Modal's client raises its own types (AuthError, ConnectionError, …)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(
+            f"error: could not upload the run's input files to Modal ({first}); authenticate with `modal setup` first"
+        ) from None
+    for dest, src in sorted(uploads.items()):
+        print(f"uploaded {src} to volume '{RUNS_VOLUME}' at /{dest}")
 
 
 def changed_checkpoints(ckpt_dir: Path, seen: dict[str, int]) -> list[str]:
@@ -561,6 +618,8 @@ DETACH_HINT = (
 def _start(args: Sequence[str]) -> tuple[str, Any]:
     n_gpus, overrides = split_gpus(args, NODES)
     preflight(overrides)
+    overrides, uploads = input_files(overrides)
+    upload_inputs(uploads)
     name = run_name_for(overrides)
     where = f"{NODES} machines x {gpu_spec(n_gpus)}" if NODES > 1 else str(gpu_spec(n_gpus))
     print(f"training run '{name}' on {where} with overrides: {' '.join(overrides) or '(none)'}")
@@ -604,7 +663,12 @@ def _sweep(args: Sequence[str]) -> None:
     fn = _function_for(n_gpus).with_options(max_containers=MAX_CONTAINERS)
     from emotion.training.sweep_report import markdown
 
-    results = run_sweep(sweep_args, lambda jobs_args: fn.starmap(jobs_args, return_exceptions=True))
+    def launch(jobs_args: list[tuple[list[str]]]) -> Any:
+        shipped = [input_files(overrides) for (overrides,) in jobs_args]
+        upload_inputs({dest: src for _, uploads in shipped for dest, src in uploads.items()})
+        return fn.starmap([(overrides,) for overrides, _ in shipped], return_exceptions=True)
+
+    results = run_sweep(sweep_args, launch)
     print(markdown(results, "val/acc"))
 
 

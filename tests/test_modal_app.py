@@ -344,3 +344,100 @@ def test_upload_offline_is_one_clear_line(tmp_path):
     )
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error: could not upload to Modal") and "modal setup" in res.stderr
+
+
+class RecordingVolume:
+    """A Volume stand-in that records what a batch upload puts where."""
+
+    def __init__(self):
+        self.puts = []
+
+    @contextmanager
+    def batch_upload(self, force=False):
+        volume = self
+
+        class Batch:
+            def put_file(self, src, dest):
+                volume.puts.append((src, dest))
+
+        yield Batch()
+
+
+def test_input_files_of_this_machine_travel_with_the_run_into_the_runs_volume(tmp_path):
+    verdict, teacher = tmp_path / "verdict.json", tmp_path / "teacher.safetensors"
+    verdict.write_text('{"exclude": ["train/angry/Training_1.png"]}')
+    teacher.write_bytes(b"weights")
+    overrides = [
+        "experiment=recipe",
+        f"data.drop_labels={verdict}",
+        f"model.distill.teacher=[emotion_vgg,{teacher}]",
+        "model.init_from=null",
+        "data.views=/runs/inputs/abc/views.npz",  # in the Volume already
+    ]
+    out, uploads = modal_app.input_files(overrides)
+    assert out[0] == "experiment=recipe" and out[3:] == overrides[3:]
+    assert out[1].startswith("data.drop_labels=/runs/inputs/") and out[1].endswith("/verdict.json")
+    assert out[2].startswith("model.distill.teacher=[emotion_vgg,/runs/inputs/")
+    assert {f"/runs/{dest}" for dest in uploads} == {out[1].split("=")[1], out[2].split(",")[1][:-1]}
+    assert sorted(uploads.values()) == sorted([verdict, teacher])
+    assert modal_app.input_files(overrides)[0] == out  # the same files: the same places, the same run name
+    verdict.write_text('{"exclude": []}')
+    changed = modal_app.input_files(overrides)[0]
+    assert changed[1] != out[1] and changed[2] == out[2]  # changed content: a new place (and run name)
+    assert modal_app.run_name_for(changed) != modal_app.run_name_for(out)
+    with pytest.raises(SystemExit, match=r"data.exclude=/nowhere/x.json: no such file here; a Modal run reads"):
+        modal_app.input_files(["data.exclude=/nowhere/x.json"])
+
+
+def test_a_run_naming_a_local_file_uploads_it_before_it_is_sent(monkeypatch, capsys, tmp_path):
+    fake, volume = FakeFunction(), RecordingVolume()
+    monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
+    monkeypatch.setattr(modal_app, "runs_volume", volume)
+    monkeypatch.setattr(sys, "argv", ["modal", "run", "--detach", "modal_app.py", "experiment=recipe"])
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text('{"exclude": ["train/angry/Training_1.png"]}')
+    modal_app._train_and_wait(["experiment=recipe", f"data.exclude={verdict}"])
+    (sent,) = fake.calls
+    remote = next(o for o in sent if o.startswith("data.exclude=")).split("=", 1)[1]
+    assert volume.puts == [(str(verdict), remote.removeprefix("/runs"))]
+    assert f"uploaded {verdict} to volume 'emotion-runs'" in capsys.readouterr().out
+
+    class Offline(RecordingVolume):
+        @contextmanager
+        def batch_upload(self, force=False):
+            raise ConnectionError("Could not connect to the Modal server.\nmore")
+            yield
+
+    monkeypatch.setattr(modal_app, "runs_volume", Offline())
+    with pytest.raises(SystemExit) as exc:
+        modal_app._train_and_wait(["experiment=recipe", f"data.exclude={verdict}", "seed=3"])
+    assert str(exc.value) == (
+        "error: could not upload the run's input files to Modal (Could not connect to the Modal server.); "
+        "authenticate with `modal setup` first"
+    )
+    assert len(fake.calls) == 1  # nothing sent without its files
+
+
+def test_a_sweep_uploads_its_input_files_once_and_sends_every_job_their_volume_paths(monkeypatch, capsys, tmp_path):
+    class Sweeper:
+        def __init__(self):
+            self.jobs = []
+
+        def with_options(self, **kw):
+            return self
+
+        def starmap(self, jobs, return_exceptions=False):
+            self.jobs = [overrides for (overrides,) in jobs]
+            return [{"status": "failed", "error": "not run"} for _ in jobs]
+
+    sweeper, volume = Sweeper(), RecordingVolume()
+    monkeypatch.setattr(modal_app, "_function_for", lambda n: sweeper)
+    monkeypatch.setattr(modal_app, "runs_volume", volume)
+    monkeypatch.setattr(sys, "argv", ["modal", "run", "--detach", "modal_app.py", "sweep"])
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text('{"exclude": ["train/angry/Training_1.png"]}')
+    modal_app._sweep(["experiment=recipe", f"data.drop_labels={verdict}", "model.optimizer.lr=1e-3,3e-3"])
+    assert len(sweeper.jobs) == 2 and len(volume.puts) == 1
+    remote = "/runs" + volume.puts[0][1]
+    assert all(f"data.drop_labels={remote}" in job for job in sweeper.jobs)
+    assert f"uploaded {verdict} to volume" in capsys.readouterr().out

@@ -141,3 +141,21 @@ def test_a_sweep_fans_its_jobs_out_to_training_containers(image):
     assert results[0]["metrics"]["val/acc"] >= results[1]["metrics"]["val/acc"]
     names = {Path(r["run_dir"]).name for r in results}
     assert len(names) == 2 and all((image.run_dir(n) / "metrics.json").is_file() for n in names)  # both committed
+
+
+@pytest.mark.slow  # a training in the container (test_modal_app.py checks the rewriting and the upload)
+def test_a_file_named_on_the_command_line_is_read_by_the_container_from_the_runs_volume(image, tmp_path, monkeypatch):
+    import modal_app
+
+    monkeypatch.setattr(modal_app, "RUNS_DIR", str(image.mount("main") / "runs"))  # /runs on both sides on Modal
+    client = LocalVolume(image.runs_store, tmp_path / "client")
+    listed = [f"train/angry/Training_{i:06d}.jpg" for i in range(1, 6)]  # the generated faces' first names
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(json.dumps({"exclude": listed}))
+    overrides = [*DEMO, *CPU, "trainer.max_epochs=1", f"data.exclude={verdict}", "run_name=with-exclude"]
+    sent, uploads = modal_app.input_files(overrides)
+    modal_app.upload_inputs(uploads, volume=client)
+    result = image.call("train", sent, name="with-exclude")
+    assert result["status"] == "ok", result
+    excluded = result["split_protocol"]["excluded_from_train"]
+    assert excluded.startswith(f"5 images listed in {image.mount('main') / 'runs' / 'inputs'}/")

@@ -7,7 +7,8 @@ those predictions beyond each class's estimated noise rate are flagged.
 2. :func:`out_of_fold_probs` has model *i* predict fold *i*'s faces, so that each face gets one out-of-fold
    prediction;
 3. :func:`find_issues` hands labels and predictions to ``cleanlab.filter.find_label_issues``; the flagged faces are
-   written as a ``data.exclude`` file again, so that a training run leaves them out (``prune and retrain``).
+   written as a ``data.exclude`` file again, so that a training run leaves them out (``prune and retrain``), or
+   keeps them without their labels (``data.drop_labels``: they learn from the distillation teacher alone).
 
 The command is ``experiments/tools/label_issues.py``; the study is in ``experiments/recipe/``.
 """
