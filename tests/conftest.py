@@ -94,3 +94,23 @@ TINY = [
     "~callbacks.progress_bar",
     "~callbacks.model_summary",
 ]
+
+
+def weights_after_fit(cfg: DictConfig, steps: int = 2) -> torch.Tensor:
+    """The network's weights, flattened, after ``steps`` training steps of the composed ``cfg`` (seeded)."""
+    import hydra
+    import lightning as L
+
+    L.seed_everything(0)
+    datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        limit_val_batches=1,  # ReduceLROnPlateau (sota) steps on val/acc
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return torch.cat([p.detach().flatten() for p in model.net.parameters()])

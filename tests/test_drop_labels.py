@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,7 @@ from emotion.errors import DatasetError, UserError
 from emotion.models.checkpoint import save_safetensors
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.module import EmotionModule
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, weights_after_fit
 
 
 def verdict(path: Path, sources) -> Path:
@@ -114,20 +112,9 @@ def test_the_setting_moves_the_weights_and_needs_a_teacher(tmp_path):
     small = ["data=synthetic", "data.synthesize.n_train=6", "data.synthesize.n_val=2", "data.synthesize.n_test=2"]
 
     def fit(*overrides: str) -> torch.Tensor:
-        cfg = make_cfg(tmp_path, [*small, "data.batch_size=16", "model.channels_last=false", *overrides])
-        L.seed_everything(0)
-        datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_steps=2,
-            limit_val_batches=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
+        return weights_after_fit(
+            make_cfg(tmp_path, [*small, "data.batch_size=16", "model.channels_last=false", *overrides])
         )
-        trainer.fit(model, datamodule=datamodule)
-        return torch.cat([p.detach().flatten() for p in model.net.parameters()])
 
     with_teacher = f"model.distill.teacher={teacher}"
     base = fit(with_teacher)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import re
 
-import hydra
-import lightning as L
 import pytest
 import torch
 import yaml
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, make_cfg
+from tests.conftest import CONF, make_cfg, weights_after_fit
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SEARCH_SPACES = sorted((CONF / "hparams_search").glob("*.yaml"))
@@ -52,21 +50,7 @@ def small_overrides(experiment: str) -> list[str]:
 
 
 def weights_after_steps(tmp_path, experiment: str, overrides: list[str], steps: int = 2) -> torch.Tensor:
-    cfg = make_cfg(tmp_path, [*small_overrides(experiment), *overrides])
-    L.seed_everything(0)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        limit_val_batches=1,  # ReduceLROnPlateau (sota) steps on val/acc
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return torch.cat([p.detach().flatten() for p in model.net.parameters()])
+    return weights_after_fit(make_cfg(tmp_path, [*small_overrides(experiment), *overrides]), steps)
 
 
 def test_the_search_spaces_are_read():
