@@ -204,6 +204,12 @@ def check_config(cfg: DictConfig, data: bool = True) -> None:
 def preflight(argv: list[str], config_name: str) -> None:
     """Before Hydra sees the command line: values Hydra cannot read, in one line; then the run folder's lock
     (:mod:`emotion.run_lock`), before Hydra writes its own files into the folder."""
+    if not (Path(CONF_DIR) / f"{config_name}.yaml").is_file():
+        fail(
+            f"python -m emotion.{config_name if config_name != 'eval' else 'evaluate'} needs the project's configs "
+            f"({CONF_DIR}/{config_name}.yaml), which an installed wheel does not carry (it serves models: "
+            "emotion-predict, emotion-cam, emotion-songs); run it from a clone of the project (make install)"
+        )
     check_overrides(argv)
     try:
         run_dir = single_run_dir(argv, config_name)

@@ -31,5 +31,6 @@ if absent := missing():
 
     fail(
         f"{app} needs the training stack, which this installation lacks ({', '.join(absent)}): "
-        "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."
+        "make install in a clone of the project (pip install -e '.[train]': the training commands read its conf/). "
+        "A serving install runs predict, cam, songs and the Python API."
     )

@@ -558,7 +558,8 @@ def test_without_torch_the_training_apps_say_what_to_install_in_one_line(module)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip() == (
         f"error: python -m {module} needs the training stack, which this installation lacks (torch): "
-        "pip install 'emotion[train]'. A serving install runs predict, cam, songs and the Python API."
+        "make install in a clone of the project (pip install -e '.[train]': the training commands read its conf/). "
+        "A serving install runs predict, cam, songs and the Python API."
     )
 
 

@@ -98,3 +98,24 @@ def test_every_console_script_points_at_a_command_and_runs_as_python_m_does():
     assert res.returncode == 2 and res.stderr.startswith("error: cannot read the override data.root=/x/ü")
     res = subprocess.run([bin_dir / "emotion-predict", "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--detector" in res.stdout
+
+
+@pytest.mark.parametrize("module", ["emotion.train", "emotion.evaluate", "emotion.export", "emotion.calibrate"])
+def test_the_config_commands_of_an_installed_package_without_conf_say_to_use_a_clone(tmp_path, module):
+    """A wheel carries emotion/ (serving) but not the project's conf/: Hydra's own words would name a folder."""
+    import shutil
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "emotion", site / "emotion", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(site)}
+    res = subprocess.run(
+        [sys.executable, "-m", module, "experiment=demo" if module == "emotion.train" else "pretrained=true"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"python -m {module} needs the project's configs ({tmp_path / 'site-packages' / 'conf'}/" in res.stderr
+    assert "run it from a clone of the project (make install)" in res.stderr
