@@ -296,7 +296,7 @@ class FER2013DataModule(L.LightningDataModule):
         if len(dropped) == 0:
             raise DatasetError(
                 f"data.drop_labels={self.drop_labels}: none of its {len(listed)} faces is a training face under "
-                f"{self.root}; give a verdict made on this data set (python -m emotion.evaluation.label_issues)"
+                f"{self.root}; give a verdict made on this data set (experiments/tools/label_issues.py find)"
             )
         self.splits.protocol["labels_dropped"] = (
             f"{len(dropped)} training faces listed in {self.drop_labels} learn without their label (data.drop_labels)"
