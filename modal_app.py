@@ -259,14 +259,21 @@ def input_files(overrides: Sequence[str]) -> tuple[list[str], dict[str, Path]]:
     ``/runs/inputs/<content digest>/<name>`` (the same content, the same place: the run name derived from the
     overrides stays, so a rerun resumes; changed content is a new run), and the uploads that takes (Volume path →
     local file). A shipped model's name and a path already in a Volume stay; a data file that is not here fails."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     out, uploads = [], {}
+    parser = OverridesParser.create()
     for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or key.lstrip("+~") not in INPUT_FILE_SETTINGS or value in ("", "null"):
+        key, sep, _ = override.partition("=")
+        if not sep or key.lstrip("+~") not in INPUT_FILE_SETTINGS:
             out.append(override)
             continue
-        listed = value.startswith("[") and value.endswith("]")
-        items = [v.strip().strip("'\"") for v in value[1:-1].split(",")] if listed else [value]
+        value = parser.parse_override(override).value()  # Hydra's reading: quotes removed, a list as a list
+        if value is None or value == "":
+            out.append(override)
+            continue
+        listed = isinstance(value, list)
+        items = [str(v) for v in value] if listed else [str(value)]
         placed = []
         for item in items:
             path = Path(item).expanduser()

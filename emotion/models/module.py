@@ -96,7 +96,7 @@ class EmotionModule(L.LightningModule):
         # Lets the model summary measure real FLOPs and tensor sizes (one forward pass of two faces).
         self.example_input_array = torch.zeros(2, 1, net.input_size, net.input_size, dtype=torch.uint8)
         k = net.num_classes
-        self.train_acc = MulticlassAccuracy(k, average="micro")
+        self.train_acc = MulticlassAccuracy(k, average="micro", ignore_index=NO_LABEL)  # faces without a label
         self.val_metrics = eval_metrics(k).clone(prefix="val/")
         self.test_metrics = eval_metrics(k).clone(prefix="test/")
         self.val_recall = MulticlassRecall(k, average=None)
@@ -175,16 +175,15 @@ class EmotionModule(L.LightningModule):
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """``y``: class indices (:data:`NO_LABEL` for a face whose hard label ``data.drop_labels`` dropped: it
+        """``target``: class indices (:data:`NO_LABEL` for a face whose hard label ``data.drop_labels`` dropped: it
         learns from the teacher alone), or class probabilities when the batch was mixed (mixup/cutmix)."""
-        x, y = batch
-        labelled = y != NO_LABEL if y.ndim == 1 else None
+        x, target = batch
+        labelled = target != NO_LABEL if target.ndim == 1 else None
         if labelled is not None and labelled.all():
             labelled = None
-        if labelled is not None:
-            if not self._teacher:
-                raise UserError("a training batch holds faces without a label (data.drop_labels) but no teacher")
-            y = torch.where(labelled, y, 0)  # any class: the face's hard-label term is dropped below
+        if labelled is not None and not self._teacher:
+            raise UserError("a training batch holds faces without a label (data.drop_labels) but no teacher")
+        y = target if labelled is None else torch.where(labelled, target, 0)  # any class: its term is dropped below
         repeat = self._step_key == (self.global_step, batch_idx)  # SAM's second pass over the same batch
         self._step_key = (self.global_step, batch_idx)
         logits = self(x)
@@ -207,11 +206,7 @@ class EmotionModule(L.LightningModule):
                 "lower the learning rate (model.optimizer.lr) or add gradient clipping (trainer.gradient_clip_val)"
             )
         if not repeat:  # the metrics count each batch once, at the weights the step starts from
-            hard = y if y.ndim == 1 else y.argmax(1)
-            if labelled is None:
-                self.train_acc(logits.detach(), hard)
-            elif labelled.any():  # accuracy on the faces that have a label
-                self.train_acc(logits.detach()[labelled], hard[labelled])
+            self.train_acc(logits.detach(), target if target.ndim == 1 else target.argmax(1))
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
