@@ -140,12 +140,14 @@ app = modal.App(APP_NAME)
 
 # ----------------------------------------------------------------------------- plain Python, testable locally
 def run_name_for(overrides: Sequence[str]) -> str:
-    """The run name: ``run_name=…`` if given, else a stable name derived from the overrides (so reruns resume)."""
+    """The run name: ``run_name=…`` if given, else a stable name derived from the overrides (so reruns resume, with
+    or without ``ckpt_path=last``)."""
     for o in overrides:
         if o.startswith("run_name="):
             return o.split("=", 1)[1]
     exp = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), "default")
-    digest = hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:8]
+    named = [o for o in overrides if o not in ("ckpt_path=last", "ckpt_path=null")]  # "resume me" names no new run
+    digest = hashlib.sha1("\n".join(sorted(named)).encode()).hexdigest()[:8]
     return f"{exp}-{digest}"
 
 
@@ -204,7 +206,8 @@ def training_argv(
     resume_from: Path | None,
 ) -> list[str]:
     """The ``python -m emotion.train`` arguments of a run: outputs under ``log_dir``; an explicit resume (the
-    checkpoint's path) or an explicit fresh start — never a guess inside the training."""
+    checkpoint's path) or an explicit fresh start — never a guess inside the training. Once the run has a
+    ``last.ckpt`` of its own (a retry, a rerun) it resumes from that, not from the ``ckpt_path`` it started from."""
     overrides = list(overrides)
     name = run_name_for(overrides)
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
@@ -213,8 +216,10 @@ def training_argv(
         argv.append(f"data.root={data_dir}/fer2013")
     argv += [o for o in overrides if not o.startswith("run_name=")]
     argv += [f"run_name={name}", f"paths.log_dir={log_dir}", f"paths.cache_dir={log_dir}/.cache"]
-    if "ckpt_path" not in keys:
-        argv.append(f"ckpt_path={resume_from}" if resume_from is not None else "ckpt_path=null")
+    if resume_from is not None:  # the run's own last.ckpt is newer than any ckpt_path it was started from
+        argv = [a for a in argv if a.split("=", 1)[0].lstrip("+~") != "ckpt_path"] + [f"ckpt_path={resume_from}"]
+    elif "ckpt_path" not in keys:
+        argv.append("ckpt_path=null")
     return argv
 
 
@@ -236,9 +241,12 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
         import hydra
 
         from emotion.cli import check_config
-        from emotion.training.runs import check_optimizer
+        from emotion.training.runs import check_optimizer, check_resumable
 
         check_config(cfg, data=False)  # the data set lives in the Volume, not here
+        ckpt = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "ckpt_path"), "")
+        if Path(ckpt).expanduser().is_file():  # a checkpoint of this machine (uploaded with the run)
+            check_resumable(str(Path(ckpt).expanduser()))
         hydra.utils.instantiate(cfg.data)  # validates data options (reads nothing)
         check_optimizer(hydra.utils.instantiate(cfg.model))
     except Exception as exc:  # Hydra, OmegaConf and our validation raise many types: all are the user's to fix
@@ -250,7 +258,14 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
 
 #: Settings whose value names files the training reads. The container holds only the image's emotion/ and conf/
 #: and the Volumes, so a file of this machine given on the command line travels with the run (:func:`input_files`).
-INPUT_FILE_SETTINGS = ("data.exclude", "data.drop_labels", "data.views", "model.distill.teacher", "model.init_from")
+INPUT_FILE_SETTINGS = (
+    "ckpt_path",
+    "data.exclude",
+    "data.drop_labels",
+    "data.views",
+    "model.distill.teacher",
+    "model.init_from",
+)
 INPUTS = "inputs"  # the runs Volume's folder of uploaded input files
 
 
@@ -281,15 +296,21 @@ def input_files(overrides: Sequence[str]) -> tuple[list[str], dict[str, Path]]:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
                 uploads[f"{INPUTS}/{digest}/{path.name}"] = path
                 placed.append(f"{RUNS_DIR}/{INPUTS}/{digest}/{path.name}")
-            elif item.startswith((f"{RUNS_DIR}/", f"{DATA_DIR}/")) or not key.lstrip("+~").startswith("data."):
-                placed.append(item)  # in a Volume already, or a shipped model's name (preflight checked models)
+            elif item.startswith((f"{RUNS_DIR}/", f"{DATA_DIR}/")) or _a_name_not_a_path(key.lstrip("+~"), item):
+                placed.append(item)  # in a Volume already, `last`, or a shipped model's name (preflight checked it)
             else:
+                resume = "; ckpt_path=last resumes the run's own last.ckpt" if key.lstrip("+~") == "ckpt_path" else ""
                 raise SystemExit(
                     f"error: {key}={item}: no such file here; a Modal run reads the files its command names from "
-                    f"this machine (uploaded with the run) or from a Volume path ({RUNS_DIR}/…, {DATA_DIR}/…)"
+                    f"this machine (uploaded with the run) or from a Volume path ({RUNS_DIR}/…, {DATA_DIR}/…){resume}"
                 )
         out.append(f"{key}=[{','.join(placed)}]" if listed else f"{key}={placed[0]}")
     return out, uploads
+
+
+def _a_name_not_a_path(setting: str, value: str) -> bool:
+    """``ckpt_path=last`` and a shipped model's name (``model.…``) name no file; a data setting always names one."""
+    return value == "last" if setting == "ckpt_path" else setting.startswith("model.")
 
 
 def upload_inputs(uploads: dict[str, Path], volume: Any = None) -> None:
@@ -389,7 +410,8 @@ def train_job(
     log_dir = runs_dir if writer else str(Path(tempfile.gettempdir()) / f"emotion-node{node.rank}")
     argv = training_argv(overrides, log_dir, data_dir, default_overrides, resume_from)
     env = {**os.environ, **(node.env() if node else {})}
-    print(f"[emotion] run '{name}': {'resuming from ' + str(resume_from) if resume_from else 'fresh start'}")
+    given = next((a for a in argv if a.startswith("ckpt_path=") and a != "ckpt_path=null"), None)
+    print(f"[emotion] run '{name}': {'resuming from ' + given.split('=', 1)[1] if given else 'fresh start'}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "emotion.train", *argv], cwd=str(cwd), env=env, stderr=subprocess.PIPE, text=True
     )

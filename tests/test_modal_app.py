@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +98,18 @@ def test_run_names_are_stable_so_reruns_resume():
     assert a == modal_app.run_name_for(["trainer.max_epochs=3", "experiment=baseline"])
     assert a.startswith("baseline-") and a != modal_app.run_name_for(["experiment=baseline"])
     assert modal_app.run_name_for(["run_name=mine", "experiment=demo"]) == "mine"
+    assert modal_app.run_name_for(["experiment=baseline", "trainer.max_epochs=3", "ckpt_path=last"]) == a
+
+
+def test_a_run_resumes_its_own_last_checkpoint_before_the_one_it_was_started_from():
+    started = ["experiment=demo", "ckpt_path=/runs/inputs/ab/mine.ckpt"]
+    first = modal_app.training_argv(started, "/runs", "/data", ("trainer=gpu",), None)
+    assert [a for a in first if a.startswith("ckpt_path=")] == ["ckpt_path=/runs/inputs/ab/mine.ckpt"]
+    own = Path("/runs/train/runs/x/checkpoints/last.ckpt")
+    retried = modal_app.training_argv(started, "/runs", "/data", ("trainer=gpu",), own)
+    assert [a for a in retried if a.startswith("ckpt_path=")] == [f"ckpt_path={own}"]
+    fresh = modal_app.training_argv(["experiment=demo"], "/runs", "/data", ("trainer=gpu",), None)
+    assert [a for a in fresh if a.startswith("ckpt_path=")] == ["ckpt_path=null"]
 
 
 def test_gpus_option_asks_for_n_gpus_and_ddp():
@@ -387,6 +400,28 @@ def test_input_files_of_this_machine_travel_with_the_run_into_the_runs_volume(tm
     assert modal_app.run_name_for(changed) != modal_app.run_name_for(out)
     with pytest.raises(SystemExit, match=r"data.exclude=/nowhere/x.json: no such file here; a Modal run reads"):
         modal_app.input_files(["data.exclude=/nowhere/x.json"])
+
+
+def test_a_checkpoint_of_this_machine_travels_with_the_run_and_last_stays_the_runs_own(tmp_path):
+    mine = tmp_path / "last.ckpt"
+    mine.write_bytes(b"a training checkpoint")
+    out, uploads = modal_app.input_files(["experiment=recipe", f"ckpt_path={mine}"])
+    assert out[1].startswith("ckpt_path=/runs/inputs/") and out[1].endswith("/last.ckpt")
+    assert list(uploads.values()) == [mine] and f"/runs/{next(iter(uploads))}" == out[1].split("=", 1)[1]
+    assert modal_app.input_files(["ckpt_path=last"]) == (["ckpt_path=last"], {})
+    with pytest.raises(SystemExit, match=r"ckpt_path=logs/x.ckpt: no such file here.*ckpt_path=last resumes"):
+        modal_app.input_files(["ckpt_path=logs/x.ckpt"])
+
+
+def test_a_local_file_that_is_no_training_checkpoint_fails_before_anything_is_sent(monkeypatch, tmp_path):
+    fake = FakeFunction()
+    monkeypatch.setitem(modal_app.TRAIN_ON_GPUS, 1, fake)
+    model_file = tmp_path / "model.ckpt"
+    torch = pytest.importorskip("torch")
+    torch.save({"state_dict": {}}, model_file)  # weights, no optimizer state or epoch: nothing to resume
+    with pytest.raises(SystemExit, match=r"holds no training state to resume.*model.init_from=PATH"):
+        modal_app._train_and_wait(["experiment=recipe", f"ckpt_path={model_file}"])
+    assert fake.calls == []
 
 
 def test_a_run_naming_a_local_file_uploads_it_before_it_is_sent(monkeypatch, capsys, tmp_path):

@@ -16,10 +16,12 @@ from tests.modal_harness import (
     LocalVolume,
     ModalImage,
     history,
+    kill,
     killed_and_restarted,
     killed_and_restarted_cluster,
     run_cluster,
     tensorboard_latency,
+    wait_for_commit,
 )
 
 pytest.importorskip("modal")
@@ -159,3 +161,29 @@ def test_a_file_named_on_the_command_line_is_read_by_the_container_from_the_runs
     assert result["status"] == "ok", result
     excluded = result["split_protocol"]["excluded_from_train"]
     assert excluded.startswith(f"5 images listed in {image.mount('main') / 'runs' / 'inputs'}/")
+
+
+@pytest.mark.slow  # three containers' trainings (test_modal_app.py checks the rewriting and the upload)
+def test_a_run_started_from_a_checkpoint_of_this_machine_continues_it_and_a_restart_resumes_its_own(
+    image, tmp_path, monkeypatch
+):
+    import shutil
+
+    import modal_app
+
+    monkeypatch.setattr(modal_app, "RUNS_DIR", str(image.mount("main") / "runs"))  # /runs on both sides on Modal
+    proc, _ = image.start("train", [*BASE, "run_name=elsewhere"], name="elsewhere")
+    try:
+        wait_for_commit(image, "elsewhere", 0, [proc])  # a run stopped after its first epoch
+    finally:
+        kill(proc)
+    mine = tmp_path / "mine.ckpt"  # a checkpoint the user has here (trained here, or fetched with modal volume get)
+    shutil.copy(image.run_dir("elsewhere") / "checkpoints" / "last.ckpt", mine)
+    sent, uploads = modal_app.input_files([*BASE, f"ckpt_path={mine}"])
+    modal_app.upload_inputs(uploads, volume=LocalVolume(image.runs_store, tmp_path / "client"))
+    resumed = killed_and_restarted(image, "train", sent, "from-mine", kill_after_epoch=1)
+    assert resumed["status"] == "ok" and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]  # 1: mine's
+    log = (image.run_dir("from-mine") / "train.log").read_text()
+    assert "fitting (resuming from " + str(image.mount("main") / "runs" / "inputs") in log  # the first container
+    own = image.mount("main") / "runs" / "train" / "runs" / "from-mine" / "checkpoints" / "last.ckpt"
+    assert f"fitting (resuming from {own})" in log  # the restarted one: its own last.ckpt, not mine again
