@@ -190,6 +190,49 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
     assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()
 
 
+def save_as_a_phone_does(upright_bgr: np.ndarray, path: Path) -> None:
+    """A portrait photo as a phone stores it: the pixels turned sideways, the EXIF orientation tag (6) saying how to
+    turn them back."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display: turn 90° clockwise
+    stored = cv2.cvtColor(np.ascontiguousarray(np.rot90(upright_bgr)), cv2.COLOR_BGR2RGB)  # turned counter-clockwise
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_a_phone_photo_stored_sideways_is_read_upright_by_path_and_as_a_pil_image(weights, astronaut, tmp_path, capsys):
+    from PIL import Image
+
+    from emotion.serve.faces import iou
+    from emotion.serve.images import as_frame, read_image
+
+    save_as_a_phone_does(astronaut, tmp_path / "phone.jpg")
+    Image.fromarray(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)).save(tmp_path / "upright.jpg", quality=95)
+    read = read_image(tmp_path / "phone.jpg")
+    assert read.shape == astronaut.shape and np.abs(read.astype(int) - astronaut).mean() < 4  # upright, not turned
+    assert np.abs(as_frame(Image.open(tmp_path / "phone.jpg")).astype(int) - read).mean() < 1  # PIL: the same
+    assert (
+        predict_main([str(tmp_path / "upright.jpg"), str(tmp_path / "phone.jpg"), "--model", str(weights), "--json"])
+        == 0
+    )
+    upright, phone = json.loads(capsys.readouterr().out)
+    assert iou(upright["box"], phone["box"]) > 0.8  # the same face, in the upright photo's pixels
+    assert max(abs(upright["probs"][c] - phone["probs"][c]) for c in upright["probs"]) < 0.05
+
+
+def test_predict_reads_16_bit_and_transparent_images_as_their_8_bit_colour_selves(weights, astronaut, tmp_path, capsys):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    cv2.imwrite(str(tmp_path / "gray16.png"), gray.astype(np.uint16) * 257)  # 16 bits: the same picture
+    cv2.imwrite(str(tmp_path / "colour.png"), astronaut)
+    cv2.imwrite(str(tmp_path / "alpha.png"), cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA))
+    names = ["gray.png", "gray16.png", "colour.png", "alpha.png"]
+    assert predict_main([*(str(tmp_path / n) for n in names), "--model", str(weights), "--json"]) == 0
+    gray8, gray16, colour, alpha = json.loads(capsys.readouterr().out)
+    assert gray16 | {"file": ""} == gray8 | {"file": ""} and alpha | {"file": ""} == colour | {"file": ""}
+
+
 def test_predict_and_songs_on_empty_input_say_so(weights, tmp_path, capsys):
     from emotion.songs.__main__ import main as songs_main
 
@@ -237,6 +280,44 @@ def test_cam_headless_over_a_video_with_a_real_face(weights, face_video, tmp_pat
     assert set(stats.labels) <= set(predictor.class_names)
     assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 25
     assert mood is not None and mood.shape == (7,)
+
+
+def test_cam_over_a_folder_of_photos_reads_them_upright_keeps_every_readable_one_and_counts_the_rest(
+    weights, astronaut, tmp_path, capsys
+):
+    import json
+
+    from emotion.serve.cam import main as cam_main
+    from emotion.serve.faces import iou
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a_upright.png"), astronaut)
+    save_as_a_phone_does(astronaut, photos / "b_phone.jpg")
+    (photos / "c_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    cv2.imwrite(str(photos / "d_wall.png"), np.full((200, 300), 128, np.uint8))  # another size, gray, no face
+    video, table = tmp_path / "out.avi", tmp_path / "t.json"
+    args = [
+        "--model",
+        str(weights),
+        "--source",
+        str(photos),
+        "--headless",
+        "--output",
+        str(video),
+        "--table",
+        str(table),
+    ]
+    assert cam_main(args) == 0
+    captured = capsys.readouterr()
+    assert f"warning: skipped {photos / 'c_broken.jpg'}: not a readable image" in captured.err
+    assert "skipped 1 of 4 images (unreadable)" in captured.err and captured.out.startswith("3 frames,")
+    rows = json.loads(table.read_text())
+    assert [r["frame"] for r in rows][:2] == [0, 1]  # (frames are a stream: the wall may hold the face a while)
+    assert iou(rows[0]["box"], rows[1]["box"]) > 0.8  # the phone photo read upright
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # the smaller image too, letterboxed, not dropped
+    cap.release()
 
 
 def test_cam_errors_for_missing_camera_and_video(tmp_path):

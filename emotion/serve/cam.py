@@ -35,6 +35,7 @@ from emotion.serve.faces import (
     iou,
     stream_scanner,
 )
+from emotion.serve.images import read_image
 from emotion.serve.predictor import Face, Predictor
 
 #: Below this calibrated top probability a face is shown as "uncertain": how often the shipped models are right
@@ -53,7 +54,7 @@ def open_source(source: str) -> Iterator[np.ndarray]:
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise SourceError(f"folder {path} has no images")
-        return (img for f in files if (img := cv2.imread(str(f))) is not None)
+        return _images(files)
     if source.isdigit():
         cap = cv2.VideoCapture(int(source))
         if not cap.isOpened():
@@ -79,6 +80,19 @@ def open_source(source: str) -> Iterator[np.ndarray]:
             cap.release()
 
     return frames()
+
+
+def _images(files: list[Path]) -> Iterator[np.ndarray]:
+    """A folder's images as frames, upright; an unreadable one is skipped with a warning, and counted at the end."""
+    skipped = 0
+    for f in files:
+        try:
+            yield read_image(f)
+        except ValueError as exc:
+            skipped += 1
+            print(f"warning: skipped {f}: {exc}", file=sys.stderr, flush=True)
+    if skipped:
+        print(f"warning: skipped {skipped} of {len(files)} images (unreadable)", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -306,9 +320,27 @@ def _writer(output: Path, shape: tuple[int, ...]):
         vw = cv2.VideoWriter(str(output), fourcc, 25.0, (shape[1], shape[0]))
         if not vw.isOpened():
             raise SourceError(f"cannot write video {output}")
-        return lambda frame, i: vw.write(frame)
+        return lambda frame, i: vw.write(_fit(frame, shape))  # a frame of another size would be dropped silently
     output.mkdir(parents=True, exist_ok=True)
-    return lambda frame, i: cv2.imwrite(str(output / f"frame_{i:06d}.png"), frame)
+
+    def write_png(frame: np.ndarray, i: int) -> None:
+        if not cv2.imwrite(str(output / f"frame_{i:06d}.png"), frame):
+            raise SourceError(f"cannot write {output / f'frame_{i:06d}.png'} (read-only folder or full disk?)")
+
+    return write_png
+
+
+def _fit(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An annotated (BGR) ``frame`` letterboxed into a video's frame size (a folder's images may differ in size)."""
+    h, w = shape[:2]
+    if frame.shape[:2] == (h, w):
+        return frame
+    scale = min(w / frame.shape[1], h / frame.shape[0])
+    small = cv2.resize(frame, (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))))
+    out = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return out
 
 
 def video_scanner(

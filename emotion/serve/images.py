@@ -1,5 +1,5 @@
 """Images as users give them — a file path, a PIL image, an array in BGR or RGB order — turned into the BGR (or gray)
-uint8 arrays the detectors and crops take."""
+uint8 arrays the detectors and crops take, upright as their EXIF orientation says."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ COLOUR_ORDERS = ("bgr", "rgb")
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A colour or grayscale image as uint8; ValueError with the reason for a missing, empty or undecodable file."""
+    """A colour or grayscale image as uint8, turned upright as its EXIF orientation says (a phone's portrait photo is
+    stored sideways with a tag); ValueError with the reason for a missing, empty or undecodable file."""
     if not path.exists():
         raise ValueError("no such file")
     if not path.is_file():
@@ -22,7 +23,8 @@ def read_image(path: Path) -> np.ndarray:
     if not data:
         raise ValueError("empty file (0 bytes)")
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        # not IMREAD_UNCHANGED: it ignores the EXIF orientation; these flags keep 16 bits and drop an alpha channel
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     except cv2.error:
         img = None
     if img is None:
@@ -43,6 +45,9 @@ def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_image(Path(image))
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image: its own mode says what it holds
+        from PIL import ImageOps
+
+        image = ImageOps.exif_transpose(image)  # upright, as a file path is read (no tag: unchanged)
         rgb = np.asarray(image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB"))
         return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     array = np.asarray(image)
