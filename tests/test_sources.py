@@ -67,6 +67,20 @@ def test_bad_files_are_skipped_with_reasons_and_conversions_counted(folder_data)
     assert red.min() == red.max() == 76  # BT.601 luma of pure red
 
 
+def test_a_face_stored_sideways_with_an_exif_orientation_is_read_upright_as_serving_reads_it(tmp_path):
+    from PIL import Image
+
+    upright = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (48, 1))  # dark left, bright right
+    upright[:12] = 0  # and a dark top band: every turn of it differs
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display: turn 90° clockwise
+    path = tmp_path / "train" / "happy" / "Training_phone.jpg"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(path, exif=exif.tobytes(), quality=100)
+    raw = read_folders(tmp_path)
+    assert np.abs(raw.images[0].astype(int) - upright).mean() < 3
+
+
 def test_empty_class_folder_is_reported(folder_data):
     (folder_data / "train" / "Disgust2").mkdir()  # not a class: error
     with pytest.raises(ValueError):

@@ -15,7 +15,7 @@ from emotion.atomic import atomic_open
 from emotion.data.sources import DecodeReport, RawData, find_csv, read_csv, read_folders
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 2  # 2: caches of the blurred FER2013 copy (before 2026-11-24) are never read again
+CACHE_FORMAT = 3  # 2: caches of the blurred FER2013 copy (before 2026-11-24) are never read again; 3: EXIF orientation
 
 
 def fingerprint(root: Path, size: int) -> str:

@@ -131,13 +131,14 @@ def _is_truncated_jpeg(data: bytes) -> bool:
 
 
 def decode_image(data: bytes, size: int, report: DecodeReport | None = None) -> np.ndarray:
-    """Bytes of any common image format → ``size×size`` uint8 grayscale. Raises ValueError with the reason."""
+    """Bytes of any common image format → ``size×size`` uint8 grayscale, upright as its EXIF orientation says (as
+    serving reads it). Raises ValueError with the reason."""
     if not data:
         raise ValueError("empty file (0 bytes)")
     if _is_truncated_jpeg(data):
         raise ValueError("truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)  # not UNCHANGED:
+    if img is None:  # it ignores the EXIF orientation
         raise ValueError("not a decodable image")
     return to_gray_square(img, size, report)
 
