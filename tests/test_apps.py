@@ -221,6 +221,28 @@ def test_a_phone_photo_stored_sideways_is_read_upright_by_path_and_as_a_pil_imag
     assert max(abs(upright["probs"][c] - phone["probs"][c]) for c in upright["probs"]) < 0.05
 
 
+def test_an_iphone_heic_photo_is_read_and_without_pillow_heif_the_error_says_what_to_install(
+    weights, astronaut, tmp_path, capsys, monkeypatch
+):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    from emotion.serve.faces import iou
+
+    pillow_heif.register_heif_opener()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)).save(photos / "IMG_0001.HEIC", quality=95)
+    cv2.imwrite(str(photos / "IMG_0002.png"), astronaut)
+    assert predict_main([str(photos), "--model", str(weights), "--json"]) == 0  # the folder's .HEIC file is listed
+    heic, png = json.loads(capsys.readouterr().out)
+    assert heic["file"].endswith("IMG_0001.HEIC") and iou(heic["box"], png["box"]) > 0.9
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # an install without it
+    assert predict_main([str(photos / "IMG_0001.HEIC"), "--model", str(weights), "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["error"].startswith("a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install")
+
+
 def test_predict_reads_16_bit_and_transparent_images_as_their_8_bit_colour_selves(weights, astronaut, tmp_path, capsys):
     gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "gray.png"), gray)

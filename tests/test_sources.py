@@ -81,6 +81,20 @@ def test_a_face_stored_sideways_with_an_exif_orientation_is_read_upright_as_serv
     assert np.abs(raw.images[0].astype(int) - upright).mean() < 3
 
 
+def test_a_heic_face_is_read_like_its_png_twin(tmp_path):
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    from PIL import Image
+
+    face = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (48, 1))
+    (tmp_path / "train" / "sad").mkdir(parents=True)
+    Image.fromarray(face).save(tmp_path / "train" / "sad" / "Training_1.heic", quality=100)
+    cv2.imwrite(str(tmp_path / "train" / "sad" / "Training_2.png"), face)
+    raw = read_folders(tmp_path)
+    assert sorted(raw.sources) == ["train/sad/Training_1.heic", "train/sad/Training_2.png"] and not raw.report.skipped
+    heic, png = (raw.images[list(raw.sources).index(f"train/sad/Training_{i}")] for i in ("1.heic", "2.png"))
+    assert np.abs(heic.astype(int) - png).mean() < 3
+
+
 def test_empty_class_folder_is_reported(folder_data):
     (folder_data / "train" / "Disgust2").mkdir()  # not a class: error
     with pytest.raises(ValueError):

@@ -22,12 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion.data.decode import IMAGE_EXTENSIONS, decode
 from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES, UnknownClassError, canonical_name
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 SPLIT_PREFIXES = {"training_": "Training", "publictest_": "PublicTest", "privatetest_": "PrivateTest"}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
 
@@ -132,13 +132,13 @@ def _is_truncated_jpeg(data: bytes) -> bool:
 
 def decode_image(data: bytes, size: int, report: DecodeReport | None = None) -> np.ndarray:
     """Bytes of any common image format → ``size×size`` uint8 grayscale, upright as its EXIF orientation says (as
-    serving reads it). Raises ValueError with the reason."""
+    serving reads it: :func:`emotion.data.decode.decode`). Raises ValueError with the reason."""
     if not data:
         raise ValueError("empty file (0 bytes)")
     if _is_truncated_jpeg(data):
         raise ValueError("truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)  # not UNCHANGED:
-    if img is None:  # it ignores the EXIF orientation
+    img = decode(data)
+    if img is None:
         raise ValueError("not a decodable image")
     return to_gray_square(img, size, report)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.data.decode import IMAGE_EXTENSIONS
 from emotion.errors import UserError, report
 from emotion.serve.faces import (
     CHECK_SCORE,

@@ -9,6 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from emotion.data.decode import decode
+
 COLOUR_ORDERS = ("bgr", "rgb")
 
 
@@ -23,14 +25,15 @@ def read_image(path: Path) -> np.ndarray:
     if not data:
         raise ValueError("empty file (0 bytes)")
     try:
-        # not IMREAD_UNCHANGED: it ignores the EXIF orientation; these flags keep 16 bits and drop an alpha channel
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+        img = decode(data)
     except cv2.error:
         img = None
     if img is None:
-        raise ValueError("not a readable image (damaged, or not an image format OpenCV reads)")
+        raise ValueError("not a readable image (damaged, or not an image format OpenCV or pillow-heif reads)")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:  # a float TIFF, as stored: its own range stretched to 0-255
+        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     return img

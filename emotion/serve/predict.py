@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emotion.atomic import writable_folder
-from emotion.data.sources import IMAGE_EXTENSIONS
+from emotion.data.decode import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import (
     CHECK_SCORE,

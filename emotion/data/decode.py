@@ -1,0 +1,60 @@
+"""Image bytes → pixels, upright as the photo's EXIF orientation says: OpenCV for every common format, pillow-heif for
+the HEIC/HEIF photos of phones (iPhones save them by default; OpenCV cannot read them). Training and serving both
+decode here, so a face looks the same to both."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+
+#: extensions of the images this module reads (OpenCV's formats, and HEIC/HEIF)
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".pgm",
+    ".ppm",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".avif",
+    ".heic",
+    ".heif",
+}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def is_heif(data: bytes) -> bool:
+    """An ISO base media file whose brand is HEIF's (the file's own bytes, whatever its name says)."""
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def decode(data: bytes) -> np.ndarray | None:
+    """Gray ``H×W`` or BGR ``H×W×3`` (alpha dropped), 8- or 16-bit (or float, as stored), upright; None when the bytes
+    are no image either library reads. ValueError for a HEIF photo where pillow-heif is missing."""
+    if is_heif(data):
+        return _decode_heif(data)
+    # not IMREAD_UNCHANGED: it ignores the EXIF orientation; these flags keep 16 bits and drop an alpha channel
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+
+
+def _decode_heif(data: bytes) -> np.ndarray | None:
+    try:
+        import pillow_heif
+        from PIL import Image, ImageOps
+    except ImportError:
+        raise ValueError(
+            "a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install pillow-heif, or convert it "
+            "to JPEG"
+        ) from None
+    pillow_heif.register_heif_opener()
+    try:
+        image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+        if image.mode in ("L", "I;16"):
+            return np.asarray(image)
+        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    except (OSError, ValueError, RuntimeError):  # a damaged file: no image, as OpenCV says with None
+        return None
