@@ -49,6 +49,12 @@ def test_the_serving_install_predicts_with_the_shipped_default_model_and_has_no_
     assert res.returncode == 0, res.stderr[-3000:]
     (face,) = json.loads(res.stdout)
     assert face["label"] in face["probs"] and abs(sum(face["probs"].values()) - 1) < 1e-3
+    from PIL import Image
+
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.heic", quality=95)  # as an iPhone saves
+    res = run("-m", "emotion.predict", str(tmp_path / "astronaut.heic"), "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)[0]["label"] == face["label"], res.stderr[-3000:]
     api = run("-c", f"import emotion; print(emotion.detect_emotions({str(photo)!r})[0].label)")
     assert api.returncode == 0 and api.stdout.strip() == face["label"], api.stderr[-2000:]
     cam = run("-m", "emotion.cam", "--source", str(frames), "--headless", "--table", str(tmp_path / "t.csv"))
