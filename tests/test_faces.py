@@ -553,3 +553,31 @@ def test_a_frame_smaller_than_yunets_smallest_face_is_not_searched():
     for shape in ((1, 1, 3), (9, 300, 3), (300, 9, 3), (3, 1200, 3)):  # the last is 640 px wide searched: 1 px high
         assert len(detector.rows(np.full(shape, 200, np.uint8))) == 0 and asked == [], shape
     assert len(detector.rows(np.full((10, 10, 3), 200, np.uint8))) == 1 and asked == [(10, 10, 3)]
+
+
+def group_photo(photo, face_width: int, size: tuple[int, int] = (3600, 2400)) -> tuple[np.ndarray, list[tuple]]:
+    """A large photo (as a phone takes) with six copies of the astronaut whose faces are ``face_width`` px, and their
+    true boxes."""
+    img, (x, y, w, h) = photo
+    s = face_width / w
+    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    frame = np.clip(np.full((size[1], size[0], 3), 120.0) + rng.normal(0, 6, (size[1], size[0], 3)), 0, 255)
+    frame = frame.astype(np.uint8)
+    truths = []
+    for i in range(6):
+        ox, oy = 100 + (size[0] // 3) * (i % 3), 150 + (size[1] // 2) * (i // 3)
+        frame[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
+        truths.append((int(ox + x * s), int(oy + y * s), face_width, face_width))
+    return frame, truths
+
+
+def test_small_faces_of_a_large_photo_are_found_by_a_finer_upright_search_down_to_min_face(photo):
+    frame, truths = group_photo(photo, 64)  # 64 px of 3,600: 11 px in the 640-px search copy
+    assert len(replace(photo_detector(), min_face=0).detect(frame)[0]) == 0  # the 640-px copy alone misses them
+    for detector in (photo_detector(), replace(photo_detector(), min_face=64)):  # the default, and 64 asked for
+        boxes, landmarks = detector.detect(frame)
+        assert sorted(max(iou(b, t) for b in boxes) for t in truths)[0] >= 0.4 and len(boxes) == 6
+        inside = [x <= lx <= x + w and y <= ly <= y + h for (x, y, w, h), f in zip(boxes, landmarks) for lx, ly in f]
+        assert all(inside)
+    assert stream_scanner().min_face == 0  # a video's scans keep their frame budget: no finer search unless asked

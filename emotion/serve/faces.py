@@ -111,7 +111,9 @@ class FaceDetector:
 class YuNetDetector:
     """OpenCV's YuNet (``cv2.FaceDetectorYN``) on a copy of the frame downscaled to ``detect_width`` pixels, and on
     copies turned by each of ``rotations`` (degrees; a face tilted by 35° is found far more often on a copy turned
-    towards upright); five landmarks per face. ``min_face`` (full-frame pixels) drops smaller faces.
+    towards upright); five landmarks per face. ``min_face`` (full-frame pixels) drops smaller faces, and where the
+    ``detect_width`` copy shows a face of that size narrower than :data:`FINDABLE_PX`, a finer copy is searched too
+    (upright: the small faces of a large group photo).
 
     A small or tilted face that YuNet scores weakly on the whole frame is often scored confidently when looked at
     closer: with ``recheck`` > 0, up to that many of a frame's detections scoring from ``recheck_from`` to
@@ -190,13 +192,24 @@ class YuNetDetector:
 
     def rows(self, frame: np.ndarray, rotations: tuple[float, ...] | None = None) -> np.ndarray:
         """YuNet's detections after merging the turned searches (and the closer looks), in frame pixels: ``N×15``
-        rows of box (x, y, w, h), five landmarks (x, y) and score."""
+        rows of box (x, y, w, h), five landmarks (x, y) and score.
+
+        Where ``detect_width`` shrinks a ``min_face`` face under :data:`FINDABLE_PX` (a large photo: a 120-px face of
+        a 4032-px group photo is 19 px at 640), a second search, upright only, runs on a copy where it is that wide."""
         frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
+        found = self._rows_at(frame, scale, self.rotations if rotations is None else rotations)
+        fine = min(1.0, FINDABLE_PX / self.min_face) if self.min_face else scale
+        if fine > scale * 1.2:  # the first search cannot find the smallest faces asked for
+            found = _nms(np.concatenate([found, self._rows_at(frame, fine, (0.0,))]), self.nms_threshold)
+        return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
+
+    def _rows_at(self, frame: np.ndarray, scale: float, rotations: tuple[float, ...]) -> np.ndarray:
+        """:meth:`rows`' search of ``frame`` scaled by ``scale``, turned by ``rotations``, in frame pixels."""
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
         if min(small.shape[:2]) < _SMALLEST_FACE:  # no face fits (a 1-px image was now and then given one)
             return _NO_ROWS.copy()
-        turns = [_turn(small.shape, angle) for angle in (self.rotations if rotations is None else rotations)]
+        turns = [_turn(small.shape, angle) for angle in rotations]
         found = _nms(np.concatenate([self._rows(self.net, small, t) for t in turns] or [_NO_ROWS]), self.nms_threshold)
         if self.recheck:
             strong = found[found[:, 14] >= self.score_threshold]
@@ -209,7 +222,7 @@ class YuNetDetector:
         if self._face_check is not None and len(found):
             found = found[self.is_face(small, found)]
         found[:, :14] /= scale
-        return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
+        return found
 
     def is_face(self, image: np.ndarray, rows: np.ndarray, level: float | None = None) -> np.ndarray:
         """Which of ``rows`` (in ``image``'s pixels) the face check gives P(face) ``level`` (default ``check``;
@@ -392,6 +405,12 @@ def iou(a: np.ndarray | tuple[int, ...], b: np.ndarray | tuple[int, ...]) -> flo
 #: (``experiments/faces_in_the_field/``, "Telling faces from textures").
 SCORE_THRESHOLD = 0.75
 CLOSER_SCORE = 0.8
+#: The face width (pixels of the searched copy) a finer search makes a ``min_face`` face; chosen on training faces in
+#: 12-MP group photos (``experiments/faces_in_the_field/group_photos.py``, "Small faces in large photos").
+FINDABLE_PX = 48
+#: The photo detector's smallest face (pixels of the image): smaller ones are dropped, and a large photo is searched
+#: finely enough to find faces of this size (``predict --min-face``).
+MIN_FACE = 24
 #: A closer look's window is scaled so that the face is this wide (pixels).
 CLOSER_SIZE = 224
 #: A video scan's threshold: a scan has no closer looks (its frame budget), so a face it sees weakly must pass here;
@@ -427,7 +446,9 @@ CLOSER_TURNS = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)
 
 
 def photo_detector() -> YuNetDetector:
-    """The detector for single images: YuNet at 640-px width, also searched turned by ±30° (tilted faces), keeping
+    """The detector for single images: YuNet at 640-px width (and, in a photo too large for that copy to show a
+    :data:`MIN_FACE` face :data:`FINDABLE_PX` wide, upright on a finer copy), also searched turned by ±30° (tilted
+    faces), keeping
     faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at again, closer
     (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score
     :data:`CLOSER_SCORE` there (small and tilted faces); every face kept must pass the face check
@@ -436,6 +457,7 @@ def photo_detector() -> YuNetDetector:
     return YuNetDetector(
         score_threshold=SCORE_THRESHOLD,
         detect_width=640,
+        min_face=MIN_FACE,
         rotations=TURNS,
         recheck=3,
         recheck_size=CLOSER_SIZE,
@@ -452,9 +474,10 @@ def stream_scanner() -> YuNetDetector:
     """The video detector's whole-frame search: YuNet at 640-px width turned as the photo detector, at the lower
     :data:`SCAN_SCORE_THRESHOLD` and without closer looks of its own (up to 21 window searches would exceed a scan
     frame's budget): :class:`VideoFaceDetector` gives a closer look, with the photo detector's settings, only to a
-    new face scanned weaker than :data:`SCORE_THRESHOLD`."""
+    new face scanned weaker than :data:`SCORE_THRESHOLD`. No smallest face (no finer search of an HD frame) unless
+    asked for (``cam --min-face``)."""
     no_sure_faces = {"sure_check": 0.0, "sure_score": 0.0, "sure_look": 0.0}
-    return replace(photo_detector(), score_threshold=SCAN_SCORE_THRESHOLD, recheck=0, **no_sure_faces)
+    return replace(photo_detector(), score_threshold=SCAN_SCORE_THRESHOLD, recheck=0, min_face=0, **no_sure_faces)
 
 
 def haar_scanner() -> FaceDetector:

@@ -23,6 +23,7 @@ from emotion.data.decode import IMAGE_EXTENSIONS
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import (
     CHECK_SCORE,
+    MIN_FACE,
     SURE_CHECK,
     Detector,
     FaceDetector,
@@ -48,11 +49,12 @@ def load_predictor(
     detect: bool,
     tta: str = "none",
     detector: str = "yunet",
-    min_face: int = 24,
+    min_face: int = MIN_FACE,
     face_check: float | None = None,
 ) -> Predictor:
     """``detector``: ``yunet`` (finds tilted faces; crops aligned as FER2013 frames its faces) or ``haar``;
-    ``min_face``: the smallest face to report, in pixels (Haar: of its downscaled search image); ``face_check``:
+    ``min_face``: the smallest face to find, in pixels (YuNet searches a large photo finely enough; Haar: of its
+    downscaled search image); ``face_check``:
     the P(face) YuNet's faces need from the face check (None: the default, 0: no check)."""
     found: Detector | None = None
     if detect and detector == "haar":
@@ -152,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         default="yunet",
         help="yunet (default: finds tilted faces and aligns them as FER2013 frames its faces) or haar",
     )
-    p.add_argument("--min-face", type=int, default=24, help="smallest face in pixels (default 24)")
+    p.add_argument(
+        "--min-face",
+        type=int,
+        default=MIN_FACE,
+        help=f"smallest face to find, in the image's pixels (default {MIN_FACE}); a large photo is searched finely "
+        "enough to find it, so a larger value is faster on large photos",
+    )
     p.add_argument(
         "--face-check",
         type=float,

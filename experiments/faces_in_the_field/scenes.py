@@ -138,8 +138,9 @@ def paste(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, brightness: f
         mask = np.ones((48 * up, 48 * up), np.float32)
     m = matrix.copy()
     m[:, :2] /= up
-    warped = cv2.warpAffine(big, m, (W, H), flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpAffine(mask, m, (W, H), flags=cv2.INTER_LINEAR)[..., None]
+    size = (frame.shape[1], frame.shape[0])
+    warped = cv2.warpAffine(big, m, size, flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR)[..., None]
     frame[:] = np.clip(frame * (1 - alpha) + warped[..., None] * alpha, 0, 255).astype(np.uint8)
 
 
