@@ -581,3 +581,20 @@ def test_small_faces_of_a_large_photo_are_found_by_a_finer_upright_search_down_t
         inside = [x <= lx <= x + w and y <= ly <= y + h for (x, y, w, h), f in zip(boxes, landmarks) for lx, ly in f]
         assert all(inside)
     assert stream_scanner().min_face == 0  # a video's scans keep their frame budget: no finer search unless asked
+
+
+def test_the_finer_search_of_a_huge_photo_is_capped_in_pixels(monkeypatch):
+    import emotion.serve.faces as faces
+
+    scales = []
+    monkeypatch.setattr(faces.YuNetDetector, "_rows_at", lambda self, frame, scale, turns: scales.append(scale) or _NO)
+    frame = np.zeros((3000, 4000, 3), np.uint8)
+    photo_detector().detect(frame)
+    assert scales == [640 / 4000, 1.0]  # 12 MP: the finer search at full resolution
+    scales.clear()
+    monkeypatch.setattr(faces, "FINE_MAX_PIXELS", 3_000_000)
+    photo_detector().detect(frame)
+    assert scales[0] == 640 / 4000 and abs(scales[1] * scales[1] * 12e6 - 3e6) < 1e3  # a quarter of the pixels
+
+
+_NO = np.zeros((0, 15), np.float32)
