@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             "--min-face",
             int,
             None,
-            f"smallest face to find, in frame pixels; default {photo.min_face}/haar {haar.min_face}",
+            f"smallest face to find, in frame pixels (yunet: an HD frame is then also searched finer, slower); "
+            f"default {photo.min_face}/haar {haar.min_face}",
         ),
         ("--scale-factor", float, None, f"haar only: its search's scale step (smaller = slower); {haar.scale_factor}"),
         (
