@@ -243,18 +243,31 @@ def test_an_iphone_heic_photo_is_read_and_without_pillow_heif_the_error_says_wha
     assert row["error"].startswith("a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install")
 
 
-def test_predict_finds_the_small_faces_of_a_large_group_photo_down_to_min_face(weights, astronaut, tmp_path, capsys):
-    small = cv2.resize(astronaut, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)  # faces ~63 px
-    photo = np.full((2400, 3600, 3), 120, np.uint8)  # a phone's 8.6 MP
+def group_photo(astronaut: np.ndarray) -> np.ndarray:
+    """A phone's 8.6-MP photo of six astronauts whose faces are ~63 px wide."""
+    small = cv2.resize(astronaut, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    photo = np.full((2400, 3600, 3), 120, np.uint8)
     for i in range(6):
         x, y = 100 + 1200 * (i % 3), 150 + 1200 * (i // 3)
         photo[y : y + small.shape[0], x : x + small.shape[1]] = small
-    cv2.imwrite(str(tmp_path / "group.jpg"), photo)
+    return photo
+
+
+def test_predict_finds_the_small_faces_of_a_large_group_photo_down_to_min_face(weights, astronaut, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "group.jpg"), group_photo(astronaut))
     assert predict_main([str(tmp_path / "group.jpg"), "--model", str(weights), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 6 and all(50 < r["box"][2] < 80 for r in rows)
     assert predict_main([str(tmp_path / "group.jpg"), "--model", str(weights), "--json", "--min-face", "100"]) == 1
     assert "no face detected" in json.loads(capsys.readouterr().out)[0]["error"]
+
+
+def test_the_api_takes_the_smallest_face_too(weights, astronaut):
+    import emotion
+
+    photo = group_photo(astronaut)
+    assert len(emotion.detect_emotions(photo, model=str(weights))) == 6
+    assert emotion.detect_emotions(photo, model=str(weights), min_face=100) == []
 
 
 def test_predict_reads_16_bit_and_transparent_images_as_their_8_bit_colour_selves(weights, astronaut, tmp_path, capsys):
