@@ -453,10 +453,9 @@ CLOSER_TURNS = (0.0, -15.0, 15.0, -30.0, 30.0, -45.0, 45.0)
 def photo_detector() -> YuNetDetector:
     """The detector for single images: YuNet at 640-px width (and, in a photo too large for that copy to show a
     :data:`MIN_FACE` face :data:`FINDABLE_PX` wide, upright on a finer copy), also searched turned by ±30° (tilted
-    faces), keeping
-    faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at again, closer
-    (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they score
-    :data:`CLOSER_SCORE` there (small and tilted faces); every face kept must pass the face check
+    faces), keeping faces that score :data:`SCORE_THRESHOLD`; up to three weaker detections (from 0.1) are looked at
+    again, closer (the face :data:`CLOSER_SIZE` px wide, turned by each of :data:`CLOSER_TURNS`), and kept if they
+    score :data:`CLOSER_SCORE` there (small and tilted faces); every face kept must pass the face check
     (:data:`CHECK_SCORE`); a weaker face the check is sure of is let in (:data:`SURE_CHECK`). Settings chosen on
     training faces in scenes (``experiments/faces_in_the_field/``)."""
     return YuNetDetector(
