@@ -282,6 +282,17 @@ def test_predict_reads_16_bit_and_transparent_images_as_their_8_bit_colour_selve
     assert gray16 | {"file": ""} == gray8 | {"file": ""} and alpha | {"file": ""} == colour | {"file": ""}
 
 
+def test_predict_reports_progress_by_count_and_by_time(monkeypatch, capsys):
+    from emotion.serve.predict import Progress
+
+    clock = iter([0.0, 1.0, 2.0, 9.0, 10.0, 11.0])  # the start, then one reading per file
+    monkeypatch.setattr("emotion.serve.predict.time.monotonic", lambda: next(clock))
+    progress = Progress(total=4, every=100, seconds=5.0)
+    for done in range(1, 5):
+        progress(done)
+    assert capsys.readouterr().err.splitlines() == ["3/4 files", "4/4 files"]  # 9 s since the start, then the end
+
+
 def test_predict_and_songs_on_empty_input_say_so(weights, tmp_path, capsys):
     from emotion.songs.__main__ import main as songs_main
 

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,22 +67,31 @@ def load_predictor(
     return Predictor.from_pretrained(model or "default", detector=found, tta=tta)
 
 
-def progress(done: int, total: int, every: int = 100) -> None:
-    """``files 300/1200`` on stderr every ``every`` files and at the end (in place on a terminal)."""
-    if total < 2 or (done % every and done != total):
-        return
-    tty = sys.stderr.isatty()  # carriage returns only on a terminal, never into a log file
-    end = "\n" if done == total or not tty else ""
-    start = "\r" if tty else ""
-    print(f"{start}{done}/{total} files", end=end, file=sys.stderr, flush=True)
+class Progress:
+    """``300/1200 files`` on stderr every ``every`` files, at least every ``seconds`` (large photos take a second or
+    more each) and at the end; in place on a terminal."""
+
+    def __init__(self, total: int, every: int = 100, seconds: float = 5.0) -> None:
+        self.total, self.every, self.seconds = total, every, seconds
+        self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        due = done % self.every == 0 or done == self.total or time.monotonic() - self.last >= self.seconds
+        if self.total < 2 or not due:
+            return
+        self.last = time.monotonic()
+        tty = sys.stderr.isatty()  # carriage returns only on a terminal, never into a log file
+        start, end = ("\r" if tty else ""), ("\n" if done == self.total or not tty else "")
+        print(f"{start}{done}/{self.total} files", end=end, file=sys.stderr, flush=True)
 
 
 def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotate: Path | None) -> list[dict]:
     from emotion.serve.draw import draw_faces
 
     rows: list[dict] = []
+    progress = Progress(len(files))
     for done, path in enumerate(files, 1):
-        progress(done, len(files))
+        progress(done)
         try:
             img = read_image(path)
         except ValueError as exc:
