@@ -411,7 +411,7 @@ CLOSER_SCORE = 0.8
 #: 12-MP group photos (``experiments/faces_in_the_field/group_photos.py``, "Small faces in large photos").
 FINDABLE_PX = 48
 #: The finer search's copy holds at most this many pixels: YuNet needs ~70 bytes per pixel searched (a 48-MP photo at
-#: full resolution: 3.6 GB), so a larger photo is searched at this size and its smallest findable face grows.
+#: full resolution: 3.7 GB), so a larger photo is searched at this size and its smallest findable face grows.
 FINE_MAX_PIXELS = 16_000_000
 #: The photo detector's smallest face (pixels of the image): smaller ones are dropped, and a large photo is searched
 #: finely enough to find faces of this size (``predict --min-face``).
