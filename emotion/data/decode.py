@@ -4,7 +4,9 @@ decode here, so a face looks the same to both."""
 
 from __future__ import annotations
 
+import functools
 import io
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +43,20 @@ def decode(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
 
 
+def to_8bit(img: np.ndarray) -> np.ndarray:
+    """A decoded image in 8 bits: 16-bit by its high byte, float (as stored) by its own range stretched to 0-255."""
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype != np.uint8:
+        return cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return img
+
+
+@functools.cache
+def _heif_opener(pillow_heif: Any) -> None:
+    pillow_heif.register_heif_opener()  # once: Pillow then opens HEIF files itself
+
+
 def _decode_heif(data: bytes) -> np.ndarray | None:
     try:
         import pillow_heif
@@ -50,7 +66,7 @@ def _decode_heif(data: bytes) -> np.ndarray | None:
             "a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install pillow-heif, or convert it "
             "to JPEG"
         ) from None
-    pillow_heif.register_heif_opener()
+    _heif_opener(pillow_heif)
     try:
         image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
         if image.mode in ("L", "I;16"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion.data.decode import IMAGE_EXTENSIONS, decode
+from emotion.data.decode import IMAGE_EXTENSIONS, decode, to_8bit
 from emotion.errors import DatasetError
 from emotion.labels import FER2013_CLASSES, UnknownClassError, canonical_name
 
@@ -146,12 +146,9 @@ def decode_image(data: bytes, size: int, report: DecodeReport | None = None) -> 
 def to_gray_square(img: np.ndarray, size: int, report: DecodeReport | None = None) -> np.ndarray:
     """Any decoded image (gray/BGR/BGRA, 8/16-bit/float) → ``size×size`` uint8 grayscale, counting conversions."""
     counts = report.converted if report is not None else Counter()
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-        counts["16-bit→8-bit"] += 1
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        counts[f"{img.dtype}→8-bit"] += 1
+    if img.dtype != np.uint8:
+        counts["16-bit→8-bit" if img.dtype == np.uint16 else f"{img.dtype}→8-bit"] += 1
+        img = to_8bit(img)
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emotion.data.decode import decode
+from emotion.data.decode import decode, to_8bit
 
 COLOUR_ORDERS = ("bgr", "rgb")
 
@@ -30,10 +30,7 @@ def read_image(path: Path) -> np.ndarray:
         img = None
     if img is None:
         raise ValueError("not a readable image (damaged, or not an image format OpenCV or pillow-heif reads)")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:  # a float TIFF, as stored: its own range stretched to 0-255
-        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    img = to_8bit(img)
     if img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     return img
@@ -55,7 +52,7 @@ def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
         return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     array = np.asarray(image)
     if array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
+        array = to_8bit(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(
             f"an image array must be uint8 (or uint16) H×W, H×W×3 or H×W×4; got {array.dtype} {array.shape}"
