@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import pipeline  # noqa: E402  (the product's path, Predictor.predict, as the benchmark runs it)
 from scenes import Scene, background, noisy, paste, placement, score  # noqa: E402
 
 import emotion.serve.faces as faces_module  # noqa: E402
@@ -59,17 +60,6 @@ def group_photos(
             faces.append({"index": index, "label": int(labels[index]), "size": size, "tilt": tilt, "centre": (cx, cy)})
         photos.append(Scene(noisy(rng, frame), faces))
     return photos
-
-
-def pipeline(model: str, min_face: int):
-    predictor = Predictor.from_pretrained(model, detector=replace(photo_detector(), min_face=min_face))
-
-    def run(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found = predictor.predict(frame)
-        probs = np.array([f.probs for f in found]).reshape(len(found), len(predictor.class_names))
-        return np.array([f.box for f in found], np.int32).reshape(-1, 4), probs
-
-    return run
 
 
 def summary(rows: dict) -> dict:
@@ -110,7 +100,8 @@ def main() -> None:
         for min_face in (int(v) for v in a.min_face.split(",")):
             if min_face == 0 and px != findable[0]:
                 continue  # no second search: FINDABLE_PX moves nothing
-            r = score(pipeline(a.model, min_face), photos, crop_probs)
+            detector = replace(photo_detector(), min_face=min_face)
+            r = score(pipeline("yunet-aligned", a.model, detector=detector), photos, crop_probs)
             name = f"min_face={min_face}" + (f" findable={px}" if a.findable else "")
             overall = r["cells"]["all/all"]
             results[name] = {
