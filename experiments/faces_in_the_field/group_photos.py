@@ -46,7 +46,9 @@ def group_photos(
     rng = np.random.default_rng(seed)
     photos = []
     for k in range(n):
-        frame = cv2.resize(background(rng, ("procedural", "photos")[k % 2]), (width, height), cv2.INTER_CUBIC)
+        family = ("procedural", "photos")[k % 2]
+        # bilinear, as the recorded runs did (cv2.INTER_CUBIC was passed positionally, where OpenCV takes it as dst)
+        frame = cv2.resize(background(rng, family), (width, height), interpolation=cv2.INTER_LINEAR)
         faces: list[dict] = []
         for j in range(per_photo):
             size, tilt = SIZES[j % len(SIZES)], TILTS[int(rng.integers(len(TILTS)))]
