@@ -114,3 +114,15 @@ def weights_after_fit(cfg: DictConfig, steps: int = 2) -> torch.Tensor:
     )
     trainer.fit(model, datamodule=datamodule)
     return torch.cat([p.detach().flatten() for p in model.net.parameters()])
+
+
+def group_photo(img: np.ndarray, scale: float, size: tuple[int, int] = (3600, 2400)) -> tuple[np.ndarray, list]:
+    """A large photo, as a phone takes it: six copies of ``img`` scaled by ``scale`` on a noisy grey frame, and the
+    top-left corner of each copy."""
+    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).normal(0, 6, (size[1], size[0], 3))
+    frame = np.clip(120.0 + noise, 0, 255).astype(np.uint8)
+    corners = [(100 + (size[0] // 3) * (i % 3), 150 + (size[1] // 2) * (i // 3)) for i in range(6)]
+    for ox, oy in corners:
+        frame[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
+    return frame, corners

@@ -22,7 +22,7 @@ from emotion.serve.exporters import export
 from emotion.serve.faces import FaceDetector, crop_faces
 from emotion.serve.predict import main as predict_main
 from emotion.serve.predictor import Face, Predictor
-from tests.conftest import ROOT, make_cfg
+from tests.conftest import ROOT, group_photo, make_cfg
 
 
 def export_cli(tmp_path: Path, *overrides: str) -> tuple[Path, float]:
@@ -243,18 +243,8 @@ def test_an_iphone_heic_photo_is_read_and_without_pillow_heif_the_error_says_wha
     assert row["error"].startswith("a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install")
 
 
-def group_photo(astronaut: np.ndarray) -> np.ndarray:
-    """A phone's 8.6-MP photo of six astronauts whose faces are ~63 px wide."""
-    small = cv2.resize(astronaut, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
-    photo = np.full((2400, 3600, 3), 120, np.uint8)
-    for i in range(6):
-        x, y = 100 + 1200 * (i % 3), 150 + 1200 * (i // 3)
-        photo[y : y + small.shape[0], x : x + small.shape[1]] = small
-    return photo
-
-
 def test_predict_finds_the_small_faces_of_a_large_group_photo_down_to_min_face(weights, astronaut, tmp_path, capsys):
-    cv2.imwrite(str(tmp_path / "group.jpg"), group_photo(astronaut))
+    cv2.imwrite(str(tmp_path / "group.jpg"), group_photo(astronaut, 0.7)[0])  # faces ~63 px
     assert predict_main([str(tmp_path / "group.jpg"), "--model", str(weights), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 6 and all(50 < r["box"][2] < 80 for r in rows)
@@ -265,7 +255,7 @@ def test_predict_finds_the_small_faces_of_a_large_group_photo_down_to_min_face(w
 def test_the_api_takes_the_smallest_face_too(weights, astronaut):
     import emotion
 
-    photo = group_photo(astronaut)
+    photo, _ = group_photo(astronaut, 0.7)
     assert len(emotion.detect_emotions(photo, model=str(weights))) == 6
     assert emotion.detect_emotions(photo, model=str(weights), min_face=100) == []
 

@@ -18,6 +18,7 @@ from emotion.serve.faces import (
     photo_detector,
     stream_scanner,
 )
+from tests.conftest import group_photo
 
 
 @pytest.fixture(scope="module")
@@ -555,25 +556,16 @@ def test_a_frame_smaller_than_yunets_smallest_face_is_not_searched():
     assert len(detector.rows(np.full((10, 10, 3), 200, np.uint8))) == 1 and asked == [(10, 10, 3)]
 
 
-def group_photo(photo, face_width: int, size: tuple[int, int] = (3600, 2400)) -> tuple[np.ndarray, list[tuple]]:
-    """A large photo (as a phone takes) with six copies of the astronaut whose faces are ``face_width`` px, and their
-    true boxes."""
-    img, (x, y, w, h) = photo
+def group_photo_of(photo, face_width: int) -> tuple[np.ndarray, list[tuple]]:
+    """:func:`tests.conftest.group_photo` of the astronaut with faces ``face_width`` px, and their true boxes."""
+    img, (x, y, w, _) = photo
     s = face_width / w
-    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    rng = np.random.default_rng(0)
-    frame = np.clip(np.full((size[1], size[0], 3), 120.0) + rng.normal(0, 6, (size[1], size[0], 3)), 0, 255)
-    frame = frame.astype(np.uint8)
-    truths = []
-    for i in range(6):
-        ox, oy = 100 + (size[0] // 3) * (i % 3), 150 + (size[1] // 2) * (i // 3)
-        frame[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
-        truths.append((int(ox + x * s), int(oy + y * s), face_width, face_width))
-    return frame, truths
+    frame, corners = group_photo(img, s)
+    return frame, [(int(ox + x * s), int(oy + y * s), face_width, face_width) for ox, oy in corners]
 
 
 def test_small_faces_of_a_large_photo_are_found_by_a_finer_upright_search_down_to_min_face(photo):
-    frame, truths = group_photo(photo, 64)  # 64 px of 3,600: 11 px in the 640-px search copy
+    frame, truths = group_photo_of(photo, 64)  # 64 px of 3,600: 11 px in the 640-px search copy
     assert len(replace(photo_detector(), min_face=0).detect(frame)[0]) == 0  # the 640-px copy alone misses them
     for detector in (photo_detector(), replace(photo_detector(), min_face=64)):  # the default, and 64 asked for
         boxes, landmarks = detector.detect(frame)
@@ -587,7 +579,12 @@ def test_the_finer_search_of_a_huge_photo_is_capped_in_pixels(monkeypatch):
     import emotion.serve.faces as faces
 
     scales = []
-    monkeypatch.setattr(faces.YuNetDetector, "_rows_at", lambda self, frame, scale, turns: scales.append(scale) or _NO)
+
+    def searched(self, frame, scale, turns):  # records each search's scale, finds nothing
+        scales.append(scale)
+        return faces._NO_ROWS.copy()
+
+    monkeypatch.setattr(faces.YuNetDetector, "_rows_at", searched)
     frame = np.zeros((3000, 4000, 3), np.uint8)
     photo_detector().detect(frame)
     assert scales == [640 / 4000, 1.0]  # 12 MP: the finer search at full resolution
@@ -595,6 +592,3 @@ def test_the_finer_search_of_a_huge_photo_is_capped_in_pixels(monkeypatch):
     monkeypatch.setattr(faces, "FINE_MAX_PIXELS", 3_000_000)
     photo_detector().detect(frame)
     assert scales[0] == 640 / 4000 and abs(scales[1] * scales[1] * 12e6 - 3e6) < 1e3  # a quarter of the pixels
-
-
-_NO = np.zeros((0, 15), np.float32)
