@@ -190,6 +190,50 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
     assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()
 
 
+def test_predict_reads_gifs_names_what_it_did_not_read_and_points_videos_to_the_cam(
+    weights, tmp_path, astronaut, face_video, capsys
+):
+    from PIL import Image
+
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)).save(folder / "sub" / "animated.gif")
+    (folder / "notes.txt").write_text("not a face")
+    (folder / "clip.mp4").write_bytes(face_video.read_bytes())
+    (folder / "._animated.gif").write_bytes(b"\x00\x05\x16\x07 a Mac's resource fork")  # hidden: not read, not failed
+    (folder / ".DS_Store").write_bytes(b"\x00")
+    assert predict_main([str(folder), "--model", str(weights), "--json"]) == 0  # what was read all succeeded
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [Path(r["file"]).name for r in rows] == ["animated.gif"] and rows[0]["face"] == 0  # its face found
+    note = next(line for line in captured.err.splitlines() if line.startswith("not read:"))
+    assert "2 files without an image's extension" in note and str(folder / "notes.txt") in note
+    assert f"{folder / 'clip.mp4'} (a video: python -m emotion.cam --source {folder / 'clip.mp4'} --headless" in note
+    assert ".DS_Store" not in captured.err and "._animated" not in captured.err
+
+    assert predict_main([str(folder / "clip.mp4"), "--model", str(weights), "--json"]) == 1  # named: it fails
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["error"].startswith(f"a video: python -m emotion.cam --source {folder / 'clip.mp4'} --headless")
+
+
+def test_a_gif_is_read_by_pillow_where_opencv_has_no_gif_reader(astronaut, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from emotion.data import decode as decode_module
+
+    path = tmp_path / "face.gif"
+    Image.fromarray(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)).save(path)
+    data = path.read_bytes()
+    by_opencv = decode_module.decode(data)
+    monkeypatch.setattr(decode_module.cv2, "imdecode", lambda *a: None)  # OpenCV before 4.12: no GIF reader
+    by_pillow = decode_module.decode(data)
+    assert by_pillow is not None and by_pillow.shape == astronaut.shape
+    if by_opencv is not None:  # the same palette decoded by either library
+        assert np.abs(by_pillow.astype(int) - by_opencv).max() <= 1
+    assert np.abs(by_pillow.astype(int) - astronaut).mean() < 8  # a 256-colour palette of the photo
+    assert decode_module.decode(b"GIF89a damaged") is None  # a damaged GIF: no image, as OpenCV says
+
+
 def save_as_a_phone_does(upright_bgr: np.ndarray, path: Path) -> None:
     """A portrait photo as a phone stores it: the pixels turned sideways, the EXIF orientation tag (6) saying how to
     turn them back."""
@@ -346,6 +390,7 @@ def test_cam_over_a_folder_of_photos_reads_them_upright_keeps_every_readable_one
     save_as_a_phone_does(astronaut, photos / "b_phone.jpg")
     (photos / "c_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     cv2.imwrite(str(photos / "d_wall.png"), np.full((200, 300), 128, np.uint8))  # another size, gray, no face
+    (photos / "e_notes.txt").write_text("not an image: named, not read")
     video, table = tmp_path / "out.avi", tmp_path / "t.json"
     args = [
         "--model",
@@ -362,6 +407,7 @@ def test_cam_over_a_folder_of_photos_reads_them_upright_keeps_every_readable_one
     captured = capsys.readouterr()
     assert f"warning: skipped {photos / 'c_broken.jpg'}: not a readable image" in captured.err
     assert "skipped 1 of 4 images (unreadable)" in captured.err and captured.out.startswith("3 frames,")
+    assert f"warning: not read: 1 file without an image's extension: {photos / 'e_notes.txt'}" in captured.err
     rows = json.loads(table.read_text())
     assert [r["frame"] for r in rows][:2] == [0, 1]  # (frames are a stream: the wall may hold the face a while)
     assert iou(rows[0]["box"], rows[1]["box"]) > 0.8  # the phone photo read upright

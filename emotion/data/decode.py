@@ -1,5 +1,6 @@
 """Image bytes → pixels, upright as the photo's EXIF orientation says: OpenCV for every common format, pillow-heif for
-the HEIC/HEIF photos of phones (iPhones save them by default; OpenCV cannot read them). Training and serving both
+the HEIC/HEIF photos of phones (iPhones save them by default; OpenCV cannot read them), Pillow for GIFs where the
+installed OpenCV was built without its GIF reader (before 4.12). Training and serving both
 decode here, so a face looks the same to both."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ IMAGE_EXTENSIONS = {
     ".tif",
     ".tiff",
     ".webp",
+    ".gif",
     ".avif",
     ".heic",
     ".heif",
@@ -40,7 +42,10 @@ def decode(data: bytes) -> np.ndarray | None:
     if is_heif(data):
         return _decode_heif(data)
     # not IMREAD_UNCHANGED: it ignores the EXIF orientation; these flags keep 16 bits and drop an alpha channel
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if img is None and data[:4] == b"GIF8":  # an OpenCV without its GIF reader: Pillow's (an animation's 1st frame)
+        return _from_pil(data)
+    return img
 
 
 def to_8bit(img: np.ndarray) -> np.ndarray:
@@ -60,17 +65,23 @@ def _heif_opener(pillow_heif: Any) -> None:
 def _decode_heif(data: bytes) -> np.ndarray | None:
     try:
         import pillow_heif
-        from PIL import Image, ImageOps
     except ImportError:
         raise ValueError(
             "a HEIC/HEIF photo (the iPhone's format), which needs pillow-heif: pip install pillow-heif, or convert it "
             "to JPEG"
         ) from None
     _heif_opener(pillow_heif)
+    return _from_pil(data)
+
+
+def _from_pil(data: bytes) -> np.ndarray | None:
+    """Pillow's decoding of ``data`` as :func:`decode` returns it; None for a damaged file (as OpenCV says)."""
+    from PIL import Image, ImageOps
+
     try:
         image = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
         if image.mode in ("L", "I;16"):
             return np.asarray(image)
         return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
-    except (OSError, ValueError, RuntimeError):  # a damaged file: no image, as OpenCV says with None
+    except (OSError, ValueError, RuntimeError):
         return None

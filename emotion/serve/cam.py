@@ -35,7 +35,7 @@ from emotion.serve.faces import (
     iou,
     stream_scanner,
 )
-from emotion.serve.images import read_image
+from emotion.serve.images import images_in, not_read_note, read_image
 from emotion.serve.predictor import Face, Predictor
 
 #: Below this calibrated top probability a face is shown as "uncertain": how often the shipped models are right
@@ -51,9 +51,12 @@ def open_source(source: str) -> Iterator[np.ndarray]:
     """Frames of a webcam index, a video file or a folder of images (sorted by name)."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        files, others = images_in(path, recursive=False)
         if not files:
-            raise SourceError(f"folder {path} has no images")
+            also = f"; {not_read_note(others)}" if others else ""
+            raise SourceError(f"folder {path} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))}){also}")
+        if others:
+            print(f"warning: {not_read_note(others)}", file=sys.stderr, flush=True)
         return _images(files)
     if source.isdigit():
         cap = cv2.VideoCapture(int(source))

@@ -9,9 +9,35 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emotion.data.decode import decode, to_8bit
+from emotion.data.decode import IMAGE_EXTENSIONS, decode, to_8bit
 
 COLOUR_ORDERS = ("bgr", "rgb")
+#: videos' extensions: not read as images, but pointed to the cam, which reads them frame by frame
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg", ".3gp"}
+
+
+def video_hint(path: Path) -> str:
+    return f"a video: python -m emotion.cam --source {path} --headless --table faces.csv reads it frame by frame"
+
+
+def images_in(folder: Path, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+    """A folder's image files (by extension; sorted) and its other files, which are not read (hidden ones such as
+    ``.DS_Store`` left out of both)."""
+    images: list[Path] = []
+    others: list[Path] = []
+    for f in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        (images if f.suffix.lower() in IMAGE_EXTENSIONS else others).append(f)
+    return images, others
+
+
+def not_read_note(others: list[Path], shown: int = 5) -> str:
+    """One line naming a folder's files that were not read (no image's extension); a video is pointed to the cam."""
+    names = [f"{f} ({video_hint(f)})" if f.suffix.lower() in VIDEO_EXTENSIONS else str(f) for f in others[:shown]]
+    more = f" and {len(others) - shown} more" if len(others) > shown else ""
+    count = f"{len(others)} file" + ("s" if len(others) > 1 else "")
+    return f"not read: {count} without an image's extension: {', '.join(names)}{more}"
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -21,6 +47,8 @@ def read_image(path: Path) -> np.ndarray:
         raise ValueError("no such file")
     if not path.is_file():
         raise ValueError("not a file")
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        raise ValueError(video_hint(path))
     data = path.read_bytes()
     if not data:
         raise ValueError("empty file (0 bytes)")

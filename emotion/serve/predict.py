@@ -31,18 +31,23 @@ from emotion.serve.faces import (
     face_check_flag_error,
     photo_detector,
 )
-from emotion.serve.images import read_image
+from emotion.serve.images import images_in, not_read_note, read_image
 from emotion.serve.predictor import Predictor
 
 
-def iter_images(paths: list[str]) -> list[Path]:
+def iter_images(paths: list[str]) -> tuple[list[Path], list[Path]]:
+    """The files to read — those named, and the images of the folders named (recursively) — and the folders' other
+    files, which are not read (:func:`~emotion.serve.images.images_in`)."""
     files: list[Path] = []
+    others: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+            images, rest = images_in(p)
+            files += images
+            others += rest
         else:
             files.append(p)  # reported later if missing or unreadable
-    return files
+    return files, others
 
 
 def load_predictor(
@@ -202,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ModelFileError, FileNotFoundError, ValueError) as exc:
         return report(exc)
-    files = iter_images(args.paths)
+    files, others = iter_images(args.paths)
     if not files:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        return report(f"no image files in {', '.join(args.paths)} (looked for {exts}, recursively)")
+        also = f"; {not_read_note(others)}" if others else ""
+        return report(f"no image files in {', '.join(args.paths)} (looked for {exts}, recursively){also}")
     rows = predict_files(predictor, files, not args.no_detect, args.annotate)
     try:
         if args.json:
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`| head`): nothing more to say, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush does not fail
         return 0
+    if others:
+        print(not_read_note(others), file=sys.stderr)
     failed = sorted({r["file"] for r in rows if "error" in r})
     if failed:
         print(f"{len(failed)} of {len({r['file'] for r in rows})} files failed", file=sys.stderr)
