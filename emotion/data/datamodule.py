@@ -120,10 +120,12 @@ class InMemoryFaces(Dataset):
         augment: bool,
         views: tuple[np.ndarray, np.ndarray] | None = None,
         views_p: float = 0.0,
+        targets: torch.Tensor | None = None,
     ) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
         self.y = torch.from_numpy(labels)
         self.augment = augment
+        self.targets = targets  # the teacher's stored targets per face (model.distill.precompute), carried along
         # a second picture of some faces (``views``: pictures and a mask of the faces that have one), swapped in
         # for a share ``views_p`` of the samples that have one
         self.views = self.has_view = None
@@ -137,13 +139,14 @@ class InMemoryFaces(Dataset):
 
     def __getitem__(self, item: tuple[torch.Tensor, int]):
         idx, batch_seed = item
-        if self.augment:
+        if self.augment or self.targets is not None:
             x = self.x[idx]
             if self.views is not None and self.views_p > 0:
                 g = torch.Generator().manual_seed(view_seed(batch_seed))
                 pick = (torch.rand(len(idx), generator=g) < self.views_p) & self.has_view[idx]
                 x = torch.where(pick[:, None, None, None], self.views[idx], x)
-            return x, self.y[idx], torch.tensor(batch_seed)
+            stored = () if self.targets is None else (self.targets[idx],)
+            return x, self.y[idx], torch.tensor(batch_seed), *stored
         return self.x[idx], self.y[idx]
 
 
@@ -155,8 +158,9 @@ def view_seed(batch_seed: int) -> int:
 class FER2013DataModule(L.LightningDataModule):
     """FER2013 (folder layout or CSV) with the official split where present; see :mod:`emotion.data.splits`.
 
-    Training batches are ``(uint8 images, labels, batch_seed)``; ``on_after_batch_transfer`` augments them on the
-    device. Validation/test batches are ``(uint8 images, labels)`` and are never augmented.
+    Training batches are ``(uint8 images, labels, batch_seed)`` (and the teacher's targets, where the model stored
+    them in ``train_targets``: ``model.distill.precompute``); ``on_after_batch_transfer`` augments them on the device.
+    Validation/test batches are ``(uint8 images, labels)`` and are never augmented.
     """
 
     def __init__(
@@ -202,6 +206,7 @@ class FER2013DataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.views, self.views_p = views, views_p
         self.train_views: tuple[np.ndarray, np.ndarray] | None = None
+        self.train_targets: torch.Tensor | None = None  # the teacher's, per training face (set by the model)
         self.class_names: tuple[str, ...] = FER2013_CLASSES
         self.raw: RawData | None = None
         self.splits: Splits | None = None
@@ -369,6 +374,7 @@ class FER2013DataModule(L.LightningDataModule):
             augment=train and (self.augment is not None or self.mix is not None or self.train_views is not None),
             views=self.train_views if name == "train" and train else None,
             views_p=self.views_p,
+            targets=self.train_targets if name == "train" and train else None,
         )
         trainer = self.trainer  # None outside a Trainer: one process
         sampler = EpochBatchSampler(
@@ -399,12 +405,12 @@ class FER2013DataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if len(batch) == 3:  # a training batch: augment (and mix) on its device, then drop the seed
-            x, y, seed = batch
+        if len(batch) >= 3:  # a training batch: augment (and mix) on its device, then drop the seed
+            x, y, seed, *stored = batch
             if self.trainer is not None and self.trainer.training:
                 if self.augment is not None:
                     x = self.augment(x, int(seed))
-                if self.mix is not None:
+                if self.mix is not None:  # (the model refuses mixing with stored targets)
                     x, y = self.mix(x, y, int(seed), len(self.class_names))
-            return x, y
+            return x, y, *stored
         return batch

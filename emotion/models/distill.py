@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,12 +48,18 @@ class Distillation:
     or path fails when the config is built, before any data is read.
 
     ``drop_labels_below`` (label noise): a face whose label the teacher gives less than this probability (softmax at
-    T = 1) keeps no hard-label term — it learns from the teacher alone; 0 keeps every label."""
+    T = 1) keeps no hard-label term — it learns from the teacher alone; 0 keeps every label.
+
+    ``precompute``: the teacher's targets are computed once per training face before the first epoch — its
+    probabilities averaged over the face and its mirror image, unaugmented (:func:`stored_targets`; cached on disk
+    beside the data cache) — instead of on every augmented batch: an epoch costs the student alone, and the targets
+    no longer follow the augmentation."""
 
     teacher: str | tuple[str, ...] | None = None
     alpha: float = 0.5
     temperature: float = 4.0
     drop_labels_below: float = 0.0
+    precompute: bool = False
 
     def __post_init__(self) -> None:
         check("model.distill.alpha", self.alpha)
@@ -60,6 +72,8 @@ class Distillation:
             object.__setattr__(self, "teacher", names[0] if len(names) == 1 else names)
         for name in self.teachers:
             teacher_file(name)
+        if self.precompute and not self.teacher:
+            raise UserError("model.distill.precompute=true needs a teacher; set model.distill.teacher")
         if self.drop_labels_below and not self.teacher:
             raise UserError(
                 f"model.distill.drop_labels_below={self.drop_labels_below} needs a teacher to judge the labels; "
@@ -109,3 +123,59 @@ class Distillation:
         """(the blended loss, the soft-target term alone)."""
         soft = distillation_loss(student, teacher, self.temperature)
         return (1 - self.alpha) * loss + self.alpha * soft, soft
+
+
+STORED_FORMAT = 1  # bump when stored_targets computes something else: older cache files are never read again
+
+
+def stored_targets(
+    teacher: EmotionNet,
+    images: np.ndarray,
+    batch_size: int = 256,
+    context: Callable[[], AbstractContextManager] = nullcontext,
+) -> torch.Tensor:
+    """The teacher's targets for ``images`` (``N×S×S`` uint8 faces, unaugmented): ``N×C`` float32, the log of its
+    probabilities (softmax of what it returns, as distillation reads it) averaged over each face and its mirror
+    image; ``context``: the precision the training steps run the teacher in (``trainer.precision_plugin``)."""
+    from emotion.models.tta import averaged
+
+    device = next(teacher.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).unsqueeze(1).to(device)
+            with context():
+                probs = averaged(lambda v: F.softmax(teacher(v).float(), dim=1), x, "flip")
+            out.append(probs.clamp_min(1e-12).log().float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, teacher.num_classes)
+
+
+def cached_stored_targets(
+    teacher: EmotionNet,
+    files: tuple[str, ...],
+    images: np.ndarray,
+    cache_dir: str | Path | None,
+    precision: str,
+    context: Callable[[], AbstractContextManager] = nullcontext,
+) -> torch.Tensor:
+    """:func:`stored_targets`, read from ``cache_dir`` when the same teacher ``files`` (by content), faces and
+    ``precision`` made them before (a resumed run starts at once); None: no cache."""
+    key = hashlib.sha256(f"v{STORED_FORMAT}|{precision}|{images.shape}|".encode())
+    for file in files:
+        key.update(hashlib.sha256(Path(file).read_bytes()).digest())
+    key.update(np.ascontiguousarray(images).tobytes())
+    path = Path(cache_dir) / f"teacher-{key.hexdigest()[:20]}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        log.info("model.distill.precompute: the teacher's targets read from %s", path)
+        return torch.from_numpy(np.load(path))
+    t0 = time.perf_counter()
+    targets = stored_targets(teacher, images, context=context)
+    seconds = time.perf_counter() - t0
+    log.info("model.distill.precompute: the teacher's targets for %d faces in %.0f s", len(images), seconds)
+    if path is not None:
+        from emotion.atomic import atomic_open
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, targets.numpy())
+    return targets

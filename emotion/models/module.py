@@ -172,12 +172,38 @@ class EmotionModule(L.LightningModule):
         if self.distill.teacher and not self._teacher:
             teacher = self.distill.load_teacher(self.class_names).to(self.device)
             self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
+        if self.distill.precompute:
+            self._store_targets(dm)
+
+    def _store_targets(self, dm: Any) -> None:
+        """``model.distill.precompute``: the teacher's targets for every training face, handed to the data module,
+        whose training batches then carry them (computed in the precision the steps would run the teacher in)."""
+        from emotion.models.distill import cached_stored_targets, teacher_file
+
+        if dm is None or not hasattr(dm, "train_targets"):
+            raise UserError("model.distill.precompute=true needs the FER2013 data module (data=fer2013 or synthetic)")
+        if getattr(dm, "mix", None) is not None and dm.mix.enabled:
+            raise UserError(
+                "model.distill.precompute=true with data.mix: a mixed face's target would be a blend of stored ones; "
+                "set data.mix's alphas to 0 or model.distill.precompute=false"
+            )
+        files = tuple(teacher_file(name) for name in self.distill.teachers)
+        dm.train_targets = cached_stored_targets(
+            self._teacher[0],
+            files,
+            dm.arrays("train")[0],
+            dm.cache_dir,
+            str(self.trainer.precision),
+            self.trainer.precision_plugin.forward_context,
+        )
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """``target``: class indices (:data:`NO_LABEL` for a face whose hard label ``data.drop_labels`` dropped: it
         learns from the teacher alone), or class probabilities when the batch was mixed (mixup/cutmix)."""
-        x, target = batch
+        x, target, *stored = batch  # stored: the teacher's targets (model.distill.precompute)
+        if self.distill.precompute and not stored:
+            raise RuntimeError("model.distill.precompute: a training batch came without the teacher's stored targets")
         labelled = target != NO_LABEL if target.ndim == 1 else None
         if labelled is not None and labelled.all():
             labelled = None
@@ -187,7 +213,9 @@ class EmotionModule(L.LightningModule):
         repeat = self._step_key == (self.global_step, batch_idx)  # SAM's second pass over the same batch
         self._step_key = (self.global_step, batch_idx)
         logits = self(x)
-        if self._teacher and not repeat:
+        if self._teacher and not repeat and stored:
+            self._teacher_logits = stored[0]
+        elif self._teacher and not repeat:
             with torch.no_grad():
                 self._teacher_logits = self._teacher[0](x)
         kept = self.distill.labels_kept(self._teacher_logits, y) if self._teacher else None
