@@ -27,6 +27,7 @@ def test_fast_dev_run_composes_and_trains(tmp_path):
     "experiment, extra",
     [
         ("recipe", []),
+        ("recipe", ["model.distill.precompute=true"]),  # the one-cycle schedule builds a loader early: targets first
         ("best", []),
         ("fast", []),
         ("sota", ["trainer.accelerator=cpu", "trainer.precision=32-true", "data.pin_memory=false"]),

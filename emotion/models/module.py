@@ -145,6 +145,8 @@ class EmotionModule(L.LightningModule):
             self.class_weights = self.loss_config.class_weights(dm.class_counts()).to(self.device)
         if dm is not None and tuple(dm.class_names) != self.class_names:
             raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
+        if stage == "fit" and self.distill.precompute:  # before any training loader is built (a one-cycle
+            self._store_targets(dm)  # schedule's length builds one before on_fit_start)
 
     def load_initial_weights(self, path: str) -> None:
         from emotion.models.checkpoint import load_net
@@ -169,15 +171,17 @@ class EmotionModule(L.LightningModule):
                 f"data.drop_labels={dm.drop_labels} leaves its faces only the teacher to learn from; "
                 "set model.distill.teacher, or data.drop_labels=null"
             )
+        self._load_teacher(self.device)
+
+    def _load_teacher(self, device: torch.device) -> None:
         if self.distill.teacher and not self._teacher:
-            teacher = self.distill.load_teacher(self.class_names).to(self.device)
+            teacher = self.distill.load_teacher(self.class_names).to(device)
             self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
-        if self.distill.precompute:
-            self._store_targets(dm)
 
     def _store_targets(self, dm: Any) -> None:
         """``model.distill.precompute``: the teacher's targets for every training face, handed to the data module,
-        whose training batches then carry them (computed in the precision the steps would run the teacher in)."""
+        whose training batches then carry them (computed on the run's device, in the precision the steps would run
+        the teacher in)."""
         from emotion.models.distill import cached_stored_targets, teacher_file
 
         if dm is None or not hasattr(dm, "train_targets"):
@@ -187,6 +191,7 @@ class EmotionModule(L.LightningModule):
                 "model.distill.precompute=true with data.mix: a mixed face's target would be a blend of stored ones; "
                 "set data.mix's alphas to 0 or model.distill.precompute=false"
             )
+        self._load_teacher(self.trainer.strategy.root_device)
         files = tuple(teacher_file(name) for name in self.distill.teachers)
         dm.train_targets = cached_stored_targets(
             self._teacher[0],
