@@ -236,7 +236,13 @@ def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams(
     assert module.loss_config.label_smoothing == 0.1 and module.distill.temperature == 2.0
     # plain values only: a checkpoint's hyperparameters load with weights_only=True
     assert module.hparams["loss"] == {"label_smoothing": 0.1, "class_weighting": None}
-    assert module.hparams["distill"] == {"teacher": None, "alpha": 0.5, "temperature": 2.0, "drop_labels_below": 0.0}
+    assert module.hparams["distill"] == {
+        "teacher": None,
+        "alpha": 0.5,
+        "temperature": 2.0,
+        "drop_labels_below": 0.0,
+        "precompute": False,
+    }
 
 
 def test_a_list_of_teachers_distils_from_their_averaged_probabilities(tmp_path):
