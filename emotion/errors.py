@@ -9,6 +9,7 @@ or a bug (a traceback). Every entry point reports through :func:`report` / :func
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import NoReturn
 
@@ -50,3 +51,10 @@ def report(error: BaseException | str) -> int:
 def fail(error: BaseException | str) -> NoReturn:
     """:func:`report`, then exit with :data:`EXIT_USAGE`."""
     raise SystemExit(report(error))
+
+
+def reader_gone() -> int:
+    """Exit status 0 when the reader of stdout stopped early (``| head``): nothing more to say and no traceback;
+    stdout now goes nowhere, so that the interpreter's own flush at exit does not fail too."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

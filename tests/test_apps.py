@@ -234,6 +234,27 @@ def test_a_gif_is_read_by_pillow_where_opencv_has_no_gif_reader(astronaut, tmp_p
     assert decode_module.decode(b"GIF89a damaged") is None  # a damaged GIF: no image, as OpenCV says
 
 
+def test_songs_from_a_group_photo_say_whose_mood_it_is_and_can_average_every_face(weights, astronaut, tmp_path, capsys):
+    from emotion.serve.mood import mood_of_image
+    from emotion.songs.__main__ import main as songs_main
+
+    frame = np.full((900, 1600, 3), 100, np.uint8)
+    frame[100:612, 50:562] = astronaut  # the larger face
+    frame[300:684, 1000:1384] = cv2.resize(cv2.flip(astronaut, 1), (384, 384))
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), frame)
+    faces = Predictor(str(weights)).predict(frame)
+    assert len(faces) == 2 and faces[0].box[2] > faces[1].box[2]
+    largest, group = mood_of_image(photo, str(weights)), mood_of_image(photo, str(weights), all_faces=True)
+    assert np.allclose(largest.probs, faces[0].probs) and largest.whose == "the largest of 2 faces; --all-faces: all"
+    assert np.allclose(group.probs, (faces[0].probs + faces[1].probs) / 2) and group.whose == "2 faces averaged"
+    assert songs_main(["--from-image", str(photo), "--model", str(weights), "--all-faces", "-n", "2"]) == 0
+    assert f"({group.label.split(' (')[1]} [match]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        songs_main(["--emotion", "sad", "--all-faces"])
+    assert "--all-faces goes with --from-image" in capsys.readouterr().err
+
+
 def save_as_a_phone_does(upright_bgr: np.ndarray, path: Path) -> None:
     """A portrait photo as a phone stores it: the pixels turned sideways, the EXIF orientation tag (6) saying how to
     turn them back."""
@@ -672,6 +693,14 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
     cmd = f"{sys.executable} -m emotion.predict {tmp_path} --model {weights} --no-detect --csv | head -1"
     res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.stdout.startswith("file,") and len(res.stdout.splitlines()) == 1
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
+    assert res.returncode == 0
+
+
+def test_songs_piped_into_a_reader_that_is_gone_exit_quietly():
+    """``songs … | true``: the reader never reads (it is gone before the songs are printed); no traceback."""
+    cmd = f"{sys.executable} -m emotion.songs --emotion happy -n 8 | true"
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
     assert res.returncode == 0
 

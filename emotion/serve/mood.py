@@ -15,14 +15,17 @@ import numpy as np
 class Mood:
     class_names: tuple[str, ...]
     probs: np.ndarray
+    whose: str = ""  # whose mood it is, where a photo held several faces
 
     @property
     def label(self) -> str:
-        return f"{self.class_names[int(np.argmax(self.probs))]} ({float(np.max(self.probs)):.0%})"
+        whose = f", {self.whose}" if self.whose else ""
+        return f"{self.class_names[int(np.argmax(self.probs))]} ({float(np.max(self.probs)):.0%}{whose})"
 
 
-def mood_of_image(path: str | Path, model: str | None = None) -> Mood:
-    """The largest face of a photo. ValueError for an unreadable image or one without a face."""
+def mood_of_image(path: str | Path, model: str | None = None, all_faces: bool = False) -> Mood:
+    """The largest face of a photo, or with ``all_faces`` the mean of every face's probabilities (a group's mood).
+    ValueError for an unreadable image or one without a face."""
     from emotion.serve.images import read_image
     from emotion.serve.predictor import Predictor
 
@@ -34,7 +37,11 @@ def mood_of_image(path: str | Path, model: str | None = None) -> Mood:
     faces = predictor.predict(image)
     if not faces:
         raise ValueError(f"no face detected in {path}")
-    return Mood(predictor.class_names, faces[0].probs)
+    if len(faces) == 1:
+        return Mood(predictor.class_names, faces[0].probs)
+    if all_faces:
+        return Mood(predictor.class_names, np.mean([f.probs for f in faces], axis=0), f"{len(faces)} faces averaged")
+    return Mood(predictor.class_names, faces[0].probs, f"the largest of {len(faces)} faces; --all-faces: all")
 
 
 def mood_of_stream(

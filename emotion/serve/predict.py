@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -194,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrong := face_check_flag_error(args.face_check, args.detector):
         p.error(wrong)
 
-    from emotion.errors import ModelFileError, file_system_message, report
+    from emotion.errors import ModelFileError, file_system_message, reader_gone, report
 
     if args.annotate is not None:
         try:
@@ -221,9 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print_table(rows)
         sys.stdout.flush()
-    except BrokenPipeError:  # the reader stopped early (`| head`): nothing more to say, and no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush does not fail
-        return 0
+    except BrokenPipeError:
+        return reader_gone()
     if others:
         print(not_read_note(others), file=sys.stderr)
     failed = sorted({r["file"] for r in rows if "error" in r})

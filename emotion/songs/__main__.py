@@ -7,7 +7,7 @@ import sys
 import webbrowser
 from typing import TYPE_CHECKING
 
-from emotion.errors import UserError, report
+from emotion.errors import UserError, reader_gone, report
 from emotion.labels import FER2013_CLASSES
 from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, print_recommendations, recommend
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategy", choices=STRATEGIES, default="match", help="match the mood, or lift it (iso principle)")
     p.add_argument("--catalog", help="your own CSV (title/track_name, artist/artists, valence, energy[, tempo])")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--all-faces", action="store_true", help="with --from-image: the mean mood of every face found")
     p.add_argument("--model", help="model for --from-image/--from-cam (default: the shipped model)")
     p.add_argument("--frames", type=int, default=75, help="frames to watch with --from-cam (without --live)")
     p.add_argument(
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.live and not args.from_cam:
         p.error("--live goes with --from-cam")
+    if args.all_faces and not args.from_image:
+        p.error("--all-faces goes with --from-image")
 
     def songs_for(found: Mood) -> list:
         return recommend(
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             from emotion.serve.mood import mood_of_image, mood_of_stream
 
             if args.from_image:
-                found = mood_of_image(args.from_image, args.model)
+                found = mood_of_image(args.from_image, args.model, args.all_faces)
             else:
                 live = (
                     (lambda m: print_recommendations(songs_for(m), f"{m.label} [{args.strategy}]"))
@@ -63,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             songs, label = songs_for(found), found.label
     except (UserError, CatalogError, ValueError, OSError) as exc:  # UserError: a bad model file or camera
         return report(exc)
-    print_recommendations(songs, f"{label} [{args.strategy}]")
+    try:
+        print_recommendations(songs, f"{label} [{args.strategy}]")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return reader_gone()
     if len(songs) < args.n:
         print(f"(only {len(songs)} songs with distinct artists in the catalog)", file=sys.stderr)
     if args.open:
