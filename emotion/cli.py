@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
-from emotion.errors import UserError, fail, file_system_message
+from emotion.errors import UserError, fail, file_system_message, reader_gone
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,15 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
     ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
     """
     quiet_libraries()
+    logging.raiseExceptions = False  # a log line to an output whose reader is gone: dropped, not a traceback
     try:
         if out_dir is not None:
             from emotion.run_lock import hold
 
             hold(out_dir)  # held already by a single run (preflight); a sweep's job takes its own here
         yield
+    except BrokenPipeError:  # the reader of the output stopped early (`| head`)
+        raise SystemExit(reader_gone()) from None
     except Exception as exc:
         if isinstance(exc, InstantiationException):
             message = f"invalid configuration: {exc.__cause__ or exc}"

@@ -9,9 +9,13 @@ or a bug (a traceback). Every entry point reports through :func:`report` / :func
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec
+
+P = ParamSpec("P")
 
 EXIT_USAGE = 2
 
@@ -58,3 +62,18 @@ def reader_gone() -> int:
     stdout now goes nowhere, so that the interpreter's own flush at exit does not fail too."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def quiet_if_reader_gone(main: Callable[P, int]) -> Callable[P, int]:
+    """A command's ``main`` that ends with :func:`reader_gone` when its output's reader stopped early."""
+
+    @functools.wraps(main)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            status = main(*args, **kwargs)
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:
+            return reader_gone()
+
+    return wrapped

@@ -697,9 +697,11 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
     assert res.returncode == 0
 
 
-def test_songs_piped_into_a_reader_that_is_gone_exit_quietly():
-    """``songs … | true``: the reader never reads (it is gone before the songs are printed); no traceback."""
-    cmd = f"{sys.executable} -m emotion.songs --emotion happy -n 8 | true"
+@pytest.mark.parametrize("command", ["songs --emotion happy -n 8", "audit {data} --out {tmp}/audit"])
+def test_commands_piped_into_a_reader_that_is_gone_exit_quietly(command, folder_data, tmp_path):
+    """``… | true``: the reader never reads (it is gone before anything is printed); no traceback, status 0."""
+    args = command.format(data=folder_data, tmp=tmp_path)
+    cmd = f"{sys.executable} -m emotion.{args} | true"
     res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
     assert res.returncode == 0

@@ -21,7 +21,7 @@ import numpy as np
 
 from emotion.data.sources import DecodeReport, decode_image, list_image_files, origin_of
 from emotion.data.twins import near_duplicate_groups
-from emotion.errors import DatasetError, report
+from emotion.errors import DatasetError, quiet_if_reader_gone, report
 from emotion.labels import FER2013_CLASSES
 
 
@@ -161,6 +161,7 @@ def contact_sheet(result: dict[str, Any], path: Path, n_groups: int = 12, per_gr
     return save_figure(fig, path)
 
 
+@quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.audit", description=__doc__.splitlines()[0])
     p.add_argument("root")

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.data.decode import IMAGE_EXTENSIONS
-from emotion.errors import UserError, report
+from emotion.errors import UserError, quiet_if_reader_gone, report
 from emotion.serve.faces import (
     CHECK_SCORE,
     FaceDetector,
@@ -359,6 +359,7 @@ def video_scanner(
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
+@quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.cam", description=__doc__.splitlines()[0])
     p.add_argument("--source", default="0", help="webcam index, video file or image folder (default 0)")

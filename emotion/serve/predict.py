@@ -20,6 +20,7 @@ from rich.table import Table
 
 from emotion.atomic import writable_folder
 from emotion.data.decode import IMAGE_EXTENSIONS
+from emotion.errors import quiet_if_reader_gone
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import (
     CHECK_SCORE,
@@ -151,6 +152,7 @@ def write_csv(rows: list[dict], class_names: tuple[str, ...]) -> None:
             )
 
 
+@quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.predict", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrong := face_check_flag_error(args.face_check, args.detector):
         p.error(wrong)
 
-    from emotion.errors import ModelFileError, file_system_message, reader_gone, report
+    from emotion.errors import ModelFileError, file_system_message, report
 
     if args.annotate is not None:
         try:
@@ -212,16 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         also = f"; {not_read_note(others)}" if others else ""
         return report(f"no image files in {', '.join(args.paths)} (looked for {exts}, recursively){also}")
     rows = predict_files(predictor, files, not args.no_detect, args.annotate)
-    try:
-        if args.json:
-            print(json.dumps(rows, indent=1))
-        elif args.csv:
-            write_csv(rows, predictor.class_names)
-        else:
-            print_table(rows)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return reader_gone()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif args.csv:
+        write_csv(rows, predictor.class_names)
+    else:
+        print_table(rows)
+    sys.stdout.flush()
     if others:
         print(not_read_note(others), file=sys.stderr)
     failed = sorted({r["file"] for r in rows if "error" in r})

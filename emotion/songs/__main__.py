@@ -7,7 +7,7 @@ import sys
 import webbrowser
 from typing import TYPE_CHECKING
 
-from emotion.errors import UserError, reader_gone, report
+from emotion.errors import UserError, quiet_if_reader_gone, report
 from emotion.labels import FER2013_CLASSES
 from emotion.songs.recommender import STRATEGIES, CatalogError, load_catalog, print_recommendations, recommend
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from emotion.serve.mood import Mood
 
 
+@quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.songs", description="Songs for an emotion or a face.")
     src = p.add_mutually_exclusive_group(required=True)
@@ -66,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             songs, label = songs_for(found), found.label
     except (UserError, CatalogError, ValueError, OSError) as exc:  # UserError: a bad model file or camera
         return report(exc)
-    try:
-        print_recommendations(songs, f"{label} [{args.strategy}]")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return reader_gone()
+    print_recommendations(songs, f"{label} [{args.strategy}]")
     if len(songs) < args.n:
         print(f"(only {len(songs)} songs with distinct artists in the catalog)", file=sys.stderr)
     if args.open:

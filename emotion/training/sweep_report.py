@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from emotion.errors import quiet_if_reader_gone
 from emotion.errors import report as report_error
 
 
@@ -216,6 +217,7 @@ def report(sweep_dir: str | Path, metric: str = "val/acc", mode: str = "max") ->
     return md, rows
 
 
+@quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.sweep_report", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dir")
