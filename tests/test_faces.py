@@ -592,3 +592,35 @@ def test_the_finer_search_of_a_huge_photo_is_capped_in_pixels(monkeypatch):
     monkeypatch.setattr(faces, "FINE_MAX_PIXELS", 3_000_000)
     photo_detector().detect(frame)
     assert scales[0] == 640 / 4000 and abs(scales[1] * scales[1] * 12e6 - 3e6) < 1e3  # a quarter of the pixels
+
+
+def test_the_finer_search_adds_a_face_the_first_search_judged_only_if_it_is_confident(monkeypatch):
+    """A weak face the 640-px copy shows ``FINE_JUDGED_PX`` wide or more was judged there (turns, closer looks, the
+    face check): the finer search may not add it; its confident faces and its small weak faces it does add."""
+    import emotion.serve.faces as faces
+
+    def row(x: float, side: float, score: float) -> np.ndarray:
+        r = np.zeros(15, np.float32)
+        r[:4], r[14] = (x, 100, side, side), score
+        r[4:14] = np.tile([x + side / 2, 100 + side / 2], 5)
+        return r
+
+    coarse = 640 / 4000
+    judged_side = faces.FINE_JUDGED_PX / coarse  # pixels of the photo
+    finer = np.stack(
+        [
+            row(0, judged_side * 1.2, 0.6),  # large and weak: the first search judged it (no face there)
+            row(1000, judged_side * 1.2, 0.9),  # large and confident
+            row(2000, judged_side * 0.5, 0.6),  # too small for the first search to judge: the finer one's to keep
+        ]
+    )
+
+    def searched(self, frame, scale, turns):
+        return finer.copy() if scale > coarse else faces._NO_ROWS.copy()
+
+    monkeypatch.setattr(faces.YuNetDetector, "_rows_at", searched)
+    frame = np.zeros((3000, 4000, 3), np.uint8)
+    kept = photo_detector().rows(frame)
+    assert sorted(kept[:, 0].tolist()) == [1000, 2000]
+    monkeypatch.setattr(faces, "FINE_JUDGED_PX", None)  # no such rule: every face the finer search keeps
+    assert sorted(photo_detector().rows(frame)[:, 0].tolist()) == [0, 1000, 2000]

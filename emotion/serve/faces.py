@@ -196,14 +196,19 @@ class YuNetDetector:
 
         Where ``detect_width`` shrinks a ``min_face`` face under :data:`FINDABLE_PX` (a large photo: a 120-px face of
         a 4032-px group photo is 19 px at 640), a second search, upright only, runs on a copy where it is that wide,
-        of at most :data:`FINE_MAX_PIXELS` (a larger photo's smallest findable face is larger)."""
+        of at most :data:`FINE_MAX_PIXELS` (a larger photo's smallest findable face is larger); of its faces that the
+        first copy shows :data:`FINE_JUDGED_PX` wide or more, only those scoring ``score_threshold`` are added."""
         frame = _bgr(frame)
         scale = min(1.0, self.detect_width / frame.shape[1]) if self.detect_width else 1.0
         found = self._rows_at(frame, scale, self.rotations if rotations is None else rotations)
         fine = min(1.0, FINDABLE_PX / self.min_face) if self.min_face else scale
         fine = min(fine, (FINE_MAX_PIXELS / (frame.shape[0] * frame.shape[1])) ** 0.5)  # YuNet's memory grows with it
         if fine > scale * 1.2:  # the first search cannot find the smallest faces asked for
-            found = _nms(np.concatenate([found, self._rows_at(frame, fine, (0.0,))]), self.nms_threshold)
+            finer = self._rows_at(frame, fine, (0.0,))
+            if FINE_JUDGED_PX is not None:  # faces the first search judged (turns, closer looks): confident ones only
+                judged = np.maximum(finer[:, 2], finer[:, 3]) * scale >= FINE_JUDGED_PX
+                finer = finer[~judged | (finer[:, 14] >= self.score_threshold)]
+            found = _nms(np.concatenate([found, finer]), self.nms_threshold)
         return found[np.maximum(found[:, 2], found[:, 3]) >= self.min_face]
 
     def _rows_at(self, frame: np.ndarray, scale: float, rotations: tuple[float, ...]) -> np.ndarray:
@@ -413,6 +418,11 @@ FINDABLE_PX = 48
 #: The finer search's copy holds at most this many pixels: YuNet needs ~70 bytes per pixel searched (a 48-MP photo at
 #: full resolution: 3.7 GB), so a larger photo is searched at this size and its smallest findable face grows.
 FINE_MAX_PIXELS = 16_000_000
+#: A face the first (``detect_width``) search sees at least this wide was judged there, with its turns, closer looks
+#: and sure faces; the finer search adds it only if it scores ``score_threshold`` itself (None: every face it keeps).
+#: Its weak large faces were textures: group photos with a false box 3 → 1 of 24, no face lost on PublicTest
+#: (``experiments/faces_in_the_field/group_photos.py``, "Small faces in large photos").
+FINE_JUDGED_PX: int | None = 48
 #: The photo detector's smallest face (pixels of the image): smaller ones are dropped, and a large photo is searched
 #: finely enough to find faces of this size (``predict --min-face``).
 MIN_FACE = 24

@@ -9,6 +9,8 @@ The photo detector searches a copy 640 px wide; in a 4032-px photo a 120-px face
 finds. With ``min_face`` set, a second search, upright only, runs on a copy where a ``min_face`` face is
 ``FINDABLE_PX`` wide (``emotion.serve.faces``). ``--split train`` chooses ``FINDABLE_PX`` (``--findable``: the
 values tried, each at every ``--min-face``); ``--split test`` reports the shipped setting on PublicTest faces.
+``--judged 48,none`` compares the finer search with and without ``FINE_JUDGED_PX`` (its weak faces that the 640-px
+copy shows large enough to judge are dropped).
 
 A photo: a background of ``scenes.py`` (the procedural family and scikit-image's photographs, alternating) scaled to
 the photo's size, with the camera's noise; ``--faces`` faces from the split, each size of :data:`SIZES` twice, tilted
@@ -84,6 +86,7 @@ def main() -> None:
     p.add_argument("--size", default="4032x3024")
     p.add_argument("--min-face", default="0,24,32,48,64", help="the detector's min_face settings to compare")
     p.add_argument("--findable", help="FINDABLE_PX values to try (default: the shipped one)")
+    p.add_argument("--judged", help="FINE_JUDGED_PX values to try, 'none' for no such rule (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
@@ -96,15 +99,19 @@ def main() -> None:
     photos = group_photos(images, labels, a.n, width, height, a.faces, a.seed)
     crop_probs = Predictor.from_pretrained(a.model, detector=None).classify(images)
     findable = [int(v) for v in a.findable.split(",")] if a.findable else [faces_module.FINDABLE_PX]
+    judged = [faces_module.FINE_JUDGED_PX]
+    if a.judged:
+        judged = [None if v == "none" else int(v) for v in a.judged.split(",")]
     results = {}
-    for px in findable:
-        faces_module.FINDABLE_PX = px
+    for px, judged_px in ((px, j) for px in findable for j in judged):
+        faces_module.FINDABLE_PX, faces_module.FINE_JUDGED_PX = px, judged_px
         for min_face in (int(v) for v in a.min_face.split(",")):
-            if min_face == 0 and px != findable[0]:
-                continue  # no second search: FINDABLE_PX moves nothing
+            if min_face == 0 and (px, judged_px) != (findable[0], judged[0]):
+                continue  # no second search: FINDABLE_PX and FINE_JUDGED_PX move nothing
             detector = replace(photo_detector(), min_face=min_face)
             r = score(pipeline("yunet-aligned", a.model, detector=detector), photos, crop_probs)
             name = f"min_face={min_face}" + (f" findable={px}" if a.findable else "")
+            name += f" judged={judged_px}" if a.judged else ""
             overall = r["cells"]["all/all"]
             results[name] = {
                 "found": round(overall["found"], 3),
