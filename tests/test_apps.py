@@ -437,6 +437,24 @@ def test_cam_over_a_folder_of_photos_reads_them_upright_keeps_every_readable_one
     cap.release()
 
 
+def test_the_cam_says_which_faces_its_scans_miss_in_a_4k_source_and_the_flag_that_finds_them(weights, tmp_path, capsys):
+    from emotion.serve.cam import small_faces_note, video_scanner
+    from emotion.serve.faces import VideoFaceDetector
+
+    frames = tmp_path / "4k"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.png"), np.full((2160, 3840), 90, np.uint8))
+    run(Predictor(str(weights)), str(frames), headless=True, output=tmp_path / "out.avi")
+    err = capsys.readouterr().err
+    assert "note: the scans search this 3840-px-wide source at 640 px: faces narrower than about 102 px" in err
+    assert "--min-face 48 finds them" in err
+    default = VideoFaceDetector()
+    assert small_faces_note(default, 1920) is None  # 1080p: 60-px faces are found in every frame
+    finer = VideoFaceDetector(scanner=video_scanner("yunet", None, 48, None))
+    assert small_faces_note(finer, 3840) is None  # --min-face given: the finer search runs
+    assert small_faces_note(VideoFaceDetector(scanner=video_scanner("haar", None, None, None)), 3840) is None
+
+
 def test_cam_errors_for_missing_camera_and_video(tmp_path):
     with pytest.raises(SourceError, match="no camera at index 9"):
         open_source("9")

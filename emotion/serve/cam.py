@@ -196,6 +196,8 @@ def run(
     for i, frame in enumerate(frames):
         if max_frames is not None and i >= max_frames:
             break
+        if i == 0 and (note := small_faces_note(detector, frame.shape[1])):
+            print(note, file=sys.stderr, flush=True)
         boxes, landmarks = detector.detect(frame)
         raw = predictor.predict(frame, boxes, landmarks=landmarks)
         faces = tracker.update(raw)
@@ -344,6 +346,26 @@ def _fit(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
     out[y : y + small.shape[0], x : x + small.shape[1]] = small
     return out
+
+
+#: The narrowest face the video scans find in every frame, in pixels of their 640-px copy: 100-px faces of a 4K
+#: frame (17 px there) are, 60-px ones (10 px) are not (``experiments/faces_in_the_field/hd_video.py``).
+SCAN_FINDS_PX = 17
+
+
+def small_faces_note(detector: StreamDetector, width: int) -> str | None:
+    """For a source wider than 1080p whose YuNet scans search a downscaled copy only: which faces they miss, and the
+    flag that finds them; None otherwise."""
+    scanner = getattr(detector, "scanner", None)
+    if width <= 1920 or not isinstance(scanner, YuNetDetector) or scanner.min_face:
+        return None
+    if not 0 < scanner.detect_width < width:
+        return None
+    smallest = round(SCAN_FINDS_PX * width / scanner.detect_width)
+    return (
+        f"note: the scans search this {width}-px-wide source at {scanner.detect_width} px: faces narrower than about "
+        f"{smallest} px are missed; --min-face 48 finds them with a finer search (slower: 12-14 FPS in 4K on 2 cores)"
+    )
 
 
 def video_scanner(
