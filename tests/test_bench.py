@@ -19,6 +19,8 @@ ROWS = [
     "FLOPs per training image (fwd+bwd)",
     "hardware bound (img/s)",
     "ours as % of bound",
+    "recipe teacher (emotion_vgg_v8_v9 + emotion_vgg), batch 64,",
+    "folded vs kept: largest probability difference, same top class",
     "cached load (s)",
     "peak RSS of a full-data training process (MB)",
     "inference onnxruntime, batch 1 (ms/face)",
@@ -77,6 +79,9 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     assert t["bf16_speedup"] == t["ours_bf16_images_per_s"] / t["ours_images_per_s"]
     assert 5e8 < t["flops_per_image_fwd_bwd"] < 1e9  # EmotionCNN: ~0.67 GFLOP per training image
     assert res["memory"]["training_peak_rss_mb"] > 100
+    teacher = res["teacher"]
+    assert teacher["kept_ms_per_batch"] > 0 and teacher["folded_ms_per_batch"] > 0
+    assert teacher["max_prob_difference"] < 0.05 and teacher["same_top_class"] >= 0.9
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
     sizes = res["webcam"]["face_sizes"]
     assert set(sizes) == {"60", "80", "100", "130", "160", "240", "360", "440"}

@@ -92,6 +92,7 @@ class Distillation:
         student's raw augmented batch, so a teacher of another architecture or input size fits."""
         from emotion.models.checkpoint import load_net
         from emotion.models.ensemble import EmotionEnsemble
+        from emotion.models.fold import fold_batch_norm
 
         nets = [load_net(teacher_file(name)) for name in self.teachers]
         for name, net in zip(self.teachers, nets, strict=True):
@@ -107,8 +108,16 @@ class Distillation:
                 teacher = EmotionEnsemble.of(nets)
             except ValueError as exc:
                 raise UserError(f"model.distill.teacher {list(self.teachers)}: {exc}") from None
-        log.info("distilling from %s (alpha %s, temperature %s)", self.teacher, self.alpha, self.temperature)
-        return teacher.requires_grad_(False).eval()
+        teacher.requires_grad_(False).eval()
+        folded = fold_batch_norm(teacher)  # a frozen teacher: the same outputs, one pass less per batch norm
+        log.info(
+            "distilling from %s (alpha %s, temperature %s; %d batch norms folded)",
+            self.teacher,
+            self.alpha,
+            self.temperature,
+            folded,
+        )
+        return teacher
 
     def labels_kept(self, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
         """Which faces keep their hard-label term (a bool per face), or None when every face does.
@@ -125,7 +134,8 @@ class Distillation:
         return (1 - self.alpha) * loss + self.alpha * soft, soft
 
 
-STORED_FORMAT = 1  # bump when stored_targets computes something else: older cache files are never read again
+# bump when stored_targets computes something else: older cache files are never read again (2: batch norms folded)
+STORED_FORMAT = 2
 
 
 def stored_targets(

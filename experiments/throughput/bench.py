@@ -250,6 +250,51 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
     return results
 
 
+def recipe_teacher() -> tuple[str, ...]:
+    """The teacher of ``experiment=recipe`` (a name or a list of shipped models), as its config file gives it."""
+    from omegaconf import OmegaConf
+
+    teacher = OmegaConf.load(ROOT / "conf" / "experiment" / "recipe.yaml").model.distill.teacher
+    return (str(teacher),) if isinstance(teacher, str) else tuple(str(t) for t in teacher)
+
+
+def teacher_ms_per_batch(reps: int, iters: int) -> dict[str, Any]:
+    """The recipe's frozen teacher on a training batch, as a training step runs it (channels_last, in bf16 where
+    the CPU has it natively): as loaded (batch norms folded, :mod:`emotion.models.fold`) and with its batch norms
+    kept, and how far apart their probabilities are."""
+    from emotion.models.checkpoint import load_net
+    from emotion.models.distill import Distillation, teacher_file
+    from emotion.models.ensemble import EmotionEnsemble
+
+    names = recipe_teacher()
+    folded = Distillation(teacher=names).load_teacher(load_net(teacher_file(names[0])).class_names)
+    members = [load_net(teacher_file(n)) for n in names]
+    kept = (members[0] if len(members) == 1 else EmotionEnsemble.of(members)).requires_grad_(False).eval()
+    x = torch.randint(0, 256, (BATCH, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = x.float().div(255).contiguous(memory_format=torch.channels_last)
+    bf16 = cpu_has_native_bf16()
+    results: dict[str, Any] = {"teacher": list(names), "batch": BATCH, "bf16": bf16}
+    nets = {"kept": kept.to(memory_format=torch.channels_last), "folded": folded.to(memory_format=torch.channels_last)}
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        probs = {name: torch.softmax(net(x).float(), 1) for name, net in nets.items()}
+        for _ in range(2):  # warm-up
+            for net in nets.values():
+                net(x)
+        for rep in range(2 * reps):  # the two alternate, each first in turn: neither gets the warmer caches
+            for name in sorted(nets, reverse=rep % 2 == 1):
+                t = time.perf_counter()
+                for _ in range(iters):
+                    nets[name](x)
+                times[name].append((time.perf_counter() - t) / iters * 1e3)
+    for name in nets:
+        results[f"{name}_ms_per_batch"] = median(times[name])
+    results["speedup"] = results["kept_ms_per_batch"] / results["folded_ms_per_batch"]
+    results["max_prob_difference"] = float((probs["kept"] - probs["folded"]).abs().max())
+    results["same_top_class"] = float((probs["kept"].argmax(1) == probs["folded"].argmax(1)).float().mean())
+    return results
+
+
 STARTUP_COMMANDS = {
     "train --help": ["emotion.train", "--help"],
     "train model.optimizer.lr=-1 (error)": ["emotion.train", "model.optimizer.lr=-1"],
@@ -473,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     p.add_argument(
         "--only",
-        choices=["training", "data", "inference", "webcam", "textures", "startup"],
+        choices=["training", "teacher", "data", "inference", "webcam", "textures", "startup"],
         help="run one group of rows",
     )
     p.add_argument(
@@ -529,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
             "bound_images_per_s": bound,
             "ours_percent_of_bound": 100 * median(ours) / bound,
         }
+    if wanted("teacher"):
+        res["teacher"] = teacher_ms_per_batch(reps, max(1, iters // 4))
     if wanted("data"):
         res["data"] = data_startup(root)
         res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
@@ -564,6 +611,19 @@ def print_rows(res: dict[str, Any]) -> None:
             ("dense fp32 matmul", f"{t['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s"),
             ("hardware bound (img/s)", f"{t['bound_images_per_s']:.1f}"),
             ("ours as % of bound", f"{t['ours_percent_of_bound']:.0f}%"),
+        ]
+    if "teacher" in res:
+        t = res["teacher"]
+        rows += [
+            (
+                f"recipe teacher ({' + '.join(t['teacher'])}), batch {t['batch']}, {'bf16' if t['bf16'] else 'fp32'}"
+                ": batch norms kept / folded (ms)",
+                f"{t['kept_ms_per_batch']:.1f} / {t['folded_ms_per_batch']:.1f} ({t['speedup']:.2f}x)",
+            ),
+            (
+                "  folded vs kept: largest probability difference, same top class",
+                f"{t['max_prob_difference']:.4f}, {t['same_top_class']:.0%}",
+            ),
         ]
     if "memory" in res:
         d = res["data"]
