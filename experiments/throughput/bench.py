@@ -12,6 +12,7 @@ Every figure is the median of ``--reps`` repetitions; run it on an otherwise idl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -62,9 +63,11 @@ class StepClock(L.Callback):
         return [b - a for a, b in zip(s[warmup:], s[warmup + 1 :])]
 
 
-def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path, precision: str = "32-true") -> float:
+def ours_images_per_s(
+    root: Path, batches: int, warmup: int, cache_dir: Path, precision: str = "32-true", distill: dict | None = None
+) -> float:
     """Our pipeline through Lightning: in-memory uint8 batches, on-device augmentation, channels_last, fused Adam
-    (as ``conf/model/emotion_cnn.yaml``), at the trainer's ``precision``."""
+    (as ``conf/model/emotion_cnn.yaml``), at the trainer's ``precision``; ``distill``: ``model.distill``'s settings."""
     dm = FER2013DataModule(
         root=str(root),
         batch_size=BATCH,
@@ -76,6 +79,7 @@ def ours_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path, pr
         EmotionCNN(),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3, fused=True),
         channels_last=True,
+        distill=distill,
     )
     clock = StepClock()
     trainer = L.Trainer(
@@ -293,6 +297,18 @@ def teacher_ms_per_batch(reps: int, iters: int) -> dict[str, Any]:
     results["max_prob_difference"] = float((probs["kept"] - probs["folded"]).abs().max())
     results["same_top_class"] = float((probs["kept"].argmax(1) == probs["folded"].argmax(1)).float().mean())
     return results
+
+
+def recipe_step_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path, fold: bool) -> float:
+    """A whole recipe training step (EmotionCNN distilled from the recipe's teacher, bf16 where native), with the
+    teacher's batch norms folded as training loads it, or kept (the folding switched off for this row only)."""
+    from unittest import mock
+
+    precision = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    distill = {"teacher": list(recipe_teacher())}
+    unfolded = mock.patch("emotion.models.fold.fold_batch_norm", lambda net: 0)
+    with unfolded if not fold else contextlib.nullcontext():
+        return ours_images_per_s(root, batches, warmup, cache_dir, precision, distill)
 
 
 STARTUP_COMMANDS = {
@@ -576,6 +592,16 @@ def main(argv: list[str] | None = None) -> int:
         }
     if wanted("teacher"):
         res["teacher"] = teacher_ms_per_batch(reps, max(1, iters // 4))
+        for rep in range(reps):  # alternating, as above
+            for fold in (True, False) if rep % 2 else (False, True):
+                step = recipe_step_images_per_s(root, batches, warmup, tmp / "cache", fold)
+                res["teacher"].setdefault("recipe_step_images_per_s", {}).setdefault(
+                    "folded" if fold else "kept", []
+                ).append(step)
+        steps = res["teacher"]["recipe_step_images_per_s"]
+        for name in list(steps):
+            steps[name] = median(steps[name])
+        steps["speedup"] = steps["folded"] / steps["kept"]
     if wanted("data"):
         res["data"] = data_startup(root)
         res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
@@ -623,6 +649,11 @@ def print_rows(res: dict[str, Any]) -> None:
             (
                 "  folded vs kept: largest probability difference, same top class",
                 f"{t['max_prob_difference']:.4f}, {t['same_top_class']:.0%}",
+            ),
+            (
+                "recipe training step with that teacher: batch norms kept / folded (img/s)",
+                f"{t['recipe_step_images_per_s']['kept']:.1f} / {t['recipe_step_images_per_s']['folded']:.1f}"
+                f" ({t['recipe_step_images_per_s']['speedup']:.2f}x)",
             ),
         ]
     if "memory" in res:
