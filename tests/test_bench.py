@@ -21,6 +21,8 @@ ROWS = [
     "ours as % of bound",
     "recipe teacher (emotion_vgg_v8_v9 + emotion_vgg), batch 64,",
     "folded vs kept: largest probability difference, same top class",
+    "recipe training step with that teacher: batch norms kept / folded (img/s)",
+    "reuse_outputs: a first run keeping the teacher's outputs / a second run reading them (img/s)",
     "cached load (s)",
     "peak RSS of a full-data training process (MB)",
     "inference onnxruntime, batch 1 (ms/face)",
@@ -82,6 +84,7 @@ def test_benchmark_runs_and_prints_every_row(tmp_path):
     teacher = res["teacher"]
     assert teacher["kept_ms_per_batch"] > 0 and teacher["folded_ms_per_batch"] > 0
     assert teacher["max_prob_difference"] < 0.05 and teacher["same_top_class"] >= 0.9
+    assert all(v > 0 for v in teacher["recipe_step_images_per_s"].values())
     assert 0 <= res["inference"]["onnxruntime_int8"]["test_accuracy"] <= 1
     sizes = res["webcam"]["face_sizes"]
     assert set(sizes) == {"60", "80", "100", "130", "160", "240", "360", "440"}

@@ -242,6 +242,7 @@ def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams(
         "temperature": 2.0,
         "drop_labels_below": 0.0,
         "precompute": False,
+        "reuse_outputs": False,
     }
 
 

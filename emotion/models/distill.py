@@ -53,13 +53,18 @@ class Distillation:
     ``precompute``: the teacher's targets are computed once per training face before the first epoch — its
     probabilities averaged over the face and its mirror image, unaugmented (:func:`stored_targets`; cached on disk
     beside the data cache) — instead of on every augmented batch: an epoch costs the student alone, and the targets
-    no longer follow the augmentation."""
+    no longer follow the augmentation.
+
+    ``reuse_outputs``: the teacher's outputs on each training batch are kept on disk by the batch's content, and read
+    back by any later run that shows it the same batch (:mod:`emotion.models.teacher_outputs`): ablations of one
+    seed's loss, optimizer or schedule then cost the student alone, with the same numbers."""
 
     teacher: str | tuple[str, ...] | None = None
     alpha: float = 0.5
     temperature: float = 4.0
     drop_labels_below: float = 0.0
     precompute: bool = False
+    reuse_outputs: bool = False
 
     def __post_init__(self) -> None:
         check("model.distill.alpha", self.alpha)
@@ -72,8 +77,14 @@ class Distillation:
             object.__setattr__(self, "teacher", names[0] if len(names) == 1 else names)
         for name in self.teachers:
             teacher_file(name)
-        if self.precompute and not self.teacher:
-            raise UserError("model.distill.precompute=true needs a teacher; set model.distill.teacher")
+        for knob in ("precompute", "reuse_outputs"):
+            if getattr(self, knob) and not self.teacher:
+                raise UserError(f"model.distill.{knob}=true needs a teacher; set model.distill.teacher")
+        if self.precompute and self.reuse_outputs:
+            raise UserError(
+                "model.distill.precompute=true runs the teacher once per face, not per batch: there are no batch "
+                "outputs to reuse; set model.distill.reuse_outputs=false"
+            )
         if self.drop_labels_below and not self.teacher:
             raise UserError(
                 f"model.distill.drop_labels_below={self.drop_labels_below} needs a teacher to judge the labels; "

@@ -27,6 +27,7 @@ from emotion.models.checkpoint import CHECKPOINT_SPEC_KEY, check_compatible
 from emotion.models.distill import Distillation, teacher_file
 from emotion.models.loss import LossConfig
 from emotion.models.sam import SAM
+from emotion.models.teacher_outputs import TeacherOutputs, store_path
 from emotion.ranges import check
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class EmotionModule(L.LightningModule):
         self._teacher: list[EmotionNet] = []
         self._step_key: tuple[int, int] | None = None  # (global step, batch): SAM's second pass repeats it
         self._teacher_logits: torch.Tensor | None = None
+        self._teacher_outputs: TeacherOutputs | None = None  # model.distill.reuse_outputs
         self._resumed_lengths: list[dict[str, int]] = []  # the schedule lengths of the checkpoint resumed from
 
     @property
@@ -177,6 +179,32 @@ class EmotionModule(L.LightningModule):
         if self.distill.teacher and not self._teacher:
             teacher = self.distill.load_teacher(self.class_names).to(device)
             self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
+        if self.distill.reuse_outputs and self._teacher_outputs is None:
+            self._open_teacher_outputs(device)
+
+    def _open_teacher_outputs(self, device: torch.device) -> None:
+        cache_dir = getattr(getattr(self._trainer, "datamodule", None), "cache_dir", None)
+        if cache_dir is None:
+            raise UserError(
+                "model.distill.reuse_outputs=true keeps the teacher's outputs in the data cache's folder, and this run "
+                "has none; set paths.cache_dir (data.cache_dir) or model.distill.reuse_outputs=false"
+            )
+        files = tuple(teacher_file(name) for name in self.distill.teachers)
+        path = store_path(cache_dir, files, str(self.trainer.precision), device.type)
+        self._teacher_outputs = TeacherOutputs(path)
+        log.info("model.distill.reuse_outputs: the teacher's outputs kept in %s", path)
+
+    def on_train_epoch_end(self) -> None:
+        if self._teacher_outputs is not None:
+            self._teacher_outputs.flush()
+            read, computed = self._teacher_outputs.take_counts()
+            if read + computed:
+                self.log("train/teacher_reused", read / (read + computed))
+
+    def on_fit_end(self) -> None:
+        if self._teacher_outputs is not None:
+            self._teacher_outputs.close()
+            self._teacher_outputs = None
 
     def _store_targets(self, dm: Any) -> None:
         """``model.distill.precompute``: the teacher's targets for every training face, handed to the data module,
@@ -222,7 +250,9 @@ class EmotionModule(L.LightningModule):
             self._teacher_logits = stored[0]
         elif self._teacher and not repeat:
             with torch.no_grad():
-                self._teacher_logits = self._teacher[0](x)
+                teacher = self._teacher[0]
+                store = self._teacher_outputs
+                self._teacher_logits = teacher(x) if store is None else store(teacher, x)
         kept = self.distill.labels_kept(self._teacher_logits, y) if self._teacher else None
         if labelled is not None:
             kept = labelled if kept is None else kept & labelled

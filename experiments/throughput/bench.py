@@ -299,13 +299,16 @@ def teacher_ms_per_batch(reps: int, iters: int) -> dict[str, Any]:
     return results
 
 
-def recipe_step_images_per_s(root: Path, batches: int, warmup: int, cache_dir: Path, fold: bool) -> float:
+def recipe_step_images_per_s(
+    root: Path, batches: int, warmup: int, cache_dir: Path, fold: bool = True, reuse_outputs: bool = False
+) -> float:
     """A whole recipe training step (EmotionCNN distilled from the recipe's teacher, bf16 where native), with the
-    teacher's batch norms folded as training loads it, or kept (the folding switched off for this row only)."""
+    teacher's batch norms folded as training loads it, or kept (the folding switched off for this row only);
+    ``reuse_outputs``: ``model.distill.reuse_outputs`` (its store in ``cache_dir``)."""
     from unittest import mock
 
     precision = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-    distill = {"teacher": list(recipe_teacher())}
+    distill = {"teacher": list(recipe_teacher()), "reuse_outputs": reuse_outputs}
     unfolded = mock.patch("emotion.models.fold.fold_batch_norm", lambda net: 0)
     with unfolded if not fold else contextlib.nullcontext():
         return ours_images_per_s(root, batches, warmup, cache_dir, precision, distill)
@@ -602,6 +605,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in list(steps):
             steps[name] = median(steps[name])
         steps["speedup"] = steps["folded"] / steps["kept"]
+        reuse = tmp / "reuse"  # the first run keeps the teacher's outputs, the second reads them
+        stored = [recipe_step_images_per_s(root, batches, warmup, reuse, reuse_outputs=True) for _ in range(2)]
+        steps["outputs_kept"], steps["outputs_read"] = stored
+        steps["read_speedup"] = steps["outputs_read"] / steps["folded"]
     if wanted("data"):
         res["data"] = data_startup(root)
         res["memory"] = {"training_peak_rss_mb": training_peak_rss_mb(root, batches)}
@@ -640,6 +647,7 @@ def print_rows(res: dict[str, Any]) -> None:
         ]
     if "teacher" in res:
         t = res["teacher"]
+        step = t["recipe_step_images_per_s"]
         rows += [
             (
                 f"recipe teacher ({' + '.join(t['teacher'])}), batch {t['batch']}, {'bf16' if t['bf16'] else 'fp32'}"
@@ -652,8 +660,11 @@ def print_rows(res: dict[str, Any]) -> None:
             ),
             (
                 "recipe training step with that teacher: batch norms kept / folded (img/s)",
-                f"{t['recipe_step_images_per_s']['kept']:.1f} / {t['recipe_step_images_per_s']['folded']:.1f}"
-                f" ({t['recipe_step_images_per_s']['speedup']:.2f}x)",
+                f"{step['kept']:.1f} / {step['folded']:.1f} ({step['speedup']:.2f}x)",
+            ),
+            (
+                "  reuse_outputs: a first run keeping the teacher's outputs / a second run reading them (img/s)",
+                f"{step['outputs_kept']:.1f} / {step['outputs_read']:.1f} ({step['read_speedup']:.2f}x folded)",
             ),
         ]
     if "memory" in res:
