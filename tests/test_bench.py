@@ -22,7 +22,7 @@ ROWS = [
     "recipe teacher (emotion_vgg_v8_v9 + emotion_vgg), batch 64,",
     "folded vs kept: largest probability difference, same top class",
     "recipe training step with that teacher: batch norms kept / folded (img/s)",
-    "reuse_outputs: a first run keeping the teacher's outputs / a second run reading them (img/s)",
+    "reuse_outputs: the run keeping the teacher's outputs / later runs reading them (img/s)",
     "cached load (s)",
     "peak RSS of a full-data training process (MB)",
     "inference onnxruntime, batch 1 (ms/face)",
