@@ -106,7 +106,7 @@ def test_a_later_run_on_the_same_batches_reads_the_outputs_and_trains_exactly_th
     assert len(calls) == 6
 
 
-def test_reuse_outputs_needs_a_teacher_a_cache_folder_and_batches(tmp_path):
+def test_reuse_outputs_needs_a_teacher_a_cache_folder_batches_and_one_process(tmp_path, monkeypatch):
     torch.manual_seed(3)
     teacher = str(save_safetensors(EmotionCNN().eval(), tmp_path / "teacher.safetensors"))
     with pytest.raises(UserError, match="model.distill.reuse_outputs=true needs a teacher"):
@@ -115,3 +115,6 @@ def test_reuse_outputs_needs_a_teacher_a_cache_folder_and_batches(tmp_path):
         Distillation(teacher=teacher, precompute=True, reuse_outputs=True)
     with pytest.raises(UserError, match=r"has none; set paths.cache_dir \(data.cache_dir\)"):
         fit(tmp_path, [f"model.distill.teacher={teacher}", "model.distill.reuse_outputs=true", "data.cache_dir=null"])
+    monkeypatch.setattr(L.Trainer, "world_size", property(lambda self: 2))  # as under DDP on two devices
+    with pytest.raises(UserError, match="keeps one store for one process; this run has 2"):
+        fit(tmp_path, [f"model.distill.teacher={teacher}", "model.distill.reuse_outputs=true"])

@@ -189,6 +189,11 @@ class EmotionModule(L.LightningModule):
                 "model.distill.reuse_outputs=true keeps the teacher's outputs in the data cache's folder, and this run "
                 "has none; set paths.cache_dir (data.cache_dir) or model.distill.reuse_outputs=false"
             )
+        if self.trainer.world_size > 1:
+            raise UserError(
+                f"model.distill.reuse_outputs=true keeps one store for one process; this run has "
+                f"{self.trainer.world_size} (trainer.devices); set model.distill.reuse_outputs=false"
+            )
         files = tuple(teacher_file(name) for name in self.distill.teachers)
         path = store_path(cache_dir, files, str(self.trainer.precision), device.type)
         self._teacher_outputs = TeacherOutputs(path)
