@@ -98,6 +98,11 @@ TINY = [
 
 def weights_after_fit(cfg: DictConfig, steps: int = 2) -> torch.Tensor:
     """The network's weights, flattened, after ``steps`` training steps of the composed ``cfg`` (seeded)."""
+    return fit_briefly(cfg, steps)[0]
+
+
+def fit_briefly(cfg: DictConfig, steps: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
+    """:func:`weights_after_fit`, and the metrics the fit logged last (``trainer.callback_metrics``)."""
     import hydra
     import lightning as L
 
@@ -113,7 +118,8 @@ def weights_after_fit(cfg: DictConfig, steps: int = 2) -> torch.Tensor:
         enable_model_summary=False,
     )
     trainer.fit(model, datamodule=datamodule)
-    return torch.cat([p.detach().flatten() for p in model.net.parameters()])
+    weights = torch.cat([p.detach().flatten() for p in model.net.parameters()])
+    return weights, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
 def group_photo(img: np.ndarray, scale: float, size: tuple[int, int] = (3600, 2400)) -> tuple[np.ndarray, list]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import lightning as L
 import pytest
 import torch
@@ -14,7 +13,7 @@ from emotion.models.checkpoint import save_safetensors
 from emotion.models.distill import Distillation
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.teacher_outputs import TeacherOutputs, store_path
-from tests.conftest import make_cfg
+from tests.conftest import fit_briefly, make_cfg
 
 SMALL = [
     "data=synthetic",
@@ -66,21 +65,7 @@ def test_the_store_gives_back_exactly_what_the_teacher_gave_and_keeps_it_across_
 
 
 def fit(tmp_path: Path, overrides: list[str], steps: int = 3) -> tuple[torch.Tensor, dict]:
-    cfg = make_cfg(tmp_path, [*SMALL, f"paths.cache_dir={tmp_path / 'cache'}", *overrides])
-    L.seed_everything(0)
-    datamodule, model = hydra.utils.instantiate(cfg.data), hydra.utils.instantiate(cfg.model)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=datamodule)
-    weights = torch.cat([p.detach().flatten() for p in model.net.parameters()])
-    return weights, {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return fit_briefly(make_cfg(tmp_path, [*SMALL, f"paths.cache_dir={tmp_path / 'cache'}", *overrides]), steps)
 
 
 def test_a_later_run_on_the_same_batches_reads_the_outputs_and_trains_exactly_the_same(tmp_path, monkeypatch):
