@@ -153,6 +153,7 @@ def drive() -> None:
     spec = json.loads(os.environ["HARNESS_SPEC"])
     import emotion
     import modal_app
+    from emotion.atomic import atomic_write_text  # the test polls for the result file: whole or absent
 
     project = Path(spec["project"]).resolve()
     assert Path(modal_app.__file__).resolve().parent == Path.cwd().resolve(), modal_app.__file__
@@ -175,11 +176,11 @@ def drive() -> None:
                 pass
 
         server = make_server("127.0.0.1", 0, fn.local(), handler_class=Quiet)
-        Path(spec["result"]).write_text(json.dumps({"port": server.server_port}))
+        atomic_write_text(spec["result"], json.dumps({"port": server.server_port}))
         server.serve_forever()
         return
     result = fn.local(*spec["args"])
-    Path(spec["result"]).write_text(json.dumps(result))
+    atomic_write_text(spec["result"], json.dumps(result))
 
 
 # ----------------------------------------------------------------------------- the image (run by tests)
