@@ -202,9 +202,6 @@ class EmotionModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._teacher_outputs is not None:
             self._teacher_outputs.flush()
-            read, computed = self._teacher_outputs.take_counts()
-            if read + computed:
-                self.log("train/teacher_reused", read / (read + computed))
 
     def on_fit_end(self) -> None:
         if self._teacher_outputs is not None:
@@ -255,9 +252,14 @@ class EmotionModule(L.LightningModule):
             self._teacher_logits = stored[0]
         elif self._teacher and not repeat:
             with torch.no_grad():
-                teacher = self._teacher[0]
                 store = self._teacher_outputs
-                self._teacher_logits = teacher(x) if store is None else store(teacher, x)
+                if store is None:
+                    self._teacher_logits = self._teacher[0](x)
+                else:
+                    read_before = store.read
+                    self._teacher_logits = store(self._teacher[0], x)
+                    reused = float(store.read > read_before)  # the epoch's mean: the share of batches read
+                    self.log("train/teacher_reused", reused, on_step=False, on_epoch=True)
         kept = self.distill.labels_kept(self._teacher_logits, y) if self._teacher else None
         if labelled is not None:
             kept = labelled if kept is None else kept & labelled

@@ -74,12 +74,6 @@ class TeacherOutputs:
         self._db.commit()
         self._pending = 0
 
-    def take_counts(self) -> tuple[int, int]:
-        """(batches read, batches computed) since the last call."""
-        counts = self.read, self.computed
-        self.read = self.computed = 0
-        return counts
-
     def close(self) -> None:
         self.flush()
         self._db.close()

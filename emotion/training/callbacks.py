@@ -123,7 +123,7 @@ class EvalResults(L.Callback):
 #: What a history row keeps of the logged validation metrics (the per-class recalls stay in metrics.json).
 HISTORY_KEYS = ("val/acc", "val/ece", "val/macro_acc", "val/macro_f1", "val/loss")
 #: ... and of the training step's epoch means (train/loss is also logged per step).
-TRAIN_KEYS = ("train/loss", "train/distill_loss", "train/labels_dropped")
+TRAIN_KEYS = ("train/loss", "train/distill_loss", "train/labels_dropped", "train/teacher_reused")
 
 
 class MetricsHistory(L.Callback):
