@@ -40,6 +40,14 @@ def teacher_file(name_or_path: str, setting: str = "model.distill.teacher") -> s
         raise UserError(f"{setting}: {exc}") from None
 
 
+def teacher_key(header: str, files: tuple[str, ...]) -> hashlib._Hash:
+    """A SHA-256 of ``header`` and the teacher's model files by content: the key of what was computed from them."""
+    key = hashlib.sha256(header.encode())
+    for file in files:
+        key.update(hashlib.sha256(Path(file).read_bytes()).digest())
+    return key
+
+
 @dataclass(frozen=True)
 class Distillation:
     """``model.distill``: loss = (1 − alpha)·loss + alpha·T²·KL(teacher ‖ student). ``teacher``: a shipped model's
@@ -181,9 +189,7 @@ def cached_stored_targets(
 ) -> torch.Tensor:
     """:func:`stored_targets`, read from ``cache_dir`` when the same teacher ``files`` (by content), faces and
     ``precision`` made them before (a resumed run starts at once); None: no cache."""
-    key = hashlib.sha256(f"v{STORED_FORMAT}|{precision}|{images.shape}|".encode())
-    for file in files:
-        key.update(hashlib.sha256(Path(file).read_bytes()).digest())
+    key = teacher_key(f"v{STORED_FORMAT}|{precision}|{images.shape}|", files)
     key.update(np.ascontiguousarray(images).tobytes())
     path = Path(cache_dir) / f"teacher-{key.hexdigest()[:20]}.npy" if cache_dir is not None else None
     if path is not None and path.is_file():

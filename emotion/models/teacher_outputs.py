@@ -12,7 +12,6 @@ One SQLite file (the standard library's) per teacher, precision and device type,
 from __future__ import annotations
 
 import hashlib
-import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from emotion.models.distill import teacher_key
 
 FORMAT = 1  # bump when what is stored changes: older files are never read again
 COMMIT_EVERY = 64  # batches; an interrupted run loses at most these, which a later run computes again
@@ -28,9 +27,7 @@ COMMIT_EVERY = 64  # batches; an interrupted run loses at most these, which a la
 
 def store_path(cache_dir: str | Path, files: tuple[str, ...], precision: str, device_type: str) -> Path:
     """The store for this teacher (its files, by content), training precision and device type."""
-    key = hashlib.sha256(f"v{FORMAT}|{precision}|{device_type}|".encode())
-    for file in files:
-        key.update(hashlib.sha256(Path(file).read_bytes()).digest())
+    key = teacher_key(f"v{FORMAT}|{precision}|{device_type}|", files)
     return Path(cache_dir) / f"teacher-outputs-{key.hexdigest()[:20]}.sqlite"
 
 
