@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
-from emotion.errors import UserError, fail, file_system_message, reader_gone
+from emotion.errors import UserError, fail, file_system_message, keep_going_when_reader_gone, reader_gone
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def fail_cleanly(out_dir: str | Path | None = None) -> Iterator[None]:
     ``failed.json`` in its directory instead, so the sweep goes on; the job returns NaN to the sweeper.
     """
     quiet_libraries()
+    keep_going_when_reader_gone()
     logging.raiseExceptions = False  # a log line to an output whose reader is gone: dropped, not a traceback
     try:
         if out_dir is not None:

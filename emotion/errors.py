@@ -13,7 +13,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec
+from typing import TYPE_CHECKING, NoReturn, ParamSpec
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 P = ParamSpec("P")
 
@@ -64,11 +67,26 @@ def reader_gone() -> int:
     return 0
 
 
+def keep_going_when_reader_gone() -> None:
+    """rich — the commands' tables, Lightning's progress bars — stops a command with status 1 when the reader of its
+    output stops early (``| head``), even before a run's files are written. From this call on, its output goes
+    nowhere instead (:func:`reader_gone`) and the command finishes its work."""
+    from rich.console import Console
+
+    Console.on_broken_pipe = _console_reader_gone  # rich documents this hook for overriding (in a subclass)
+
+
+def _console_reader_gone(console: Console) -> None:
+    console.quiet = True
+    reader_gone()
+
+
 def quiet_if_reader_gone(main: Callable[P, int]) -> Callable[P, int]:
     """A command's ``main`` that ends with :func:`reader_gone` when its output's reader stopped early."""
 
     @functools.wraps(main)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> int:
+        keep_going_when_reader_gone()
         try:
             status = main(*args, **kwargs)
             sys.stdout.flush()

@@ -715,6 +715,28 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
     assert res.returncode == 0
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_rich_output_into_a_reader_that_is_gone_finishes_the_work_quietly(command, weights, folder_data, tmp_path):
+    """``… | true`` where rich writes the output (progress bars, tables), whose own answer is status 1 at once: no
+    traceback, status 0, and every file the command writes is written."""
+    faces = folder_data / "test" / "happy"
+    args = {
+        "evaluate": f"ckpt_path={weights} data.root={folder_data} run_name=piped",
+        "predict": f"{faces} --model {weights} --no-detect --annotate {tmp_path}/annotated",
+    }[command]
+    cmd = f"{sys.executable} -m emotion.{command} {args} | true"
+    env = {**os.environ, "EMOTION_ROOT": str(tmp_path)}
+    res = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
+    assert res.returncode == 0, res.stderr[-1500:]
+    if command == "evaluate":
+        assert json.loads((tmp_path / "logs/eval/runs/piped/eval.json").read_text())["n_images"] == 14
+    else:
+        assert len(list((tmp_path / "annotated").iterdir())) == len(list(faces.iterdir())) > 0
+
+
 @pytest.mark.parametrize("command", ["songs --emotion happy -n 8", "audit {data} --out {tmp}/audit"])
 def test_commands_piped_into_a_reader_that_is_gone_exit_quietly(command, folder_data, tmp_path):
     """``… | true``: the reader never reads (it is gone before anything is printed); no traceback, status 0."""
