@@ -20,7 +20,7 @@ from rich.table import Table
 
 from emotion.atomic import writable_folder
 from emotion.data.decode import IMAGE_EXTENSIONS
-from emotion.errors import quiet_if_reader_gone
+from emotion.errors import keep_going_when_reader_gone, quiet_if_reader_gone
 from emotion.models.tta import TTA_MODES
 from emotion.serve.faces import (
     CHECK_SCORE,
@@ -129,6 +129,7 @@ def print_table(rows: list[dict]) -> None:
             f"{ranked[1][0]} {ranked[1][1]:.1%}",
             ",".join(map(str, r["box"])),
         )
+    keep_going_when_reader_gone()
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # full rows in files and pipes
 
 
