@@ -715,12 +715,14 @@ def test_predict_piped_into_head_exits_quietly(weights, tmp_path):
     assert res.returncode == 0
 
 
-@pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
 def test_rich_output_into_a_reader_that_is_gone_finishes_the_work_quietly(command, weights, folder_data, tmp_path):
     """``… | true`` where rich writes the output (progress bars, tables), whose own answer is status 1 at once: no
     traceback, status 0, and every file the command writes is written."""
     faces = folder_data / "test" / "happy"
     args = {
+        "train": "experiment=demo data.synthesize.n_train=12 data.synthesize.n_val=4 data.synthesize.n_test=4 "
+        "data.batch_size=16 trainer.max_epochs=1 run_name=piped",  # with its progress bar
         "evaluate": f"ckpt_path={weights} data.root={folder_data} run_name=piped",
         "predict": f"{faces} --model {weights} --no-detect --annotate {tmp_path}/annotated",
     }[command]
@@ -731,7 +733,9 @@ def test_rich_output_into_a_reader_that_is_gone_finishes_the_work_quietly(comman
     )
     assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr[-1500:]
     assert res.returncode == 0, res.stderr[-1500:]
-    if command == "evaluate":
+    if command == "train":
+        assert json.loads((tmp_path / "logs/train/runs/piped/metrics.json").read_text())["epochs_trained"] == 1
+    elif command == "evaluate":
         assert json.loads((tmp_path / "logs/eval/runs/piped/eval.json").read_text())["n_images"] == 14
     else:
         assert len(list((tmp_path / "annotated").iterdir())) == len(list(faces.iterdir())) > 0
