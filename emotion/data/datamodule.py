@@ -26,9 +26,12 @@ from emotion.ranges import check
 log = logging.getLogger(__name__)
 
 
-def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    """The one seed of a training batch: its augmentation and (``BatchSeed``) its dropout masks derive from it."""
-    return (seed * 1_000_003 + epoch * 100_003 + batch) % 2**32
+def batch_seed(seed: int, epoch: int, batch: int, stream: int = 0) -> int:
+    """The one seed of a training batch: its augmentation and (``BatchSeed``) its dropout masks derive from it.
+    ``stream`` (32 bits; 0: none) gives the same seed another sequence of views: a distilling run's, so that a student
+    trained with its teacher's seed is not shown the very augmented faces its teacher learnt
+    (:meth:`emotion.models.distill.Distillation.views_stream`)."""
+    return ((seed * 1_000_003 + epoch * 100_003 + batch) % 2**32) ^ stream
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):
@@ -50,11 +53,12 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         rank: int = 0,
         world: int = 1,
         even: bool = False,
+        stream: int = 0,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not one of {world} processes")
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
-        self.rank, self.world, self.even = rank, world, even
+        self.rank, self.world, self.even, self.stream = rank, world, even, stream
         if even and self._n_global() == 0:
             raise DatasetError(f"{n} training faces make fewer batches of {batch_size} than the {world} processes")
         self.epoch = 0
@@ -83,7 +87,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
 
     def __iter__(self):
         for b, idx in self._batches():
-            yield idx, batch_seed(self.seed, self.epoch, b)
+            yield idx, batch_seed(self.seed, self.epoch, b, self.stream)
 
     def __len__(self) -> int:
         if self.even:
@@ -207,6 +211,7 @@ class FER2013DataModule(L.LightningDataModule):
         self.views, self.views_p = views, views_p
         self.train_views: tuple[np.ndarray, np.ndarray] | None = None
         self.train_targets: torch.Tensor | None = None  # the teacher's, per training face (set by the model)
+        self.views_stream = 0  # the training views' stream (:func:`batch_seed`; set by a distilling model)
         self.class_names: tuple[str, ...] = FER2013_CLASSES
         self.raw: RawData | None = None
         self.splits: Splits | None = None
@@ -386,6 +391,7 @@ class FER2013DataModule(L.LightningDataModule):
             rank=getattr(trainer, "global_rank", 0),
             world=getattr(trainer, "world_size", 1),
             even=train,
+            stream=self.views_stream if train else 0,
         )
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0, pin_memory=self.pin_memory)
 

@@ -65,7 +65,13 @@ class Distillation:
 
     ``reuse_outputs``: the teacher's outputs on each training batch are kept on disk by the batch's content, and read
     back by any later run that shows it the same batch (:mod:`emotion.models.teacher_outputs`): ablations of one
-    seed's loss, optimizer or schedule then cost the student alone, with the same numbers."""
+    seed's loss, optimizer or schedule then cost the student alone, with the same numbers.
+
+    ``fresh_views``: the student's augmented views come from a stream keyed by the teacher's files as well as the seed
+    (:meth:`views_stream`), so that a student trained with its teacher's own seed is not shown the exact augmented
+    faces the teacher learnt, on which the teacher is more confident than on any other view of them
+    (``experiments/recipe/``, "The teacher's own views"); false: the seed's stream alone, as every run before
+    2026-12-07 drew it (reproduces those runs and finds their stored outputs)."""
 
     teacher: str | tuple[str, ...] | None = None
     alpha: float = 0.5
@@ -73,6 +79,7 @@ class Distillation:
     drop_labels_below: float = 0.0
     precompute: bool = False
     reuse_outputs: bool = False
+    fresh_views: bool = True
 
     def __post_init__(self) -> None:
         check("model.distill.alpha", self.alpha)
@@ -105,6 +112,14 @@ class Distillation:
         if not self.teacher:
             return ()
         return (self.teacher,) if isinstance(self.teacher, str) else self.teacher
+
+    def views_stream(self) -> int:
+        """The training views' stream (:func:`emotion.data.datamodule.batch_seed`): 32 bits of the teacher's files'
+        hash, or 0 (the seed's own stream) without a teacher or with ``fresh_views`` off."""
+        if not self.teacher or not self.fresh_views:
+            return 0
+        key = teacher_key("views|", tuple(teacher_file(name) for name in self.teachers))
+        return int.from_bytes(key.digest()[:4], "little") or 1
 
     def load_teacher(self, class_names: tuple[str, ...]) -> EmotionNet:
         """The frozen teacher, in eval mode. It applies its own preprocessing (normalisation, input pooling) to the

@@ -143,6 +143,10 @@ class EmotionModule(L.LightningModule):
         if stage == "fit" and dm is not None and hasattr(dm, "batch_size"):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
             self.flops_per_batch = self.flops_per_sample() * dm.batch_size
+        if stage == "fit" and dm is not None and hasattr(dm, "views_stream"):  # before the training loader is built
+            dm.views_stream = self.distill.views_stream()
+            if dm.views_stream:
+                log.info("model.distill.fresh_views: training views drawn from stream %08x", dm.views_stream)
         if stage == "fit" and dm is not None and self.loss_config.class_weighting:
             self.class_weights = self.loss_config.class_weights(dm.class_counts()).to(self.device)
         if dm is not None and tuple(dm.class_names) != self.class_names:
