@@ -243,6 +243,7 @@ def test_loss_and_distillation_settings_are_checked_and_travel_as_plain_hparams(
         "drop_labels_below": 0.0,
         "precompute": False,
         "reuse_outputs": False,
+        "fresh_views": True,
     }
 
 

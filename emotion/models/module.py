@@ -46,6 +46,11 @@ def eval_metrics(num_classes: int) -> MetricCollection:
 
 SCHEDULE_LENGTHS = ("total_steps", "T_max")  # OneCycleLR's and CosineAnnealingLR's length in steps
 VAL_ACC_BEST_KEY = "val_acc_best"  # the best validation accuracy so far, carried across a resume
+VIEWS_STREAM_KEY = "views_stream"  # the training views' stream (model.distill.fresh_views); absent: 0, as before it
+
+
+def stream_name(stream: int) -> str:
+    return f"stream {stream:08x}" if stream else "the seed's own stream (model.distill.fresh_views=false or no teacher)"
 
 
 class EmotionModule(L.LightningModule):
@@ -110,6 +115,7 @@ class EmotionModule(L.LightningModule):
         self._teacher_logits: torch.Tensor | None = None
         self._teacher_outputs: TeacherOutputs | None = None  # model.distill.reuse_outputs
         self._resumed_lengths: list[dict[str, int]] = []  # the schedule lengths of the checkpoint resumed from
+        self._views_stream: int | None = None  # model.distill.fresh_views (computed once: it hashes the teacher)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -144,7 +150,7 @@ class EmotionModule(L.LightningModule):
             # Read by Lightning's ThroughputMonitor: logs FLOP/s (and MFU on known GPUs) besides images/s.
             self.flops_per_batch = self.flops_per_sample() * dm.batch_size
         if stage == "fit" and dm is not None and hasattr(dm, "views_stream"):  # before the training loader is built
-            dm.views_stream = self.distill.views_stream()
+            dm.views_stream = self.views_stream
             if dm.views_stream:
                 log.info("model.distill.fresh_views: training views drawn from stream %08x", dm.views_stream)
         if stage == "fit" and dm is not None and self.loss_config.class_weighting:
@@ -153,6 +159,12 @@ class EmotionModule(L.LightningModule):
             raise ValueError(f"data classes {dm.class_names} differ from the model's {self.class_names}")
         if stage == "fit" and self.distill.precompute:  # before any training loader is built (a one-cycle
             self._store_targets(dm)  # schedule's length builds one before on_fit_start)
+
+    @property
+    def views_stream(self) -> int:
+        if self._views_stream is None:
+            self._views_stream = self.distill.views_stream()
+        return self._views_stream
 
     def load_initial_weights(self, path: str) -> None:
         from emotion.models.checkpoint import load_net
@@ -366,12 +378,20 @@ class EmotionModule(L.LightningModule):
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_SPEC_KEY] = self.net.spec()
+        checkpoint[VIEWS_STREAM_KEY] = self.views_stream
         # metric states stay out of state_dict: without this a resumed run's val/acc_best forgets earlier epochs
         if self.val_acc_best.update_count:
             checkpoint[VAL_ACC_BEST_KEY] = float(self.val_acc_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_compatible(checkpoint.get(CHECKPOINT_SPEC_KEY), self.net.spec(), "checkpoint")
+        saved = checkpoint.get(VIEWS_STREAM_KEY, 0)
+        if saved != self.views_stream:  # the rest of the run would see other views than its first epochs did
+            raise UserError(
+                f"the checkpoint's run drew its training views from {stream_name(saved)}, this configuration from "
+                f"{stream_name(self.views_stream)}: resume with the run's own model.distill settings (teacher, "
+                f"fresh_views={'false' if saved == 0 else 'true'}), or start a new run"
+            )
         self.val_acc_best.reset()
         if checkpoint.get(VAL_ACC_BEST_KEY) is not None:
             self.val_acc_best.update(torch.tensor(checkpoint[VAL_ACC_BEST_KEY]))
