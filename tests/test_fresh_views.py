@@ -22,7 +22,9 @@ SMALL = [
 ]
 
 
-def first_batch(tmp_path: Path, monkeypatch, overrides: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def first_batch(
+    tmp_path: Path, monkeypatch, overrides: list[str], base: list[str] = SMALL
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The augmented faces and labels of a run's first training step."""
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     step = EmotionModule.training_step
@@ -32,7 +34,7 @@ def first_batch(tmp_path: Path, monkeypatch, overrides: list[str]) -> tuple[torc
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(EmotionModule, "training_step", recording)
-    fit_briefly(make_cfg(tmp_path, [*SMALL, *overrides]), steps=1)
+    fit_briefly(make_cfg(tmp_path, [*base, *overrides]), steps=1)
     return seen[0]
 
 
@@ -89,3 +91,30 @@ def test_a_run_resumes_only_with_the_views_it_started_with(tmp_path):
     with pytest.raises(UserError, match=r"from stream [0-9a-f]{8}, this configuration from the seed's own .*=true"):
         fit(["model.distill.fresh_views=false"], 2, new)
     assert fit([], 2, new).global_step == 2
+
+
+def test_the_teacher_views_tool_scores_a_model_on_a_runs_own_views_fresh_ones_and_none(
+    tmp_path, folder_data, capsys, monkeypatch
+):
+    """experiments/tools/teacher_views.py orders and seeds its batches with the training sampler: the first batch it
+    scores as "the stream's" is the very one a run with that seed trains on first."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "tools"))
+    import teacher_views
+
+    data = ["experiment=recipe", f"data.root={folder_data}", f"data.cache_dir={tmp_path / 'cache'}"]
+    run = [*data, "model.distill.teacher=null", "model.distill.drop_labels_below=0", "model.channels_last=false"]
+    run_x, _ = first_batch(tmp_path, monkeypatch, run, base=["seed=5"])
+    torch.manual_seed(0)
+    model = str(save_safetensors(EmotionCNN().eval(), tmp_path / "m.safetensors"))
+    shown: list[torch.Tensor] = []
+    forward = EmotionCNN.forward
+    monkeypatch.setattr(EmotionCNN, "forward", lambda self, x: shown.append(x.detach().clone()) or forward(self, x))
+    argv = [model, "--seed", "5", "--epochs", "0,1", "--batches", "1", "--data", str(folder_data), "--override", *data]
+    teacher_views.main(argv)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(model)]
+    assert [(r[1], r[2]) for r in rows] == [(e, v) for e in "01" for v in ("the", "fresh", "unaugmented")]
+    assert all(0 <= float(v) <= 1 for r in rows for v in r[-3:-1])
+    assert len(shown) == 6 and torch.equal(shown[0], run_x)  # the run's own first batch, as it trained on it
+    assert not torch.allclose(shown[1], shown[0], atol=0.05)  # fresh views of the same faces

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", help="shipped model names or model files")
     p.add_argument("--seed", type=int, default=42, help="the seed the models trained with")
@@ -28,13 +28,12 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=30, help="training batches per epoch to score")
     p.add_argument("--data", default="../shared/data/fer2013")
     p.add_argument("--override", nargs="*", default=["experiment=recipe"], help="Hydra overrides for the data config")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     import hydra
     from hydra import compose, initialize_config_dir
 
     from emotion.cli import CONF_DIR
-    from emotion.data.datamodule import batch_seed
     from emotion.models.checkpoint import load_net
     from emotion.models.pretrained import model_file
 
@@ -42,18 +41,17 @@ def main() -> None:
         cfg = compose("train", overrides=[*args.override, f"data.root={args.data}", f"seed={args.seed}"])
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
-    faces = dm.train_dataloader().dataset
+    loader = dm.train_dataloader()
+    faces, sampler = loader.dataset, loader.sampler  # the sampler orders and seeds the batches as a training run does
     other = 0x5EED5EED  # a stream no run draws from
 
     def batches(epoch: int, stream: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's first batches, in the order the run drew them; views of ``stream`` (None: unaugmented)."""
-        generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)  # as EpochBatchSampler orders them
-        order = torch.randperm(len(faces), generator=generator)
-        for b in range(args.batches):
-            idx = order[b * dm.batch_size : (b + 1) * dm.batch_size]
+        """The epoch's first batches, in the order a run draws them; views of ``stream`` (None: unaugmented)."""
+        sampler.set_epoch(epoch)
+        sampler.stream = stream or 0
+        for _, (idx, seed) in zip(range(args.batches), sampler, strict=False):
             x = faces.x[idx]
-            x = x.float() / 255 if stream is None else dm.augment(x, batch_seed(args.seed, epoch, b, stream))
-            yield x, faces.y[idx]
+            yield (x.float() / 255 if stream is None else dm.augment(x, seed)), faces.y[idx]
 
     print(f"seed {args.seed}, {args.batches} batches of {dm.batch_size} per epoch, augmentation {dm.augment}")
     print(f"{'model':22s} {'epoch':>5s} {'views':12s} {'accuracy':>8s} {'p(label)':>8s} {'entropy':>8s}")
