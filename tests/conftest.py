@@ -96,6 +96,17 @@ TINY = [
 ]
 
 
+# Twelve generated faces in batches of four: enough for a few distinct training steps.
+SYNTHETIC_12 = [
+    "data=synthetic",
+    "data.synthesize.n_train=12",
+    "data.synthesize.n_val=2",
+    "data.synthesize.n_test=2",
+    "data.batch_size=4",
+    "model.channels_last=false",
+]
+
+
 def weights_after_fit(cfg: DictConfig, steps: int = 2) -> torch.Tensor:
     """The network's weights, flattened, after ``steps`` training steps of the composed ``cfg`` (seeded)."""
     return fit_briefly(cfg, steps)[0]

@@ -9,17 +9,9 @@ import torch
 from emotion.models.checkpoint import save_safetensors
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.module import EmotionModule
-from tests.conftest import fit_briefly, make_cfg
+from tests.conftest import SYNTHETIC_12, fit_briefly, make_cfg
 
-SMALL = [
-    "data=synthetic",
-    "data.synthesize.n_train=12",
-    "data.synthesize.n_val=2",
-    "data.synthesize.n_test=2",
-    "data.batch_size=4",
-    "model.channels_last=false",
-    "seed=5",
-]
+SMALL = [*SYNTHETIC_12, "seed=5"]
 
 
 def first_batch(

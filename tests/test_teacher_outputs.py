@@ -13,16 +13,9 @@ from emotion.models.checkpoint import save_safetensors
 from emotion.models.distill import Distillation
 from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.teacher_outputs import TeacherOutputs, store_path
-from tests.conftest import fit_briefly, make_cfg
+from tests.conftest import SYNTHETIC_12, fit_briefly, make_cfg
 
-SMALL = [
-    "data=synthetic",
-    "data.synthesize.n_train=12",
-    "data.synthesize.n_val=2",
-    "data.synthesize.n_test=2",
-    "data.batch_size=4",
-    "model.channels_last=false",
-]
+SMALL = SYNTHETIC_12
 
 
 def counting(fn, calls: list):
