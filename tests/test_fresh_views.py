@@ -64,7 +64,13 @@ def test_a_run_resumes_only_with_the_views_it_started_with(tmp_path):
     def fit(overrides: list[str], steps: int, ckpt_path: Path | None = None) -> L.Trainer:
         cfg = make_cfg(tmp_path, [*SMALL, f"model.distill.teacher={teacher}", *overrides])
         trainer = L.Trainer(
-            accelerator="cpu", max_steps=steps, limit_val_batches=0, logger=False, enable_progress_bar=False
+            accelerator="cpu",
+            max_steps=steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,  # the test saves its own
+            enable_progress_bar=False,
+            default_root_dir=tmp_path,
         )
         trainer.fit(hydra.utils.instantiate(cfg.model), hydra.utils.instantiate(cfg.data), ckpt_path=ckpt_path)
         return trainer
