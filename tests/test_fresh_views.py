@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import hydra
+import lightning as L
+import pytest
 import torch
 
+from emotion.errors import UserError
 from emotion.models.checkpoint import save_safetensors
 from emotion.models.emotion_cnn import EmotionCNN
-from emotion.models.module import EmotionModule
+from emotion.models.module import VIEWS_STREAM_KEY, EmotionModule
 from tests.conftest import SYNTHETIC_12, fit_briefly, make_cfg
 
 SMALL = [*SYNTHETIC_12, "seed=5"]
@@ -51,13 +56,6 @@ def test_a_student_with_its_teachers_seed_sees_the_same_faces_in_other_views(tmp
 
 def test_a_run_resumes_only_with_the_views_it_started_with(tmp_path):
     """A checkpoint carries its views' stream; one written before the stream existed drew the seed's own."""
-    import hydra
-    import lightning as L
-    import pytest
-
-    from emotion.errors import UserError
-    from emotion.models.module import VIEWS_STREAM_KEY
-
     torch.manual_seed(0)
     teacher = str(save_safetensors(EmotionCNN().eval(), tmp_path / "teacher.safetensors"))
 
@@ -96,8 +94,6 @@ def test_the_teacher_views_tool_scores_a_model_on_a_runs_own_views_fresh_ones_an
 ):
     """experiments/tools/teacher_views.py orders and seeds its batches with the training sampler: the first batch it
     scores as "the stream's" is the very one a run with that seed trains on first."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "tools"))
     import teacher_views
 

@@ -15,8 +15,6 @@ from emotion.models.emotion_cnn import EmotionCNN
 from emotion.models.teacher_outputs import TeacherOutputs, store_path
 from tests.conftest import SYNTHETIC_12, fit_briefly, make_cfg
 
-SMALL = SYNTHETIC_12
-
 
 def counting(fn, calls: list):
     return lambda x: calls.append(len(x)) or fn(x)
@@ -58,7 +56,7 @@ def test_the_store_gives_back_exactly_what_the_teacher_gave_and_keeps_it_across_
 
 
 def fit(tmp_path: Path, overrides: list[str], steps: int = 3) -> tuple[torch.Tensor, dict]:
-    return fit_briefly(make_cfg(tmp_path, [*SMALL, f"paths.cache_dir={tmp_path / 'cache'}", *overrides]), steps)
+    return fit_briefly(make_cfg(tmp_path, [*SYNTHETIC_12, f"paths.cache_dir={tmp_path / 'cache'}", *overrides]), steps)
 
 
 def test_a_later_run_on_the_same_batches_reads_the_outputs_and_trains_exactly_the_same(tmp_path, monkeypatch):
