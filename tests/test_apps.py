@@ -549,17 +549,19 @@ def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, 
 
 
 def test_combine_average_exports_one_network_with_the_mean_of_the_weights(weights, tmp_path):
-    """``combine=average``: one network (not an ensemble) whose every weight is the members' mean; it refuses networks
-    of different architectures and a single file, each in one line."""
+    """``combine=average``: one network (not an ensemble) whose every weight is the members' mean, uncalibrated when
+    a member was calibrated (a fine-tune and its shipped start); it refuses networks of different architectures and a
+    single file, each in one line."""
     from emotion.models.checkpoint import load_net
 
     torch.manual_seed(3)
-    other = EmotionCNN(mean=0.45, std=0.3).eval()  # same architecture and spec, other weights
+    other = EmotionCNN(mean=0.45, std=0.3, temperature=0.9).eval()  # same architecture, other weights, calibrated
     second = save_safetensors(other, tmp_path / "other.safetensors")
     out = tmp_path / "soup.safetensors"
-    export_cli(tmp_path, f"ckpt_path=[{weights},{second}]", "combine=average", "format=safetensors", f"out={out}")
+    export_cli(tmp_path, f"ckpt_path=[{second},{weights}]", "combine=average", "format=safetensors", f"out={out}")
     soup, a, b = load_net(out), load_net(weights), load_net(second)
-    assert soup.spec() == a.spec() and soup.spec()["arch"] == "emotion_cnn"
+    assert b.temperature == 0.9 and soup.temperature == 1.0
+    assert soup.spec() == {**b.spec(), "temperature": 1.0} and soup.spec()["arch"] == "emotion_cnn"
     for name, value in soup.state_dict().items():
         assert torch.allclose(value.float(), (a.state_dict()[name].float() + b.state_dict()[name].float()) / 2)
     faces = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)

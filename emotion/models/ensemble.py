@@ -8,10 +8,14 @@ trained files with ``python -m emotion.export 'ckpt_path=[A.ckpt,B.ckpt]' format
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from emotion.models.base import EmotionNet
+
+log = logging.getLogger(__name__)
 
 
 class EmotionEnsemble(EmotionNet):
@@ -47,18 +51,26 @@ def weight_average(nets: list[EmotionNet]) -> EmotionNet:
     """One network whose weights are the mean of ``nets``' (a "model soup"): for networks of one architecture and
     spec fine-tuned from the same start (which often average into a network as good as each, or better: measure it)
     at the cost of one, where :class:`EmotionEnsemble` costs one network per member. Batch-norm running statistics
-    are averaged too; integer buffers (batch counts) come from the first network."""
+    are averaged too; integer buffers (batch counts) come from the first network. Calibration temperatures may
+    differ (a fine-tune of a shipped, calibrated model and its start): the average is uncalibrated (temperature 1,
+    logged), since the members' temperatures say nothing about how confident the new network is."""
     if len(nets) < 2:
         raise ValueError(f"a weight average needs at least two networks, got {len(nets)}")
-    spec = nets[0].spec()
+    spec = {**nets[0].spec(), "temperature": 1.0}
     for i, net in enumerate(nets[1:], 1):
-        if net.spec() != spec:
-            diff = sorted(k for k in spec if net.spec().get(k) != spec[k])
+        if {**net.spec(), "temperature": 1.0} != spec:
+            diff = sorted(k for k in spec if net.spec().get(k) != spec[k] and k != "temperature")
             raise ValueError(
                 f"network {i} differs from network 0 in {', '.join(diff)}: weights average only across one "
                 "architecture and spec (networks fine-tuned from one start); combine=ensemble averages any models' "
                 "probabilities instead"
             )
+    if any(net.temperature != 1.0 for net in nets):
+        log.info(
+            "the averaged networks' temperatures (%s) do not carry over: the average is uncalibrated; "
+            "calibrate it with python -m emotion.calibrate",
+            ", ".join(f"{net.temperature:.3g}" for net in nets),
+        )
     states = [net.state_dict() for net in nets]
     averaged = {
         k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()
