@@ -58,8 +58,9 @@ def weight_average(nets: list[EmotionNet]) -> EmotionNet:
         raise ValueError(f"a weight average needs at least two networks, got {len(nets)}")
     spec = {**nets[0].spec(), "temperature": 1.0}
     for i, net in enumerate(nets[1:], 1):
-        if {**net.spec(), "temperature": 1.0} != spec:
-            diff = sorted(k for k in spec if net.spec().get(k) != spec[k] and k != "temperature")
+        other = {**net.spec(), "temperature": 1.0}
+        if other != spec:
+            diff = sorted(k for k in spec if other.get(k) != spec[k])
             raise ValueError(
                 f"network {i} differs from network 0 in {', '.join(diff)}: weights average only across one "
                 "architecture and spec (networks fine-tuned from one start); combine=ensemble averages any models' "
