@@ -18,11 +18,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emotion.atomic import atomic_write_text
 from emotion.errors import UserError, fail, file_system_message, keep_going_when_reader_gone, reader_gone
+from emotion.training.precision import bf16_where_native
 
 log = logging.getLogger(__name__)
 
 # Absolute, so the entry points find it however they are invoked (python -m, imported, on Modal).
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# trainer.precision: ${bf16_where_native:${trainer.accelerator}} in the configs that train in bf16 where it is fast
+OmegaConf.register_new_resolver("bf16_where_native", bf16_where_native, replace=True)
 
 
 #: Library messages that are noise for a user of this project (each is handled or irrelevant here): Lightning's

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from emotion.training.precision import cpu_has_native_bf16  # noqa: E402
+
 
 def confusion_matrix_figure(cm: list[list[int]], class_names: tuple[str, ...] | list[str], title: str = ""):
     cm_arr = np.asarray(cm, dtype=float)
@@ -93,11 +95,6 @@ def hardware() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _cpu_name() -> str:

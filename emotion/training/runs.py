@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import save_figure, write_json
 from emotion.errors import ModelFileError, UserError
-from emotion.training.reports import confusion_matrix_figure, cpu_has_native_bf16, curves_figure, hardware
+from emotion.training.precision import cpu_has_native_bf16
+from emotion.training.reports import confusion_matrix_figure, curves_figure, hardware
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,8 @@ from emotion.data.cache import load_raw  # noqa: E402
 from emotion.data.synthetic import ensure_dataset  # noqa: E402
 from emotion.models import EmotionCNN  # noqa: E402
 from emotion.models.module import EmotionModule  # noqa: E402
-from emotion.training.reports import cpu_has_native_bf16, hardware  # noqa: E402
+from emotion.training.precision import bf16_where_native, cpu_has_native_bf16  # noqa: E402
+from emotion.training.reports import hardware  # noqa: E402
 
 BATCH = 64
 BENCH_MODEL = "emotion_cnn"  # the seed network, shipped always: the figures do not move when the default model does
@@ -307,7 +308,7 @@ def recipe_step_images_per_s(
     ``reuse_outputs``: ``model.distill.reuse_outputs`` (its store in ``cache_dir``)."""
     from unittest import mock
 
-    precision = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    precision = bf16_where_native("cpu")
     distill = {"teacher": list(recipe_teacher()), "reuse_outputs": reuse_outputs}
     unfolded = mock.patch("emotion.models.fold.fold_batch_norm", lambda net: 0)
     with unfolded if not fold else contextlib.nullcontext():
