@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from emotion.cli import CONF_DIR  # importing it registers the configs' resolvers (trainer.precision's)
 from emotion.data.synthetic import draw_face, write_dataset
 from emotion.labels import FER2013_CLASSES
 
@@ -22,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two
     torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = Path(CONF_DIR)
 SHARED_FER = ROOT.parent / "shared" / "data" / "fer2013"
 
 
