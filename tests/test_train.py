@@ -91,8 +91,9 @@ def test_bf16_experiments_train_in_bf16_only_where_it_is_native(tmp_path, monkey
 
 
 def test_gpu_trainer_asks_for_bf16_unless_the_gpu_lacks_it(tmp_path, monkeypatch):
-    from emotion.training.precision import bf16_where_native
+    from emotion.training import precision
 
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     cfg = make_cfg(tmp_path, ["trainer=gpu"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
@@ -100,7 +101,7 @@ def test_gpu_trainer_asks_for_bf16_unless_the_gpu_lacks_it(tmp_path, monkeypatch
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     assert cfg.trainer.precision == "32-true"  # a V100 or T4
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert bf16_where_native("auto") == bf16_where_native("cpu")  # auto without a GPU is the CPU
+    assert precision.bf16_where_native("auto") == "32-true"  # auto without a GPU is this CPU, emulating bf16
 
 
 @pytest.fixture(scope="module")
