@@ -67,6 +67,7 @@ def test_bf16_mixed_precision_trains_on_cpu_and_warns_where_it_is_emulated(tmp_p
         metrics = train(cfg)
     assert metrics and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     assert "trainer.precision=32-true" in caplog.text
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"] == "bf16-mixed"  # as it ran
     caplog.clear()
     monkeypatch.setattr(runs, "cpu_has_native_bf16", lambda: True)
     runs.check_precision(cfg.trainer)
@@ -120,6 +121,7 @@ def test_demo_learns_well_above_chance(demo_run):
     report = json.loads((tmp / "run" / "metrics.json").read_text())
     assert report["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert report["split_protocol"]["test"] == "PrivateTest (420)"
+    assert report["precision"] == "32-true"
     hw = report["hardware"]  # the instruction set decides the speed: "AMD EPYC" names several machines
     assert hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert hw["cpu_native_bf16"] == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

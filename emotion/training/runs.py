@@ -203,6 +203,7 @@ def write_run_report(
         "data": {k: v for k, v in datamodule.info.items() if k != "split_protocol"},
         "metrics": metrics,
         "tta": model.tta,
+        "precision": str(trainer.precision),  # as resolved: bf16 only where native (emotion/training/precision.py)
         "best_checkpoint": best_ckpt,
         "epochs_trained": trainer.current_epoch,
         "global_step": trainer.global_step,
