@@ -65,10 +65,17 @@ class StepClock(L.Callback):
 
 
 def ours_images_per_s(
-    root: Path, batches: int, warmup: int, cache_dir: Path, precision: str = "32-true", distill: dict | None = None
+    root: Path,
+    batches: int,
+    warmup: int,
+    cache_dir: Path,
+    precision: str = "32-true",
+    distill: dict | None = None,
+    optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
 ) -> float:
-    """Our pipeline through Lightning: in-memory uint8 batches, on-device augmentation, channels_last, fused Adam
-    (as ``conf/model/emotion_cnn.yaml``), at the trainer's ``precision``; ``distill``: ``model.distill``'s settings."""
+    """Our pipeline through Lightning: in-memory uint8 batches, on-device augmentation, channels_last, a fused
+    ``optimizer`` (Adam as ``conf/model/emotion_cnn.yaml``), at the trainer's ``precision``; ``distill``:
+    ``model.distill``'s settings."""
     dm = FER2013DataModule(
         root=str(root),
         batch_size=BATCH,
@@ -78,7 +85,7 @@ def ours_images_per_s(
     )
     module = EmotionModule(
         EmotionCNN(),
-        optimizer=lambda params: torch.optim.Adam(params, lr=1e-3, fused=True),
+        optimizer=lambda params: optimizer(params, lr=1e-3, fused=True),
         channels_last=True,
         distill=distill,
     )
@@ -255,11 +262,16 @@ def inference_ms_per_face(root: Path, reps: int, iters: int, model: str) -> dict
     return results
 
 
-def recipe_teacher() -> tuple[str, ...]:
-    """The teacher of ``experiment=recipe`` (a name or a list of shipped models), as its config file gives it."""
+def recipe_model() -> Any:
+    """``experiment=recipe``'s ``model`` settings, as its config file gives them."""
     from omegaconf import OmegaConf
 
-    teacher = OmegaConf.load(ROOT / "conf" / "experiment" / "recipe.yaml").model.distill.teacher
+    return OmegaConf.load(ROOT / "conf" / "experiment" / "recipe.yaml").model
+
+
+def recipe_teacher() -> tuple[str, ...]:
+    """The teacher of ``experiment=recipe`` (a name or a list of shipped models)."""
+    teacher = recipe_model().distill.teacher
     return (str(teacher),) if isinstance(teacher, str) else tuple(str(t) for t in teacher)
 
 
@@ -303,16 +315,19 @@ def teacher_ms_per_batch(reps: int, iters: int) -> dict[str, Any]:
 def recipe_step_images_per_s(
     root: Path, batches: int, warmup: int, cache_dir: Path, fold: bool = True, reuse_outputs: bool = False
 ) -> float:
-    """A whole recipe training step (EmotionCNN distilled from the recipe's teacher, bf16 where native), with the
-    teacher's batch norms folded as training loads it, or kept (the folding switched off for this row only);
-    ``reuse_outputs``: ``model.distill.reuse_outputs`` (its store in ``cache_dir``)."""
+    """A whole recipe training step (EmotionCNN distilled from the recipe's teacher, with its optimizer, bf16 where
+    native), with the teacher's batch norms folded as training loads it, or kept (the folding switched off for this
+    row only); ``reuse_outputs``: ``model.distill.reuse_outputs`` (its store in ``cache_dir``)."""
     from unittest import mock
+
+    from hydra.utils import get_class
 
     precision = bf16_where_native("cpu")
     distill = {"teacher": list(recipe_teacher()), "reuse_outputs": reuse_outputs}
+    optimizer = get_class(recipe_model().optimizer._target_)
     unfolded = mock.patch("emotion.models.fold.fold_batch_norm", lambda net: 0)
     with unfolded if not fold else contextlib.nullcontext():
-        return ours_images_per_s(root, batches, warmup, cache_dir, precision, distill)
+        return ours_images_per_s(root, batches, warmup, cache_dir, precision, distill, optimizer)
 
 
 def recipe_step_rows(root: Path, batches: int, warmup: int, cache_dir: Path, reps: int) -> dict[str, float]:
