@@ -145,6 +145,30 @@ def test_the_best_validation_accuracy_so_far_survives_a_resume():
     assert resumed.val_acc_best.update_count == 0  # nothing known: it starts again, as before
 
 
+def test_a_resume_in_another_precision_is_warned_about_and_counted(caplog):
+    """``trainer.precision`` follows the hardware where a config leaves it to ``${bf16_where_native:...}``: a run
+    started in bf16 on one machine and resumed on another without native bf16 would go on in float32 unannounced."""
+    from types import SimpleNamespace
+
+    from emotion.training import callbacks
+    from emotion.training.runs import epochs_by_precision
+
+    rows = [{"epoch": 1, "precision": "bf16-mixed"}, {"epoch": 2, "precision": "bf16-mixed"}]
+    resumed = callbacks.MetricsHistory()
+    resumed.load_state_dict({"history": rows, "elapsed": 100.0, "cpu": 150.0})
+    with caplog.at_level("WARNING", logger="emotion.training.callbacks"):
+        resumed.on_train_start(SimpleNamespace(precision="bf16-mixed"), None)
+        assert not caplog.text  # the same precision: nothing to say
+        resumed.on_train_start(SimpleNamespace(precision="32-true"), None)
+    assert "epochs 1-2 in bf16-mixed and goes on in 32-true" in caplog.text
+    assert "resume with trainer.precision=bf16-mixed" in caplog.text
+    fresh = callbacks.MetricsHistory()
+    fresh.on_train_start(SimpleNamespace(precision="32-true"), None)  # a new run: nothing before it
+    assert caplog.text.count("goes on in") == 1
+    older = [{"epoch": 1}, *rows, {"epoch": 4, "precision": "32-true"}]  # the first row from before rows kept it
+    assert epochs_by_precision(older) == {"unknown": 1, "bf16-mixed": 2, "32-true": 1}
+
+
 def test_the_history_keeps_counting_wall_and_cpu_time_across_a_resume(monkeypatch):
     """``elapsed_s`` and ``cpu_s`` are cumulative over every segment of a resumed run; a pause (the process stopped)
     adds wall time only. A checkpoint from before ``cpu_s`` existed starts that count at 0."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from torch.optim.swa_utils import AveragedModel
 from emotion.atomic import atomic_write_text
 from emotion.data.datamodule import batch_seed
 from emotion.training.reports import confusion_matrix_figure, misclassified_figure
+
+log = logging.getLogger(__name__)
 
 
 def progress_bar(refresh_rate: int = 1, log_refresh_rate: int = 50) -> L.Callback:
@@ -127,13 +130,17 @@ TRAIN_KEYS = ("train/loss", "train/distill_loss", "train/labels_dropped", "train
 
 
 class MetricsHistory(L.Callback):
-    """Per-epoch record of val/train metrics, wall-clock time (``elapsed_s``) and the process's CPU time (``cpu_s``,
-    all its threads), both cumulative and kept across resumes via the checkpoint. A run paused (``kill -STOP``) or
-    sharing the cores with other jobs gains wall time but hardly any CPU time, so ``cpu_s`` per epoch measures the
-    work where ``elapsed_s`` also measures the machine's other load."""
+    """Per-epoch record of val/train metrics, the precision the epoch trained in, wall-clock time (``elapsed_s``) and
+    the process's CPU time (``cpu_s``, all its threads), both cumulative and kept across resumes via the checkpoint.
+    A run paused (``kill -STOP``) or sharing the cores with other jobs gains wall time but hardly any CPU time, so
+    ``cpu_s`` per epoch measures the work where ``elapsed_s`` also measures the machine's other load.
+
+    A resume in another precision than the run's last epoch is warned about: ``trainer.precision``'s default follows
+    the hardware (bf16 only where native), so a run continued on another machine would otherwise change precision
+    without a word."""
 
     def __init__(self) -> None:
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self.elapsed_before = 0.0  # seconds spent in earlier (resumed-from) runs
         self.cpu_before = 0.0  # CPU seconds of earlier runs (0 for checkpoints written before cpu_s existed)
         self._t0 = time.perf_counter()
@@ -149,10 +156,26 @@ class MetricsHistory(L.Callback):
     def cpu(self) -> float:
         return self.cpu_before + time.process_time() - self._cpu0
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the checkpoint's callback states and loop counters are restored
+        before = self.history[-1].get("precision") if self.history else None
+        now = str(trainer.precision)
+        if before is not None and before != now:
+            log.warning(
+                "this run trained epochs 1-%d in %s and goes on in %s (trainer.precision follows the hardware where "
+                "a config leaves it to ${bf16_where_native:...}); to continue as it started, resume with "
+                "trainer.precision=%s. metrics.json counts the epochs of each precision",
+                self.history[-1]["epoch"],
+                before,
+                now,
+                before,
+            )
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after this epoch's validation; train/* epoch means are read from the module's own metric state.
-        row: dict[str, float] = {
+        row: dict[str, Any] = {
             "epoch": trainer.current_epoch + 1,
+            "precision": str(trainer.precision),
             "elapsed_s": round(self.elapsed(), 1),
             "cpu_s": round(self.cpu(), 1),
         }

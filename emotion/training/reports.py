@@ -62,7 +62,7 @@ def misclassified_figure(images: torch.Tensor, true: torch.Tensor, pred: torch.T
     return fig
 
 
-def curves_figure(history: list[dict[str, float]], target: float | None = None):
+def curves_figure(history: list[dict[str, Any]], target: float | None = None):
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [h["epoch"] for h in history]
     for key, ax in (("val/acc", ax_acc), ("train/acc", ax_acc), ("val/loss", ax_loss), ("train/loss", ax_loss)):

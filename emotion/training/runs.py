@@ -4,6 +4,7 @@ every entry point needs before any heavy import is :mod:`emotion.cli`)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,12 @@ def overrides() -> list[str]:
         return []
 
 
-def time_to_accuracy(history: list[dict[str, float]], target: float) -> float | None:
+def epochs_by_precision(history: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of the run's epochs trained in each precision (rows from before the history kept it: ``unknown``)."""
+    return dict(Counter(str(row.get("precision", "unknown")) for row in history))
+
+
+def time_to_accuracy(history: list[dict[str, Any]], target: float) -> float | None:
     """Minutes of training until val/acc first reached ``target`` (None if it never did)."""
     for row in history:
         if row.get("val/acc", 0.0) >= target:
@@ -188,7 +194,7 @@ def write_run_report(
     metrics: dict[str, float],
     confusion: dict[str, list[list[int]]],
     best_ckpt: str,
-    history: list[dict[str, float]],
+    history: list[dict[str, Any]],
     train_time_s: float | None,
     wall_time_s: float,
 ) -> dict[str, Any]:
@@ -204,6 +210,7 @@ def write_run_report(
         "metrics": metrics,
         "tta": model.tta,
         "precision": str(trainer.precision),  # as resolved: bf16 only where native (emotion/training/precision.py)
+        "epochs_by_precision": epochs_by_precision(history),  # two entries: resumed on other hardware
         "best_checkpoint": best_ckpt,
         "epochs_trained": trainer.current_epoch,
         "global_step": trainer.global_step,
