@@ -35,7 +35,7 @@ test: $(STAMP)  ## the default test suite in two processes (TEST_WORKERS=2; 4 mi
 test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, the serving install, DDP/cluster harness, benchmark smoke
 	$(BIN)/python -m pytest -m slow
 
-test-all: test test-slow  ## the default suite, then the slow tests (~38 min on 2 AVX-512 cores, ~77 on AVX2; the README's test command, run by .ci/run)
+test-all: test test-slow  ## the default suite, then the slow tests (~38 min on 2 AVX-512 cores; 67 min in CI, set-up included; the README's test command, run by .ci/run)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
