@@ -32,6 +32,25 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """For writers that take a path (ONNX, ``torch.export``): ``with atomic_path(p) as tmp: write(tmp); check(tmp)``.
+    ``tmp`` lies beside ``p`` with its suffix (readers go by it) and becomes ``p`` when the block ends without an
+    error; an error — a failed check included — leaves no new file and ``p``'s earlier content as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def writable_folder(folder: str | Path) -> Path:
     """Make ``folder`` and write a probe file into it: an OSError now, before any work, if it cannot be used."""
     folder = Path(folder)

@@ -120,6 +120,28 @@ def test_export_cli_errors_are_clear(tmp_path, weights):
     assert not (tmp_path / "m.safetensors").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_an_export_that_fails_its_parity_check_leaves_no_file_and_keeps_an_earlier_one(
+    weights, tmp_path, monkeypatch, fmt
+):
+    """Exports are written beside their name and moved there once checked: a refused one is not left behind
+    looking like an export, and does not destroy the file it would have replaced."""
+    out = tmp_path / f"m.{fmt}"
+    out.write_bytes(b"the earlier export")
+    monkeypatch.setattr("emotion.serve.exporters.parity", lambda net, path, fmt: 1.0)
+    with pytest.raises(UserError, match=rf"parity check failed: the {fmt} export differs .*not written"):
+        export_cli(tmp_path, f"ckpt_path={weights}", f"format={fmt}", f"out={out}")
+    assert out.read_bytes() == b"the earlier export"
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == f".{fmt}"] == [out.name]  # no temporary file either
+    monkeypatch.undo()
+    path, diff = export_cli(tmp_path, f"ckpt_path={weights}", f"format={fmt}", f"out={out}")
+    assert path == out and diff < 1e-4 and list(Predictor(str(out)).class_names) == list(FER2013_CLASSES)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == f".{fmt}"] == [out.name]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # the earlier file's mode, not a temporary file's 0600
+
+
 def test_export_cli_writes_the_file_it_names(tmp_path, weights):
     out, diff = export_cli(tmp_path, f"ckpt_path={weights}", "format=safetensors", f"out={tmp_path}/copy.safetensors")
     assert out == tmp_path / "copy.safetensors" and out.is_file() and diff < 1e-4
@@ -522,7 +544,7 @@ def test_int8_export_refuses_without_calibration_or_when_it_disagrees(
     monkeypatch.setattr("emotion.serve.quantize.MIN_AGREEMENT", 1.01)  # no model can pass: the guard must refuse
     with pytest.raises(UserError, match="agrees with the float model on only"):
         export_cli(tmp_path, *int8, f"calib={folder_data}")
-    assert not out.exists()
+    assert not out.exists() and not list(tmp_path.glob(".m.*"))  # nor its temporary file
 
 
 def test_ensemble_export_averages_its_members_and_serves_the_predictor(weights, tmp_path, astronaut):

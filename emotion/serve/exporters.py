@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emotion.atomic import atomic_path
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import load_net, save_safetensors
 from emotion.models.ensemble import EmotionEnsemble, weight_average
@@ -135,27 +136,31 @@ def export(
         raise ValueError("export reads .ckpt or .safetensors files; an .onnx file is already an export")
     if len(paths) == 1 and combine == "average":
         raise ValueError("combine=average averages the weights of several files: give ckpt_path=[A,B,…]")
-    if len(paths) == 1:
-        net = load_net(paths[0])
-    else:
-        nets = [load_net(p) for p in paths]
-        net = EmotionEnsemble.of(nets) if combine == "ensemble" else weight_average(nets)
     out_path = Path(out) if out else Path(paths[0]).with_suffix(suffix[fmt])
-    if fmt == "onnx-int8":
-        return export_int8(net, out_path, calib)
-    if fmt == "onnx":
-        export_onnx(net, out_path)
-    elif fmt == "pt2":
-        export_pt2(net, out_path)
-    else:
-        save_safetensors(net, out_path)
-    diff = parity(net, out_path, fmt)
-    if diff > PARITY_TOL:
-        raise RuntimeError(f"parity check failed: {fmt} export differs from PyTorch by {diff:.2e} > {PARITY_TOL}")
+    # written beside out_path and moved there once checked (an unwritable folder fails here, before any work): a
+    # refused export leaves no file behind, and an earlier file of that name as it was
+    with atomic_path(out_path) as staged:
+        if len(paths) == 1:
+            net = load_net(paths[0])
+        else:
+            nets = [load_net(p) for p in paths]
+            net = EmotionEnsemble.of(nets) if combine == "ensemble" else weight_average(nets)
+        if fmt == "onnx-int8":
+            diff = export_int8(net, staged, calib)
+        else:
+            {"onnx": export_onnx, "pt2": export_pt2, "safetensors": save_safetensors}[fmt](net, staged)
+            diff = parity(net, staged, fmt)
+            if diff > PARITY_TOL:
+                raise RuntimeError(
+                    f"parity check failed: the {fmt} export differs from PyTorch by {diff:.2e} > {PARITY_TOL}; "
+                    "not written"
+                )
     return out_path, diff
 
 
-def export_int8(net: EmotionNet, out: Path, calib: str | Path) -> tuple[Path, float]:
+def export_int8(net: EmotionNet, out: Path, calib: str | Path) -> float:
+    """Write ``net`` quantized to int8 (calibrated on ``calib``'s training faces) to ``out``; returns the share of
+    other training faces whose top-1 class differs from the float model's, and raises above 5%."""
     import tempfile
 
     from emotion.serve import quantize
@@ -169,10 +174,9 @@ def export_int8(net: EmotionNet, out: Path, calib: str | Path) -> tuple[Path, fl
         fp32 = export_onnx(net, Path(tmp) / "fp32.onnx")
         quantize.quantize_onnx(fp32, out, calibration, quantize.layer_weights(net))
         agreement = quantize.top1_agreement(fp32, out, check)
-    if agreement < quantize.MIN_AGREEMENT:
-        out.unlink()
+    if agreement < quantize.MIN_AGREEMENT:  # the caller removes ``out``
         raise RuntimeError(
             f"int8 model agrees with the float model on only {agreement:.1%} of {len(check)} held-out training "
             f"faces (< {quantize.MIN_AGREEMENT:.0%}); not written. Use format=onnx."
         )
-    return out, 1.0 - agreement
+    return 1.0 - agreement
