@@ -75,3 +75,12 @@ def test_cli(capsys, tmp_path):
     assert out.count("https://open.spotify.com/search/") == 3
     assert songs_main(["--emotion", "happy", "--catalog", str(tmp_path / "none.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    photo = tmp_path / "photo.png"  # a file that is not text: named, with what to give instead
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert songs_main(["--emotion", "happy", "--catalog", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: catalog {photo} is not UTF-8 text (byte 0x89 at offset 0): give a CSV" in err
+    latin1 = tmp_path / "latin1.csv"  # an Excel export in the Windows code page
+    latin1.write_bytes("title,artist,valence,energy\nCaf\u00e9,B\u00e9b\u00e9,0.5,0.5\n".encode("cp1252"))
+    assert songs_main(["--emotion", "happy", "--catalog", str(latin1)]) == 2
+    assert "saved as UTF-8" in capsys.readouterr().err

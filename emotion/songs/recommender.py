@@ -90,7 +90,13 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         p = Path(path)
         if not p.is_file():
             raise CatalogError(f"catalog {p} does not exist")
-        text, source = p.read_text(encoding="utf-8-sig"), str(p)
+        try:
+            text, source = p.read_text(encoding="utf-8-sig"), str(p)
+        except UnicodeDecodeError as exc:
+            raise CatalogError(
+                f"catalog {p} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): give a CSV "
+                "file, saved as UTF-8 (Excel: 'CSV UTF-8'; Spotify exports already are)"
+            ) from None
     rows = csv.DictReader(text.splitlines())
     header = [h.strip().lower() for h in (rows.fieldnames or [])]
     rows.fieldnames = header
