@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -263,12 +264,33 @@ def check_overrides(argv: list[str]) -> None:
         if arg.startswith("-") or "=" not in arg:
             continue
         try:
-            parser.parse_overrides([arg])
+            (override,) = parser.parse_overrides([arg])
         except OverrideParseException as exc:
             key, value = arg.split("=", 1)
             odd = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "/._-:+*@,[]{}()~%$"))})
             why = f"characters Hydra reads only inside quotes ({' '.join(odd)})" if odd else str(exc).splitlines()[0]
             fail(f"cannot read the override {arg}: {why}; quote the value, e.g. '{key}=\"{value}\"'")
+        check_group_choice(override)
+
+
+def check_group_choice(override: Any) -> None:
+    """A config group's option that has no file (``experiment=recpie``): Hydra would answer with a traceback's
+    worth of lines and exit status 1; say it in one line with the options there are. Hydra's own groups
+    (``hydra/…``, plugins) are left to Hydra."""
+    from hydra.core.override_parser.types import Glob
+
+    group = override.key_or_group
+    folder = Path(CONF_DIR) / group
+    if override.is_delete() or group.startswith("hydra") or not folder.is_dir() or isinstance(override.value(), Glob):
+        return
+    if override.is_sweep_override():
+        options = list(override.sweep_string_iterator())
+    else:
+        options = override.value() if isinstance(override.value(), list) else [override.value()]
+    for option in options:
+        if option is not None and not (folder / f"{option}.yaml").is_file():
+            choices = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+            fail(f"{group}={option}: there is no conf/{group}/{option}.yaml; choose from {choices}")
 
 
 def model_path(cfg: DictConfig) -> str:

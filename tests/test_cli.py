@@ -72,6 +72,17 @@ def test_help_imports_no_training_stack(module):
             ["pretrained=true", "out=/tmp/modèle.onnx"],
             "quote the value, e.g. 'out=\"/tmp/modèle.onnx\"'",
         ),
+        # a config group's option without a file: Hydra's own answer is many lines and exit status 1
+        (
+            "emotion.train",
+            ["experiment=recpie"],
+            "experiment=recpie: there is no conf/experiment/recpie.yaml; choose from baseline, best, demo, fast, "
+            "field, recipe, sota",
+        ),
+        ("emotion.train", ["-m", "experiment=recipe,recpie"], "experiment=recpie: there is no"),  # a sweep's
+        ("emotion.train", ["callbacks=[default,emma]"], "callbacks=emma: there is no conf/callbacks/emma.yaml"),
+        ("emotion.train", ["model/net=vgg"], "model/net=vgg: there is no conf/model/net/vgg.yaml; choose from emotion"),
+        ("emotion.evaluate", ["data=fer"], "data=fer: there is no conf/data/fer.yaml; choose from fer2013, synthetic"),
     ],
 )
 def test_a_bad_value_is_one_line_before_any_heavy_import(module, args, message, tmp_path):
