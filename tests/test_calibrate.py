@@ -79,6 +79,26 @@ def test_calibrate_cli_fits_on_one_half_reports_on_the_other_and_writes_the_mode
     saved = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert [row["threshold"] for row in saved["thresholds_after"]] == [0.3, 0.4, 0.5, 0.6, 0.7]
     assert (tmp_path / "run" / "reliability.png").stat().st_size > 1000
+    assert result["calibrated_model"] == str(tmp_path / "net.calibrated.safetensors")  # beside the input
+
+
+def test_calibrate_writes_a_shipped_models_calibration_into_the_run_folder_and_refuses_a_misleading_name(
+    folder_data, tmp_path
+):
+    """The package's weights folder is not written to (in an installed package it may be read-only); ``out=`` must be
+    a .safetensors name, since every reader goes by it (``out=m.onnx`` used to get safetensors bytes)."""
+    from emotion.errors import UserError
+    from emotion.models.pretrained import WEIGHTS_DIR
+
+    before = sorted(WEIGHTS_DIR.iterdir())
+    args = ["pretrained=emotion_vgg_v8", f"data.root={folder_data}", "data.cache_dir=null", "split=train"]
+    result = calibrate(make_cfg(tmp_path, args, config_name="calibrate"))
+    assert result["calibrated_model"] == str(tmp_path / "run" / "emotion_vgg_v8.calibrated.safetensors")
+    assert load_net(result["calibrated_model"]).temperature == pytest.approx(result["temperature"])
+    assert sorted(WEIGHTS_DIR.iterdir()) == before
+    with pytest.raises(UserError, match=r"out=.*m.onnx: calibrate writes a .safetensors model file.*name it .*m.safe"):
+        calibrate(make_cfg(tmp_path, [*args, f"out={tmp_path}/m.onnx"], config_name="calibrate"))
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_cam_labels_low_confidence_faces_uncertain():

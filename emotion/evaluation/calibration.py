@@ -19,6 +19,7 @@ from emotion.cli import model_path
 from emotion.errors import UserError
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import load_net, save_safetensors
+from emotion.models.pretrained import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -140,10 +141,28 @@ def reliability_figure(before: dict[str, Any], after: dict[str, Any], title: str
     return fig
 
 
+def calibrated_path(cfg: DictConfig, path: str) -> Path:
+    """Where the calibrated model goes: ``out=`` (a .safetensors name: readers go by it), else beside the input as
+    ``*.calibrated.safetensors`` — for a shipped model, in the run's folder (the package's weights are not written)."""
+    if cfg.get("out"):
+        out = Path(cfg.out)
+        if out.suffix.lower() != ".safetensors":
+            raise UserError(
+                f"out={out}: calibrate writes a .safetensors model file, and every reader goes by the name; name it "
+                f"{out.with_suffix('.safetensors')} (an ONNX file: python -m emotion.export ckpt_path=THAT "
+                "format=onnx out=…)"
+            )
+        return out
+    name = Path(path).with_suffix(".calibrated.safetensors").name
+    shipped = Path(path).resolve().parent == WEIGHTS_DIR
+    return Path(cfg.paths.output_dir) / name if shipped else Path(path).with_name(name)
+
+
 def calibrate(cfg: DictConfig) -> dict[str, Any]:
     path = model_path(cfg)
     if path.endswith(".onnx"):
         raise UserError(f"{path}: calibrate the .ckpt or .safetensors it was exported from, then export it again")
+    out = calibrated_path(cfg, path)  # before any work
     net = load_net(path)
     if cfg.split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {cfg.split!r}")
@@ -164,7 +183,6 @@ def calibrate(cfg: DictConfig) -> dict[str, Any]:
     before = calibration(logits[report], y[report], 1.0, cfg.bins)
     after = calibration(logits[report], y[report], temperature, cfg.bins)
     net.temperature = temperature
-    out = Path(cfg.out) if cfg.get("out") else Path(path).with_suffix(".calibrated.safetensors")
     save_safetensors(net, out)
     result = {
         "model": path,
