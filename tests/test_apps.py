@@ -724,8 +724,10 @@ def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_
     assert cam_main([*args, "--table", str(tmp_path / "t.csv")]) == 0
     table = list(csv.reader((tmp_path / "t.csv").open()))
     assert table[0][:7] == ["frame", "time_s", "track", "x", "y", "w", "h"] and len(table) == len(rows) + 1
-    with pytest.raises(SystemExit):
-        cam_main([*args, "--table", str(tmp_path / "t.xyz")])
+    for flag, name in (("--table", "t.xyz"), ("--plot", "t.jpg"), ("--mood-out", "m.png")):  # refused, not written
+        with pytest.raises(SystemExit):
+            cam_main([*args, flag, str(tmp_path / name)])
+        assert not (tmp_path / name).exists()
 
 
 def test_predict_piped_into_head_exits_quietly(weights, tmp_path):

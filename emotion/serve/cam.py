@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--mood-out",
         type=Path,
-        metavar="FILE",
+        metavar="FILE.json",
         help="at the end, write the mood of the last seconds (class names + mean probabilities) as JSON",
     )
     p.add_argument(
@@ -457,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--table {args.table}: give a .csv or a .json file")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         p.error(f"--plot {args.plot}: give a .png file")
+    if args.mood_out is not None and args.mood_out.suffix.lower() != ".json":
+        p.error(f"--mood-out {args.mood_out}: give a .json file")
     if args.output is not None and args.output.suffix and args.output.suffix.lower() not in (".mp4", ".avi"):
         p.error(f"--output {args.output}: give OUT.mp4 or OUT.avi (a video), or a folder name without a suffix (PNGs)")
     if args.output is not None and not args.headless:
