@@ -1,5 +1,6 @@
 """Export, Predictor, predict CLI, webcam demo (headless, on a generated video of a real face) and songs."""
 
+import csv
 import json
 import os
 import subprocess
@@ -871,6 +872,29 @@ def test_predict_annotate_into_a_file_or_a_read_only_folder_is_one_line_before_a
         "is a file, not a folder; write elsewhere (--annotate DIR)" if where == "a-file" else "(--annotate DIR)"
     )
     assert where != "a-file" or target.read_text() == "mine"
+
+
+def test_predict_gives_images_named_alike_each_their_own_annotated_copy(weights, tmp_path, capsys):
+    """a/x.png, b/x.png and b/x.jpg used to share one x_annotated.png: the last overwrote the others, unsaid."""
+    for i, rel in enumerate(["a/x.png", "b/x.png", "b/x.jpg"]):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / rel), np.full((48, 48), 40 + 80 * i, np.uint8))
+    out = tmp_path / "out"
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(weights), "--no-detect", "--annotate", str(out)]
+    assert predict_main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    copies = [r["annotated"] for r in rows]
+    assert sorted(Path(c).name for c in copies) == ["x_annotated-2.png", "x_annotated-3.png", "x_annotated.png"]
+    for r in rows:  # each copy is its own image's (the three are grey levels 40, 120, 200)
+        assert (
+            abs(float(cv2.imread(r["annotated"], cv2.IMREAD_GRAYSCALE)[24, 2]) - float(cv2.imread(r["file"])[24, 2, 0]))
+            < 2
+        )
+    assert "3 annotated copies in" in captured.err
+    assert predict_main([*args, "--csv"]) == 0
+    table = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert table[0][-1] == "annotated" and sorted(row[-1] for row in table[1:]) == sorted(copies)
 
 
 def test_predict_keeps_every_prediction_when_an_annotated_copy_cannot_be_written(

@@ -94,6 +94,7 @@ def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotat
     from emotion.serve.draw import draw_faces
 
     rows: list[dict] = []
+    taken: set[str] = set()  # annotated copies' names: two images named alike (a/x.jpg, b/x.png) get two copies
     progress = Progress(len(files))
     for done, path in enumerate(files, 1):
         progress(done)
@@ -105,13 +106,26 @@ def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotat
         faces = predictor.predict(img) if detect else predictor.predict_crops([img])
         if not faces:
             rows.append({"file": str(path), "error": "no face detected (try --no-detect for pre-cropped faces)"})
-        for i, face in enumerate(faces):
-            rows.append({"file": str(path), "face": i, **face.to_dict()})
+        copy = {}
         if annotate is not None and faces:
-            out = annotate / f"{path.stem}_annotated.png"
-            if not cv2.imwrite(str(out), draw_faces(img.copy(), faces)):  # full disk, vanished folder: say so
+            out = annotate / unique_name(f"{path.stem}_annotated", ".png", taken)
+            if cv2.imwrite(str(out), draw_faces(img.copy(), faces)):
+                copy = {"annotated": str(out)}
+            else:  # full disk, vanished folder: say so
                 rows.append({"file": str(path), "error": f"its annotated copy could not be written to {out}"})
+        for i, face in enumerate(faces):
+            rows.append({"file": str(path), "face": i, **face.to_dict(), **copy})
     return rows
+
+
+def unique_name(stem: str, suffix: str, taken: set[str]) -> str:
+    """``stem + suffix``, or with ``-2``, ``-3``… before the suffix if an earlier file of this run took it."""
+    name, n = f"{stem}{suffix}", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    taken.add(name)
+    return name
 
 
 def print_table(rows: list[dict]) -> None:
@@ -133,24 +147,27 @@ def print_table(rows: list[dict]) -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # full rows in files and pipes
 
 
-def write_csv(rows: list[dict], class_names: tuple[str, ...]) -> None:
+def write_csv(rows: list[dict], class_names: tuple[str, ...], annotated: bool = False) -> None:
+    """One row per face (or per failed file, with its ``error``); ``annotated``: a last column with the face's
+    annotated copy (``--annotate``)."""
     w = csv.writer(sys.stdout)
-    w.writerow(["file", "face", "label", "confidence", "x", "y", "w", "h", *class_names, "error"])
+    w.writerow(
+        ["file", "face", "label", "confidence", "x", "y", "w", "h", *class_names, "error"] + ["annotated"] * annotated
+    )
     for r in rows:
         if "error" in r:
-            w.writerow([r["file"], "", "", "", "", "", "", "", *[""] * len(class_names), r["error"]])
+            row = [r["file"], "", "", "", "", "", "", "", *[""] * len(class_names), r["error"]]
         else:
-            w.writerow(
-                [
-                    r["file"],
-                    r["face"],
-                    r["label"],
-                    r["confidence"],
-                    *r["box"],
-                    *[r["probs"][c] for c in class_names],
-                    "",
-                ]
-            )
+            row = [
+                r["file"],
+                r["face"],
+                r["label"],
+                r["confidence"],
+                *r["box"],
+                *[r["probs"][c] for c in class_names],
+                "",
+            ]
+        w.writerow(row + [r.get("annotated", "")] * annotated)
 
 
 @quiet_if_reader_gone
@@ -218,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     elif args.csv:
-        write_csv(rows, predictor.class_names)
+        write_csv(rows, predictor.class_names, annotated=args.annotate is not None)
     else:
         print_table(rows)
     sys.stdout.flush()
     if others:
         print(not_read_note(others), file=sys.stderr)
+    if copies := {r["annotated"] for r in rows if "annotated" in r}:
+        print(f"{len(copies)} annotated {'copy' if len(copies) == 1 else 'copies'} in {args.annotate}", file=sys.stderr)
     failed = sorted({r["file"] for r in rows if "error" in r})
     if failed:
         print(f"{len(failed)} of {len({r['file'] for r in rows})} files failed", file=sys.stderr)
