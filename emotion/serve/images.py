@@ -71,7 +71,10 @@ def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
     if colour not in COLOUR_ORDERS:
         raise ValueError(f"colour={colour!r}: give 'bgr' (OpenCV) or 'rgb' (PIL, matplotlib, imageio)")
     if isinstance(image, (str, Path)):
-        return read_image(Path(image))
+        try:
+            return read_image(Path(image))
+        except ValueError as exc:  # the caller's file, named: it may be one of many
+            raise ValueError(f"{image}: {exc}") from None
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image: its own mode says what it holds
         from PIL import ImageOps
 
