@@ -29,7 +29,7 @@ bench: $(STAMP)  ## throughput benchmark (experiments/throughput/): run it on an
 	$(BIN)/python experiments/throughput/bench.py --data $(FER2013_ROOT)
 
 TEST_WORKERS ?= 2
-test: $(STAMP)  ## the default test suite in two processes (TEST_WORKERS=2; 4 min on 2 AVX-512 cores, 8 on AVX2; the everyday loop)
+test: $(STAMP)  ## the default test suite in two processes (TEST_WORKERS=2; 4 min on 2 AVX-512 cores, 9 on AVX2; the everyday loop)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)  ## the slow tests: real FER2013 training, shipped-model re-measures, the serving install, DDP/cluster harness, benchmark smoke
