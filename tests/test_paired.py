@@ -55,7 +55,7 @@ def test_evaluate_compares_two_models_on_the_same_faces(folder_data, tmp_path):
     assert itself["compared_to"]["mcnemar_p"] == 1.0
 
 
-def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(folder_data, tmp_path):
+def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(folder_data, tmp_path, monkeypatch):
     a = random_model_file(tmp_path, 0)
     small = random_model_file(tmp_path, 0, EmotionVGG, widths=[8, 16], fc=16, input_size=40)
     base = [f"data.root={folder_data}", f"ckpt_path={a}"]
@@ -63,6 +63,13 @@ def test_compare_to_a_model_that_cannot_see_the_same_faces_is_a_clear_error(fold
         evaluate(make_cfg(tmp_path, [*base, f"compare_to={small}"], config_name="eval"))
     with pytest.raises(UserError, match="'nope' is neither a model file nor a shipped model"):
         evaluate(make_cfg(tmp_path, [*base, "compare_to=nope"], config_name="eval"))
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"not a checkpoint")
+    scored = []  # a damaged second model is refused before the first is scored (ten-crop on FER2013: minutes)
+    monkeypatch.setattr("lightning.Trainer.test", lambda *a, **k: scored.append(1))
+    with pytest.raises(UserError, match="damaged.ckpt is not a PyTorch checkpoint"):
+        evaluate(make_cfg(tmp_path, [*base, f"compare_to={damaged}"], config_name="eval"))
+    assert not scored
 
 
 def test_compare_tta_compares_one_model_under_two_test_time_augmentations(folder_data, tmp_path, monkeypatch):

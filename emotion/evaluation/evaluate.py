@@ -59,6 +59,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             raise UserError(f"{key} must be one of {', '.join(TTA_MODES)}, got {mode!r}")
     L.seed_everything(cfg.seed, workers=True)
     net = load_net(path)
+    other = load_net(other_path) if other_path is not None else net  # both refused, if at all, before any scoring
+    if other.class_names != net.class_names or other.input_size != net.input_size:
+        raise UserError(
+            f"compare_to={other_path} takes {other.input_size}-px faces of {other.class_names}, "
+            f"{path} {net.input_size}-px faces of {net.class_names}: compare models of the same classes and size"
+        )
     # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
     datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
@@ -105,12 +111,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "accuracy": float(outcome["correct"][keep].float().mean()) if keep.any() else float("nan"),
         }
     if other_path is not None or compare_tta != cfg.tta:
-        other = load_net(other_path) if other_path is not None else net
-        if other.class_names != net.class_names or other.input_size != net.input_size:
-            raise UserError(
-                f"compare_to={other_path} takes {other.input_size}-px faces of {other.class_names}, "
-                f"{path} {net.input_size}-px faces of {net.class_names}: compare models of the same classes and size"
-            )
         _, other_outcome = score(other, compare_tta)
         comparison = paired_comparison(outcome["correct"], other_outcome["correct"])
         result["compared_to"] = {"model": other_path or path, "tta": compare_tta, **comparison}
