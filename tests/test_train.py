@@ -379,6 +379,34 @@ def test_a_resume_that_changes_the_schedules_length_is_refused(tmp_path):
     train(make_cfg(tmp_path, [*TINY, "ckpt_path=last"]))  # the same length resumes
 
 
+def test_a_resume_with_other_settings_says_which_cannot_take_effect_and_the_report_keeps_them(tmp_path, caplog):
+    """A resume restores the optimizer's state: a new learning rate used to be overridden without a word."""
+    base = [*TINY, "model.scheduler=null", "logger=csv"]
+    train(make_cfg(tmp_path, base))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    changed = ["trainer.max_epochs=2", "model.optimizer.lr=0.01", "model.loss.label_smoothing=0.1", "ckpt_path=last"]
+    with caplog.at_level("WARNING", logger="emotion.training.callbacks"):
+        train(make_cfg(tmp_path, [*base, *changed]))
+    assert "(model.optimizer.lr 0.003 -> 0.01); they do NOT take effect" in caplog.text
+    assert "model.init_from=" in caplog.text
+    assert "from epoch 2 on: model.loss.label_smoothing 0.0 -> 0.1, trainer.max_epochs 1 -> 2" in caplog.text
+    state = torch.load(last, weights_only=True)
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == 0.003  # as the warning says: the run's own
+    settings = {
+        "model.loss.label_smoothing": [0.0, 0.1],
+        "model.optimizer.lr": [0.003, 0.01],
+        "trainer.max_epochs": [1, 2],
+    }
+    expected = [{"from_epoch": 2, "settings": settings}]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["resume_changes"] == expected
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="emotion.training.callbacks"):  # the same settings again: nothing to say
+        train(make_cfg(tmp_path, [*base, *changed[1:3], "trainer.max_epochs=3", "ckpt_path=last"]))
+    assert "model.optimizer.lr" not in caplog.text and "trainer.max_epochs 2 -> 3" in caplog.text
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [c["from_epoch"] for c in report["resume_changes"]] == [2, 3]  # both resumes, kept across them
+
+
 def make_cfg_and_train(tmp_path, overrides):
     return train(make_cfg(tmp_path, overrides))
 

@@ -208,6 +208,54 @@ def fitting(trainer: L.Trainer) -> bool:
     return getattr(trainer.state, "fn", None) == "fit"
 
 
+#: Settings a resume cannot change: the optimizer's and the schedule's state (learning rates, weight decay, the
+#: one-cycle's peak) come back from the checkpoint.
+RESTORED_PREFIXES = ("model.optimizer.", "model.scheduler.")
+
+
+class ResumeCheck(L.Callback):
+    """Keeps the run's hyperparameters (:func:`emotion.training.runs.run_hparams`) in its checkpoints. A resume
+    whose settings differ says which, and which of them cannot take effect: a new ``model.optimizer.lr`` was
+    silently overridden by the restored optimizer. The differences are kept for the run report (``changes``).
+    ``trainer.precision`` has its own warning (:class:`MetricsHistory`)."""
+
+    KEY = "emotion_run_hparams"
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        self.hparams = dict(hparams)
+        self.changes: list[dict[str, Any]] = []  # one entry per resume that changed something
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = {"hparams": self.hparams, "changes": self.changes}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if not fitting(trainer) or self.KEY not in checkpoint:  # validate/test of a checkpoint: nothing resumes
+            return
+        saved = checkpoint[self.KEY]
+        self.changes = list(saved["changes"])
+        old, new = saved["hparams"], self.hparams
+        diff = {
+            k: [old.get(k), new.get(k)]
+            for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k) and k != "trainer.precision"
+        }
+        if not diff:
+            return
+        epoch = int(checkpoint.get("epoch", -1)) + 2  # the first epoch this resume trains (1-based)
+        self.changes.append({"from_epoch": epoch, "settings": diff})
+        kept = [k for k in diff if k.startswith(RESTORED_PREFIXES)]
+        said = lambda keys: ", ".join(f"{k} {diff[k][0]!r} -> {diff[k][1]!r}" for k in keys)  # noqa: E731
+        if kept:
+            log.warning(
+                "this resume asks for other optimizer/schedule settings than the run's (%s); they do NOT take effect: "
+                "the optimizer's and the schedule's state come back from the checkpoint. To train on with them, "
+                "start a new run_name with model.init_from=<this run's last.ckpt>",
+                said(kept),
+            )
+        if rest := [k for k in diff if k not in kept]:
+            log.warning("this resume changes the run's settings from epoch %d on: %s", epoch, said(rest))
+
+
 class ForeachEMA(AveragedModel):
     """An exponential moving average whose update is one ``_foreach_lerp_`` over the floating-point tensors and one
     ``_foreach_copy_`` over the others (batch norm's counters follow the model), on tensor lists gathered once.

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emotion.atomic import save_figure, write_json
 from emotion.errors import ModelFileError, UserError
+from emotion.training.callbacks import ResumeCheck
 from emotion.training.precision import cpu_has_native_bf16
 from emotion.training.reports import confusion_matrix_figure, curves_figure, hardware
 
@@ -65,7 +66,8 @@ def instantiate_all(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Lightning
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     check_optimizer(model)
-    return datamodule, model, instantiate_list(cfg.get("callbacks")), instantiate_list(cfg.get("logger"))
+    callbacks = [*instantiate_list(cfg.get("callbacks")), ResumeCheck(run_hparams(cfg))]
+    return datamodule, model, callbacks, instantiate_list(cfg.get("logger"))
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
@@ -211,6 +213,8 @@ def write_run_report(
         "tta": model.tta,
         "precision": str(trainer.precision),  # as resolved: bf16 only where native (emotion/training/precision.py)
         "epochs_by_precision": epochs_by_precision(history),  # two entries: resumed on other hardware
+        # the settings a resume changed, and from which epoch (emotion.training.callbacks.ResumeCheck)
+        "resume_changes": next((c.changes for c in trainer.callbacks if isinstance(c, ResumeCheck)), []),
         "best_checkpoint": best_ckpt,
         "epochs_trained": trainer.current_epoch,
         "global_step": trainer.global_step,
