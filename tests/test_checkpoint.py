@@ -147,26 +147,31 @@ def test_the_best_validation_accuracy_so_far_survives_a_resume():
 
 def test_a_resume_in_another_precision_is_warned_about_and_counted(caplog):
     """``trainer.precision`` follows the hardware where a config leaves it to ``${bf16_where_native:...}``: a run
-    started in bf16 on one machine and resumed on another without native bf16 would go on in float32 unannounced."""
+    started in bf16 on one machine and resumed on another without native bf16 went on in float32 unannounced."""
     from types import SimpleNamespace
 
     from emotion.training import callbacks
     from emotion.training.runs import epochs_by_precision
 
-    rows = [{"epoch": 1, "precision": "bf16-mixed"}, {"epoch": 2, "precision": "bf16-mixed"}]
-    resumed = callbacks.MetricsHistory()
-    resumed.load_state_dict({"history": rows, "elapsed": 100.0, "cpu": 150.0})
+    fit = SimpleNamespace(state=SimpleNamespace(fn="fit"))
+    started = callbacks.ResumeCheck({"trainer.precision": "bf16-mixed", "seed": 42})
+    checkpoint = {"epoch": 1}  # saved after epoch 2 (0-based 1)
+    started.on_save_checkpoint(fit, None, checkpoint)
     with caplog.at_level("WARNING", logger="emotion.training.callbacks"):
-        resumed.on_train_start(SimpleNamespace(precision="bf16-mixed"), None)
-        assert not caplog.text  # the same precision: nothing to say
-        resumed.on_train_start(SimpleNamespace(precision="32-true"), None)
-    assert "epochs 1-2 in bf16-mixed and goes on in 32-true" in caplog.text
-    assert "resume with trainer.precision=bf16-mixed" in caplog.text
-    fresh = callbacks.MetricsHistory()
-    fresh.on_train_start(SimpleNamespace(precision="32-true"), None)  # a new run: nothing before it
-    assert caplog.text.count("goes on in") == 1
-    older = [{"epoch": 1}, *rows, {"epoch": 4, "precision": "32-true"}]  # the first row from before rows kept it
-    assert epochs_by_precision(older) == {"unknown": 1, "bf16-mixed": 2, "32-true": 1}
+        callbacks.ResumeCheck({"trainer.precision": "bf16-mixed", "seed": 42}).on_load_checkpoint(fit, None, checkpoint)
+        assert not caplog.text  # the same settings: nothing to say
+        resumed = callbacks.ResumeCheck({"trainer.precision": "32-true", "seed": 42})
+        resumed.on_load_checkpoint(fit, None, checkpoint)
+    assert "from epoch 3 on: trainer.precision 'bf16-mixed' -> '32-true'" in caplog.text
+    assert "resume with trainer.precision=bf16-mixed" in caplog.text and "NOT" not in caplog.text
+    assert resumed.changes == [{"from_epoch": 3, "settings": {"trainer.precision": ["bf16-mixed", "32-true"]}}]
+    caplog.clear()
+    test = SimpleNamespace(state=SimpleNamespace(fn="test"))  # scoring a checkpoint resumes nothing
+    with caplog.at_level("WARNING", logger="emotion.training.callbacks"):
+        callbacks.ResumeCheck({"trainer.precision": "32-true"}).on_load_checkpoint(test, None, checkpoint)
+    assert not caplog.text
+    rows = [{"epoch": 1}, {"epoch": 2, "precision": "bf16-mixed"}, {"epoch": 3, "precision": "32-true"}]
+    assert epochs_by_precision(rows) == {"unknown": 1, "bf16-mixed": 1, "32-true": 1}  # rows from before it was kept
 
 
 def test_the_history_keeps_counting_wall_and_cpu_time_across_a_resume(monkeypatch):

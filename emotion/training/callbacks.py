@@ -133,11 +133,7 @@ class MetricsHistory(L.Callback):
     """Per-epoch record of val/train metrics, the precision the epoch trained in, wall-clock time (``elapsed_s``) and
     the process's CPU time (``cpu_s``, all its threads), both cumulative and kept across resumes via the checkpoint.
     A run paused (``kill -STOP``) or sharing the cores with other jobs gains wall time but hardly any CPU time, so
-    ``cpu_s`` per epoch measures the work where ``elapsed_s`` also measures the machine's other load.
-
-    A resume in another precision than the run's last epoch is warned about: ``trainer.precision``'s default follows
-    the hardware (bf16 only where native), so a run continued on another machine would otherwise change precision
-    without a word."""
+    ``cpu_s`` per epoch measures the work where ``elapsed_s`` also measures the machine's other load."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
@@ -155,21 +151,6 @@ class MetricsHistory(L.Callback):
 
     def cpu(self) -> float:
         return self.cpu_before + time.process_time() - self._cpu0
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # after the checkpoint's callback states and loop counters are restored
-        before = self.history[-1].get("precision") if self.history else None
-        now = str(trainer.precision)
-        if before is not None and before != now:
-            log.warning(
-                "this run trained epochs 1-%d in %s and goes on in %s (trainer.precision follows the hardware where "
-                "a config leaves it to ${bf16_where_native:...}); to continue as it started, resume with "
-                "trainer.precision=%s. metrics.json counts the epochs of each precision",
-                self.history[-1]["epoch"],
-                before,
-                now,
-                before,
-            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after this epoch's validation; train/* epoch means are read from the module's own metric state.
@@ -215,9 +196,10 @@ RESTORED_PREFIXES = ("model.optimizer.", "model.scheduler.")
 
 class ResumeCheck(L.Callback):
     """Keeps the run's hyperparameters (:func:`emotion.training.runs.run_hparams`) in its checkpoints. A resume
-    whose settings differ says which, and which of them cannot take effect: a new ``model.optimizer.lr`` was
-    silently overridden by the restored optimizer. The differences are kept for the run report (``changes``).
-    ``trainer.precision`` has its own warning (:class:`MetricsHistory`)."""
+    whose settings differ names each: the optimizer's and the schedule's cannot take effect (a new
+    ``model.optimizer.lr`` was silently overridden by the restored optimizer), the others take effect from the next
+    epoch — ``trainer.precision`` among them, whose default follows the hardware (bf16 only where native), so a run
+    continued on another machine changed precision without a word. The differences are kept for the run report."""
 
     KEY = "emotion_run_hparams"
 
@@ -234,18 +216,16 @@ class ResumeCheck(L.Callback):
         saved = checkpoint[self.KEY]
         self.changes = list(saved["changes"])
         old, new = saved["hparams"], self.hparams
-        diff = {
-            k: [old.get(k), new.get(k)]
-            for k in sorted(old.keys() | new.keys())
-            if old.get(k) != new.get(k) and k != "trainer.precision"
-        }
+        diff = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
         if not diff:
             return
         epoch = int(checkpoint.get("epoch", -1)) + 2  # the first epoch this resume trains (1-based)
         self.changes.append({"from_epoch": epoch, "settings": diff})
-        kept = [k for k in diff if k.startswith(RESTORED_PREFIXES)]
-        said = lambda keys: ", ".join(f"{k} {diff[k][0]!r} -> {diff[k][1]!r}" for k in keys)  # noqa: E731
-        if kept:
+
+        def said(keys: list[str]) -> str:
+            return ", ".join(f"{k} {diff[k][0]!r} -> {diff[k][1]!r}" for k in keys)
+
+        if kept := [k for k in diff if k.startswith(RESTORED_PREFIXES)]:
             log.warning(
                 "this resume asks for other optimizer/schedule settings than the run's (%s); they do NOT take effect: "
                 "the optimizer's and the schedule's state come back from the checkpoint. To train on with them, "
@@ -253,7 +233,12 @@ class ResumeCheck(L.Callback):
                 said(kept),
             )
         if rest := [k for k in diff if k not in kept]:
-            log.warning("this resume changes the run's settings from epoch %d on: %s", epoch, said(rest))
+            log.warning(
+                "this resume changes the run's settings from epoch %d on: %s; to keep the run's own, resume with %s",
+                epoch,
+                said(rest),
+                " ".join(f"{k}={'null' if diff[k][0] is None else diff[k][0]}" for k in rest),
+            )
 
 
 class ForeachEMA(AveragedModel):
