@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -20,6 +20,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from emotion.atomic import atomic_write_text
 from emotion.errors import UserError, fail, file_system_message, keep_going_when_reader_gone, reader_gone
 from emotion.training.precision import bf16_where_native
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +276,7 @@ def check_overrides(argv: list[str]) -> None:
         check_group_choice(override)
 
 
-def check_group_choice(override: Any) -> None:
+def check_group_choice(override: Override) -> None:
     """A config group's option that has no file (``experiment=recpie``): Hydra would answer with a traceback's
     worth of lines and exit status 1; say it in one line with the options there are. Hydra's own groups
     (``hydra/…``, plugins) are left to Hydra."""
