@@ -119,6 +119,9 @@ def test_export_cli_errors_are_clear(tmp_path, weights):
     with pytest.raises(UserError, match=r"out=.*m.safetensors: format=onnx writes a .onnx file.*name it .*m.onnx"):
         export_cli(tmp_path, f"ckpt_path={weights}", "format=onnx", f"out={tmp_path}/m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()  # refused before anything was written
+    if Path("/proc/self").is_dir():  # a folder whose file system answers "no such file" to a new file (Linux)
+        with pytest.raises(UserError, match=r"^/proc: cannot write there \(.*\); write elsewhere \(out=PATH\)$"):
+            export_cli(tmp_path, f"ckpt_path={weights}", "format=onnx", "out=/proc/m.onnx")
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
