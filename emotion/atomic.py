@@ -62,6 +62,16 @@ def writable_folder(folder: str | Path) -> Path:
     return folder
 
 
+def unwritable_reason(folder: str | Path) -> str | None:
+    """None if a file can be written in ``folder`` (made if missing), else why not, in the system's words: for a
+    command to check its output places before the work whose results they keep."""
+    try:
+        writable_folder(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0o22)  # reading the umask means setting it: put it straight back
     os.umask(mask)

@@ -732,6 +732,11 @@ def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_
         with pytest.raises(SystemExit):
             cam_main([*args, flag, str(tmp_path / name)])
         assert not (tmp_path / name).exists()
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    for flag, name in (("--table", "t.csv"), ("--plot", "t.png"), ("--mood-out", "m.json")):  # before the session
+        with pytest.raises(SystemExit) as exc:
+            cam_main([*args, flag, str(tmp_path / "taken" / name)])
+        assert exc.value.code == 2
 
 
 def test_predict_piped_into_head_exits_quietly(weights, tmp_path):

@@ -56,3 +56,18 @@ def test_audit_warns_in_one_line_when_the_splits_differ_in_sharpness(folder_data
     assert sharpness["mismatch"] and sharpness["max_ratio"] > 4
     warnings = [line for line in capsys.readouterr().out.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "sharpness" in warnings[0]
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_the_audit(
+    folder_data, tmp_path, capsys, monkeypatch
+):
+    """The audit of FER2013 takes minutes; its results used to meet an unwritable --out only at the end, as a
+    traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the folder would go")
+    audited = []
+    monkeypatch.setattr("emotion.data.audit.audit", lambda root: audited.append(root))
+    assert audit_main([str(folder_data), "--out", str(taken / "audit")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --out {taken / 'audit'}: cannot write there (") and "\n" not in err
+    assert not audited

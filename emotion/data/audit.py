@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from emotion.atomic import atomic_open, unwritable_reason, write_json
 from emotion.data.sources import DecodeReport, decode_image, list_image_files, origin_of
 from emotion.data.twins import near_duplicate_groups
 from emotion.errors import DatasetError, quiet_if_reader_gone, report
@@ -167,16 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("root")
     p.add_argument("--out", type=Path, help="output folder (default: ./audit-<root name>)")
     args = p.parse_args(argv)
+    out = args.out or Path(f"audit-{Path(args.root).resolve().name}")
+    if why := unwritable_reason(out):  # before minutes of auditing, not after
+        return report(f"--out {out}: cannot write there ({why}); give a folder you can write to")
     try:
         result = audit(args.root)
     except DatasetError as exc:
         return report(exc)
-    out = args.out or Path(f"audit-{Path(args.root).resolve().name}")
-    out.mkdir(parents=True, exist_ok=True)
-    contact_sheet(result, out / "audit_contact_sheet.png")
+    sheet = contact_sheet(result, out / "audit_contact_sheet.png")  # None: no groups to show
     images = result.pop("_images")
-    (out / "audit.json").write_text(json.dumps(result, indent=1))
-    with (out / "audit_groups.csv").open("w", newline="") as fh:
+    write_json(result, out / "audit.json")
+    with atomic_open(out / "audit_groups.csv", "w") as fh:
         w = csv.writer(fh)
         w.writerow(["kind", "size", "splits", "labels", "conflicting_labels", "cross_split", "paths"])
         for g in result["groups"]:
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             f"WARNING: splits differ {sharp['max_ratio']}x in sharpness (blurred or resized copies?): a model trained "
             "on one misreads the other; get an unaltered copy of the data set before training."
         )
-    print(f"wrote {out}/audit.json, audit_groups.csv, audit_contact_sheet.png ({len(images)} images checked)")
+    also = ", audit_contact_sheet.png" if sheet else " (no groups: no contact sheet)"
+    print(f"wrote {out}/audit.json, audit_groups.csv{also} ({len(images)} images checked)")
     return 0
 
 

@@ -459,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--plot {args.plot}: give a .png file")
     if args.mood_out is not None and args.mood_out.suffix.lower() != ".json":
         p.error(f"--mood-out {args.mood_out}: give a .json file")
+    from emotion.atomic import unwritable_reason
+
+    for flag, path in (("--table", args.table), ("--plot", args.plot), ("--mood-out", args.mood_out)):
+        if path is not None and (why := unwritable_reason(path.parent)):  # now, not after the session they record
+            p.error(f"{flag} {path}: cannot write in {path.parent} ({why}); give a place you can write to")
     if args.output is not None and args.output.suffix and args.output.suffix.lower() not in (".mp4", ".avi"):
         p.error(f"--output {args.output}: give OUT.mp4 or OUT.avi (a video), or a folder name without a suffix (PNGs)")
     if args.output is not None and not args.headless:
