@@ -99,6 +99,9 @@ def test_calibrate_writes_a_shipped_models_calibration_into_the_run_folder_and_r
     with pytest.raises(UserError, match=r"out=.*m.onnx: calibrate writes a .safetensors model file.*name it .*m.safe"):
         calibrate(make_cfg(tmp_path, [*args, f"out={tmp_path}/m.onnx"], config_name="calibrate"))
     assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "taken").write_text("a file where a folder would go")
+    with pytest.raises(UserError, match=r"out=.*taken/m.safetensors: cannot write in .*taken \(.*\); give out=PATH"):
+        calibrate(make_cfg(tmp_path, [*args, f"out={tmp_path}/taken/m.safetensors"], config_name="calibrate"))
 
 
 def test_cam_labels_low_confidence_faces_uncertain():

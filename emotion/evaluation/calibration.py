@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from emotion.atomic import save_figure, write_json
+from emotion.atomic import save_figure, unwritable_reason, write_json
 from emotion.cli import model_path
 from emotion.errors import UserError
 from emotion.models.base import EmotionNet
@@ -163,6 +163,8 @@ def calibrate(cfg: DictConfig) -> dict[str, Any]:
     if path.endswith(".onnx"):
         raise UserError(f"{path}: calibrate the .ckpt or .safetensors it was exported from, then export it again")
     out = calibrated_path(cfg, path)  # before any work
+    if why := unwritable_reason(out.parent):
+        raise UserError(f"out={out}: cannot write in {out.parent} ({why}); give out=PATH in a folder you can write to")
     net = load_net(path)
     if cfg.split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {cfg.split!r}")
