@@ -18,7 +18,7 @@ import cv2
 from rich.console import Console
 from rich.table import Table
 
-from emotion.atomic import writable_folder
+from emotion.atomic import unwritable_reason
 from emotion.data.decode import IMAGE_EXTENSIONS
 from emotion.errors import keep_going_when_reader_gone, quiet_if_reader_gone
 from emotion.models.tta import TTA_MODES
@@ -213,13 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     if wrong := face_check_flag_error(args.face_check, args.detector):
         p.error(wrong)
 
-    from emotion.errors import ModelFileError, file_system_message, report
+    from emotion.errors import ModelFileError, report
 
-    if args.annotate is not None:
-        try:
-            writable_folder(args.annotate)
-        except OSError as exc:
-            return report(f"--annotate {file_system_message(exc, '--annotate DIR') or exc}")
+    if args.annotate is not None and (why := unwritable_reason(args.annotate)):
+        return report(f"--annotate {args.annotate}: {why}; write elsewhere (--annotate DIR)")
     try:
         predictor = load_predictor(
             args.model, not args.no_detect, args.tta, args.detector, args.min_face, args.face_check
