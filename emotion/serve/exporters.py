@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emotion.atomic import atomic_path, writable_folder
+from emotion.atomic import atomic_path, unwritable_reason
 from emotion.models.base import EmotionNet
 from emotion.models.checkpoint import load_net, save_safetensors
 from emotion.models.ensemble import EmotionEnsemble, weight_average
@@ -137,11 +137,8 @@ def export(
     if len(paths) == 1 and combine == "average":
         raise ValueError("combine=average averages the weights of several files: give ckpt_path=[A,B,…]")
     out_path = Path(out) if out else Path(paths[0]).with_suffix(suffix[fmt])
-    try:
-        writable_folder(out_path.parent)  # before any work, whatever the file system answers
-    except OSError as exc:
-        why = exc.strerror or exc
-        raise ValueError(f"{out_path.parent}: cannot write there ({why}); write elsewhere (out=PATH)") from None
+    if why := unwritable_reason(out_path.parent):  # before any work, whatever the file system answers
+        raise ValueError(f"{out_path.parent}: cannot write there ({why}); write elsewhere (out=PATH)")
     # written beside out_path and moved there once checked: a refused export leaves no file behind, and an earlier
     # file of that name as it was
     with atomic_path(out_path) as staged:
