@@ -20,8 +20,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes the file private (0600); the result gets the mode any new file would (0644 under umask 022)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -45,7 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -70,6 +69,12 @@ def unwritable_reason(folder: str | Path) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+def _mode_for(path: Path) -> int:
+    """The mode a temporary file (mkstemp: private, 0600) takes before it replaces ``path``: ``path``'s own, or the one
+    any new file would get (0644 under umask 022)."""
+    return path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -122,7 +122,7 @@ def test_demo_learns_well_above_chance(demo_run):
     assert report["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert report["split_protocol"]["test"] == "PrivateTest (420)"
     assert report["precision"] == "32-true"
-    assert [h["precision"] for h in report["history"]] == ["32-true"] * 4  # each epoch's, kept across resumes
+    assert [h["precision"] for h in report["history"]] == ["32-true"] * 4  # each epoch's
     assert report["epochs_by_precision"] == {"32-true": 4}
     hw = report["hardware"]  # the instruction set decides the speed: "AMD EPYC" names several machines
     assert hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
