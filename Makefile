@@ -22,7 +22,7 @@ install: $(STAMP)  ## create .venv and install the pinned dependencies (every ta
 demo: $(STAMP)  ## the whole pipeline on generated faces, no data set needed (~1-2 min on 2 cores)
 	$(BIN)/python -m emotion.train experiment=demo
 
-train: $(STAMP)  ## EmotionCNN with the best recipe found (recipe v24: distilled from shipped EmotionVGGs, AdamW, EMA, bf16 where native, 120 epochs), on FER2013 (~5 h on 2 AVX-512 EPYC cores, ~20 h on AVX2; FER2013_ROOT=DIR elsewhere)
+train: $(STAMP)  ## EmotionCNN with the best recipe found (recipe v24: distilled from shipped EmotionVGGs, AdamW, EMA, bf16 where native, 120 epochs), on FER2013 (~5 h on 2 AVX-512 EPYC cores, ~18-20 h on AVX2; FER2013_ROOT=DIR elsewhere)
 	$(BIN)/python -m emotion.train experiment=recipe
 
 bench: $(STAMP)  ## throughput benchmark (experiments/throughput/): run it on an otherwise idle machine
