@@ -62,10 +62,17 @@ def writable_folder(folder: str | Path) -> Path:
 
 
 def unwritable_reason(folder: str | Path) -> str | None:
-    """None if a file can be written in ``folder`` (made if missing), else why not, in the system's words: for a
-    command to check its output places before the work whose results they keep."""
+    """None if files can be written in ``folder`` — or, while it does not exist, in the nearest folder above it that
+    does, where the writers will make it — else why not, in the system's words. Makes nothing: a command checks its
+    output places before the work whose results they keep, and work that then fails leaves no empty folder behind."""
+    here = Path(folder).absolute()
     try:
-        writable_folder(folder)
+        while not here.exists():
+            here = here.parent
+        if not here.is_dir():
+            return "is a file, not a folder" if here == Path(folder).absolute() else f"{here} is a file, not a folder"
+        with tempfile.TemporaryFile(dir=here):
+            pass
     except OSError as exc:
         return exc.strerror or str(exc)
     return None

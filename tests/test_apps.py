@@ -882,6 +882,18 @@ def test_predict_annotate_into_a_file_or_a_read_only_folder_is_one_line_before_a
     assert where != "a-file" or target.read_text() == "mine"
 
 
+def test_predict_annotate_makes_its_folder_only_for_a_copy(weights, tmp_path, capsys):
+    """The --annotate folder is checked before the work and made with the first annotated copy: a run that finds no
+    face leaves no empty folder behind."""
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((120, 120), 128, np.uint8))  # no face to detect
+    out = tmp_path / "annotated" / "run1"
+    assert predict_main([str(tmp_path / "wall.png"), "--model", str(weights), "--annotate", str(out), "--json"]) == 1
+    assert "no face detected" in capsys.readouterr().out and not (tmp_path / "annotated").exists()
+    args = [str(tmp_path / "wall.png"), "--model", str(weights), "--no-detect", "--annotate", str(out)]
+    assert predict_main(args) == 0
+    assert [p.name for p in out.iterdir()] == ["wall_annotated.png"]
+
+
 def test_predict_gives_images_named_alike_each_their_own_annotated_copy(weights, tmp_path, capsys):
     """a/x.png, b/x.png and b/x.jpg used to share one x_annotated.png: the last overwrote the others, unsaid."""
     for i, rel in enumerate(["a/x.png", "b/x.png", "b/x.jpg"]):

@@ -71,3 +71,12 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_before_the_audit(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --out {taken / 'audit'}: cannot write there (") and "\n" not in err
     assert not audited
+
+
+def test_an_audit_that_fails_leaves_no_output_folder_behind(tmp_path, capsys):
+    """--out is checked before the audit but made only when the results are written: a data set that cannot be read
+    used to leave an empty audit folder behind."""
+    out = tmp_path / "audits" / "fer"
+    assert audit_main([str(tmp_path / "no-such-data"), "--out", str(out)]) == 2
+    assert "no-such-data" in capsys.readouterr().err
+    assert not (tmp_path / "audits").exists()

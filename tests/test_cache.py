@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -68,3 +71,17 @@ def test_atomic_writes_get_the_mode_the_umask_gives_and_keep_an_existing_files(t
         os.umask(old)
     assert (tmp_path / "new.json").stat().st_mode & 0o777 == mode
     assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"
+
+
+def test_an_output_place_is_checked_without_making_it(tmp_path):
+    from emotion.atomic import unwritable_reason
+
+    assert unwritable_reason(tmp_path / "a" / "b") is None and list(tmp_path.iterdir()) == []
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert unwritable_reason(taken) == "is a file, not a folder"
+    assert unwritable_reason(taken / "sub" / "dir") == f"{taken} is a file, not a folder"
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    read_only = locked if not os.access(locked, os.W_OK) else Path("/sys")  # root writes anywhere but in sysfs
+    assert unwritable_reason(read_only / "new" / "dir") == "Permission denied" and not (read_only / "new").exists()

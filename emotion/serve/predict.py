@@ -7,6 +7,7 @@ exit status is 1 when any file failed (0 when all succeeded, 2 for a usage error
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -109,6 +110,8 @@ def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotat
         copy = {}
         if annotate is not None and faces:
             out = annotate / unique_name(f"{path.stem}_annotated", ".png", taken)
+            with contextlib.suppress(OSError):  # made with the first copy (checked, not made, before the work)
+                annotate.mkdir(parents=True, exist_ok=True)  # a failure: imwrite's, reported below
             if cv2.imwrite(str(out), draw_faces(img.copy(), faces)):
                 copy = {"annotated": str(out)}
             else:  # full disk, vanished folder: say so
