@@ -35,8 +35,10 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """For writers that take a path (ONNX, ``torch.export``): ``with atomic_path(p) as tmp: write(tmp); check(tmp)``.
     ``tmp`` lies beside ``p`` with its suffix (readers go by it) and becomes ``p`` when the block ends without an
-    error; an error — a failed check included — leaves no new file and ``p``'s earlier content as it was."""
+    error; an error — a failed check included — leaves no new file, no folder made for it, and ``p``'s earlier content
+    as it was."""
     path = Path(path)
+    made = [folder for folder in path.parents if not folder.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -46,8 +48,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
+        made = []
     finally:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty (something else wrote there meanwhile): kept
+                folder.rmdir()
 
 
 def writable_folder(folder: str | Path) -> Path:

@@ -146,6 +146,15 @@ def test_an_export_that_fails_its_parity_check_leaves_no_file_and_keeps_an_earli
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # the earlier file's mode, not a temporary file's 0600
 
 
+def test_an_export_that_fails_leaves_no_folder_made_for_it(tmp_path):
+    """The output folder is made to stage the export beside its name; a refused export used to leave it behind."""
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="damaged.safetensors"):
+        export_cli(tmp_path, f"ckpt_path={damaged}", "format=onnx", f"out={tmp_path}/exports/v2/m.onnx")
+    assert not (tmp_path / "exports").exists()
+
+
 def test_export_cli_writes_the_file_it_names(tmp_path, weights):
     out, diff = export_cli(tmp_path, f"ckpt_path={weights}", "format=safetensors", f"out={tmp_path}/copy.safetensors")
     assert out == tmp_path / "copy.safetensors" and out.is_file() and diff < 1e-4
