@@ -1,10 +1,10 @@
 """One table for a sweep: ``python -m emotion.sweep_report logs/train/multiruns/RUN [--metric val/acc]``.
 
 Reads every job of a Hydra multirun directory (its ``.hydra/overrides.yaml`` and, when it finished,
-``metrics.json``), and writes ``sweep.md`` and ``sweep.csv`` (best first; failed jobs listed as failed) and
-``sweep.png`` (the metric against each swept parameter) into the directory. For an Optuna study (``optuna.db`` in
-the directory) it adds each trial's state (pruned trials are marked), the parameter importances (PED-ANOVA) and the
-best trial as a ready command.
+``metrics.json``), and writes ``sweep.md`` and ``sweep.csv`` (best first; failed jobs listed as failed, a cut-short
+``metrics.json`` named) and ``sweep.png`` (the metric against each swept parameter) into the directory, or into
+``--out DIR``. For an Optuna study (``optuna.db`` in the directory) it adds each trial's state (pruned trials are
+marked), the parameter importances (PED-ANOVA) and the best trial as a ready command.
 """
 
 from __future__ import annotations
@@ -18,21 +18,32 @@ from typing import Any
 
 import yaml
 
-from emotion.errors import quiet_if_reader_gone
+from emotion.atomic import atomic_open, atomic_write_text, save_figure, unwritable_reason
+from emotion.errors import UserError, quiet_if_reader_gone
 from emotion.errors import report as report_error
 
 
 def read_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per Hydra job below ``sweep_dir``; a job whose ``metrics.json`` cannot be read is a row that says so."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        what = "is a file" if sweep_dir.exists() else "does not exist"
+        raise UserError(f"{sweep_dir} {what}: give a sweep's folder, e.g. logs/train/multiruns/<run_name>")
     rows = []
-    for job in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
+    for job in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
         overrides_file = job / ".hydra" / "overrides.yaml"
         if not overrides_file.is_file():
             continue
         overrides = yaml.safe_load(overrides_file.read_text()) or []
         metrics_file = job / "metrics.json"
-        rows.append(
-            job_row(job.name, overrides, json.loads(metrics_file.read_text()) if metrics_file.is_file() else None)
-        )
+        try:
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        except (OSError, ValueError) as exc:  # cut short (a full disk, a copy interrupted) or unreadable
+            rows.append(job_row(job.name, overrides, None, f"{metrics_file} unreadable ({exc})"))
+            continue
+        rows.append(job_row(job.name, overrides, metrics))
+    if not rows:
+        raise UserError(f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml)")
     return rows
 
 
@@ -162,7 +173,7 @@ def markdown(rows: list[dict[str, Any]], metric: str) -> str:
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     params = sorted({k for r in rows for k in r["params"]})
     metrics = sorted({k for r in rows for k in r["metrics"]})
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w") as fh:
         w = csv.writer(fh)
         w.writerow(["run", "status", "minutes", *params, *metrics])
         for r in rows:
@@ -179,8 +190,6 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
-
-    from emotion.atomic import save_figure
 
     params = swept_params(rows)
     ok = [r for r in rows if r["metrics"].get(metric) is not None]
@@ -202,19 +211,32 @@ def plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def report(sweep_dir: str | Path, metric: str = "val/acc", mode: str = "max") -> tuple[str, list[dict[str, Any]]]:
+def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
+    """A metric no job recorded (``--metric val/accuracy``) would rank every job level and show dashes: say so."""
+    recorded = sorted({k for r in rows for k in r["metrics"]})
+    if recorded and metric not in recorded:
+        raise UserError(f"--metric {metric}: no job of this sweep recorded it; its jobs recorded {', '.join(recorded)}")
+
+
+def report(
+    sweep_dir: str | Path, metric: str = "val/acc", mode: str = "max", out: str | Path | None = None
+) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """The sweep's table (markdown), its rows best first, and the files written into ``out`` (default: the sweep's
+    folder): ``sweep.md``, ``sweep.csv``, and ``sweep.png`` where there is something to plot."""
     sweep_dir = Path(sweep_dir)
+    out = Path(out) if out is not None else sweep_dir
     rows = rank(read_runs(sweep_dir), metric, mode)
-    if not rows:
-        raise FileNotFoundError(f"{sweep_dir} holds no Hydra jobs (no */.hydra/overrides.yaml)")
+    check_metric(rows, metric)
+    if why := unwritable_reason(out):
+        raise UserError(f"cannot write the report into {out} ({why}); give --out DIR")
     study = optuna_study(sweep_dir)
     if study is not None:
         mark_trial_states(rows, study)
     md = markdown(rows, metric) + ("\n" + optuna_section(sweep_dir, study, metric) if study is not None else "")
-    (sweep_dir / "sweep.md").write_text(md)
-    write_csv(rows, sweep_dir / "sweep.csv")
-    plot(rows, metric, sweep_dir / "sweep.png")
-    return md, rows
+    atomic_write_text(out / "sweep.md", md)
+    write_csv(rows, out / "sweep.csv")
+    written = ["sweep.md", "sweep.csv"] + ["sweep.png"] * (plot(rows, metric, out / "sweep.png") is not None)
+    return md, rows, written
 
 
 @quiet_if_reader_gone
@@ -223,14 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dir")
     p.add_argument("--metric", default="val/acc")
     p.add_argument("--mode", choices=["max", "min"], default="max")
+    p.add_argument("--out", type=Path, metavar="DIR", help="where the report's files go (default: the sweep's folder)")
     args = p.parse_args(argv)
     try:
-        md, rows = report(args.sweep_dir, args.metric, args.mode)
-    except FileNotFoundError as exc:
+        md, rows, written = report(args.sweep_dir, args.metric, args.mode, args.out)
+    except UserError as exc:
         return report_error(exc)
     print(md)
-    failed = sum(r["status"] == "failed" for r in rows)
-    print(f"{len(rows)} runs, {failed} failed; wrote sweep.md, sweep.csv, sweep.png in {args.sweep_dir}")
+    failed = sum(r["status"].startswith("failed") for r in rows)
+    print(f"{len(rows)} runs, {failed} failed; wrote {', '.join(written)} in {args.out or args.sweep_dir}")
     return 0
 
 
