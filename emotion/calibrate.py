@@ -16,12 +16,13 @@ import emotion.stack  # noqa: F401  (first: a one-line error in a serving instal
 import hydra
 from omegaconf import DictConfig
 
-from emotion.cli import CONF_DIR, fail_cleanly, preflight
+from emotion.cli import CONF_DIR, check_config, fail_cleanly, preflight
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="calibrate")
 def main(cfg: DictConfig) -> None:
     with fail_cleanly():
+        check_config(cfg)  # a bad value or a missing data set: one line, before torch is imported
         from emotion.evaluation.calibration import calibrate  # torch only after Hydra has parsed the command line
 
         calibrate(cfg)

@@ -16,16 +16,21 @@ class Range:
     low_inclusive: bool = True
     high_inclusive: bool = False
     example: str = ""
+    whole: bool = False  # a count: whole numbers only
 
     def text(self) -> str:
+        kind = "a whole number " if self.whole else ""
         if self.high is None:
-            return f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+            return f"{kind}{'>=' if self.low_inclusive else '>'} {self.low:g}"
         return (
-            f"in {'[' if self.low_inclusive else '('}{self.low:g}, {self.high:g}{']' if self.high_inclusive else ')'}"
+            f"{kind}in {'[' if self.low_inclusive else '('}{self.low:g}, {self.high:g}"
+            f"{']' if self.high_inclusive else ')'}"
         )
 
     def holds(self, value: Any) -> bool:
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:  # NaN fails
+            return False
+        if self.whole and not isinstance(value, numbers.Integral):
             return False
         above = value >= self.low if self.low_inclusive else value > self.low
         below = self.high is None or (value <= self.high if self.high_inclusive else value < self.high)
@@ -60,6 +65,7 @@ RANGES: dict[str, Range] = {
     "data.mix.cutmix_alpha": NON_NEGATIVE,
     "data.mix.p": PROBABILITY,
     "data.views_p": PROBABILITY,
+    "bins": Range(1, whole=True, example="bins=15"),  # python -m emotion.calibrate: the reliability bins
 }
 
 

@@ -115,3 +115,13 @@ def test_cam_labels_low_confidence_faces_uncertain():
     assert face_text(unsure, 0.4) == "uncertain (sad? 30%)" and face_text(unsure, 0.0) == "sad 30%"
     frame = draw_faces(np.zeros((120, 200, 3), np.uint8), [sure, unsure], uncertain_below=0.4)
     assert tuple(frame[40, 10]) == (80, 200, 60) and tuple(frame[40, 100]) == (160, 160, 160)  # box sides
+
+
+@pytest.mark.parametrize(("bins", "shown"), [("0", "0"), ("2.5", "2.5"), ("many", "'many'")])
+def test_calibrate_refuses_a_bin_count_that_is_not_a_whole_number_before_any_work(tmp_path, bins, shown):
+    """bins=0 used to fail inside torchmetrics, as Hydra's two-line error, after the model had scored the split."""
+    from tests.test_train import run_cli
+
+    res = run_cli("-m", "emotion.calibrate", "pretrained=emotion_cnn", f"paths.root_dir={tmp_path}", f"bins={bins}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: bins must be a whole number >= 1, got {shown}; e.g. bins=15"]

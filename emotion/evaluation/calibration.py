@@ -165,9 +165,9 @@ def calibrate(cfg: DictConfig) -> dict[str, Any]:
     out = calibrated_path(cfg, path)  # before any work
     if why := unwritable_reason(out.parent):
         raise UserError(f"out={out}: cannot write in {out.parent} ({why}); give out=PATH in a folder you can write to")
-    net = load_net(path)
     if cfg.split not in ("train", "val", "test"):
         raise UserError(f"split must be train, val or test, got {cfg.split!r}")
+    net = load_net(path)
     # the faces at the size the model was trained on: its spec, not data.image_size, is the fact
     datamodule = hydra.utils.instantiate(cfg.data, augment=None, image_size=net.input_size)
     datamodule.setup("test")
