@@ -19,13 +19,12 @@ class Range:
     whole: bool = False  # a count: whole numbers only
 
     def text(self) -> str:
-        kind = "a whole number " if self.whole else ""
+        kind, fmt = ("a whole number ", "d") if self.whole else ("", "g")
+        low = format(int(self.low) if self.whole else self.low, fmt)
         if self.high is None:
-            return f"{kind}{'>=' if self.low_inclusive else '>'} {self.low:g}"
-        return (
-            f"{kind}in {'[' if self.low_inclusive else '('}{self.low:g}, {self.high:g}"
-            f"{']' if self.high_inclusive else ')'}"
-        )
+            return f"{kind}{'>=' if self.low_inclusive else '>'} {low}"
+        high = format(int(self.high) if self.whole else self.high, fmt)
+        return f"{kind}in {'[' if self.low_inclusive else '('}{low}, {high}{']' if self.high_inclusive else ')'}"
 
     def holds(self, value: Any) -> bool:
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:  # NaN fails
@@ -66,6 +65,7 @@ RANGES: dict[str, Range] = {
     "data.mix.p": PROBABILITY,
     "data.views_p": PROBABILITY,
     "bins": Range(1, whole=True, example="bins=15"),  # python -m emotion.calibrate: the reliability bins
+    "seed": Range(0, 2**32 - 1, high_inclusive=True, whole=True, example="seed=42"),  # what seed_everything takes
 }
 
 

@@ -250,6 +250,8 @@ SLOW_PROCESS = pytest.mark.slow
         ("model.distill.teacher=[emotion_vgg,/nowhere/t.ckpt]", "teacher: '/nowhere/t.ckpt' is neither a model file"),
         ("model.init_from=[emotion_vgg,emotion_cnn]", "model.init_from: one model, not a list"),
         ("data.augment.blur_p=2", "augment.blur_p must be in [0, 1]"),
+        ("seed=abc", "seed must be a whole number in [0, 4294967295], got 'abc'; e.g. seed=42"),  # was a traceback
+        ("seed=-1", "seed must be a whole number in [0, 4294967295], got -1"),  # Lightning warned and used 0
     ],
 )
 def test_invalid_config_values_fail_before_training_with_a_clear_message(tmp_path, override, message):
