@@ -226,18 +226,14 @@ def training_argv(
 def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("trainer=gpu",)) -> None:
     """Compose and validate the run's config here, before any GPU is paid for: unknown keys or experiments, bad
     values and a missing distillation teacher fail in seconds. Raises SystemExit with the one-line reason."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from emotion.cli import check_overrides
+    from emotion.cli import check_overrides, compose_checked
+    from emotion.errors import UserError
 
     check_overrides(list(overrides))
     argv = training_argv(overrides, "/tmp/emotion-preflight", DATA_DIR, default_overrides, None)
     argv = [a for a in argv if not a.startswith(("ckpt_path=", "data.root="))]  # paths that exist only remotely
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(str(HERE / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=argv)
+        cfg = compose_checked(argv, "train", hydra_node=False)  # the project's conf/, as the container's
         import hydra
 
         from emotion.cli import check_config
@@ -249,11 +245,11 @@ def preflight(overrides: Sequence[str], default_overrides: Sequence[str] = ("tra
             check_resumable(str(Path(ckpt).expanduser()))
         hydra.utils.instantiate(cfg.data)  # validates data options (reads nothing)
         check_optimizer(hydra.utils.instantiate(cfg.model))
+    except UserError as exc:
+        raise SystemExit(f"error: the run was not started: {exc}") from None
     except Exception as exc:  # Hydra, OmegaConf and our validation raise many types: all are the user's to fix
         reason = exc.__cause__ or exc
         raise SystemExit(f"error: the run was not started: {type(reason).__name__}: {reason}") from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 #: Settings whose value names files the training reads. The container holds only the image's emotion/ and conf/

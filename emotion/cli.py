@@ -223,7 +223,11 @@ def preflight(argv: list[str], config_name: str) -> None:
         )
     check_overrides(argv)
     try:
+        if {"-m", "--multirun"} & set(argv) and not INFO_FLAGS & set(argv):
+            compose_checked(first_job(argv), config_name)  # a sweep's settings, before any job starts
         run_dir = single_run_dir(argv, config_name)
+    except UserError as exc:
+        fail(exc)
     except Exception:  # a config Hydra will refuse itself a moment later, with its own message
         return
     if run_dir is None:
@@ -246,14 +250,76 @@ def single_run_dir(argv: list[str], config_name: str) -> Path | None:
     time stamp moves on); None for a sweep or an info flag (``-m``, ``--help``, ``--cfg``)."""
     if any(arg.startswith("-") for arg in argv):
         return None
+    return Path(str(compose_checked(list(argv), config_name).hydra.run.dir))
+
+
+#: Hydra's flags that print instead of running.
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p"}
+
+
+def first_job(argv: list[str]) -> list[str]:
+    """A sweep's overrides with each swept value replaced by its first: what its first job composes (a swept range
+    that only a sampler draws from, ``interval(…)``, is left to Hydra)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    job = []
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        (override,) = parser.parse_overrides([arg])
+        if not override.is_sweep_override():
+            job.append(arg)
+            continue
+        with contextlib.suppress(Exception):
+            job.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
+    return job
+
+
+def compose_checked(overrides: list[str], config_name: str, hydra_node: bool = True) -> DictConfig:
+    """The config Hydra will compose; a setting it does not have (``data.bach_size=8``) is a UserError in one line
+    with the nearest name — Hydra would answer with six lines, exit status 1 and the advice to add the key with
+    ``+``, which a typo would then silently become."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=list(argv), return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    return Path(str(cfg.hydra.run.dir))
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            return compose(config_name, overrides=overrides, return_hydra_config=hydra_node)
+    except ConfigCompositionException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
+            raise UserError(unknown_setting(str(cause.full_key), overrides, config_name)) from None
+        raise
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def unknown_setting(key: str, overrides: list[str], config_name: str) -> str:
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+
+    parent, _, leaf = key.rpartition(".")
+    others = [o for o in overrides if not f"{o.split('=', 1)[0].lstrip('+~')}.".startswith(f"{key}.")]
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name, overrides=others)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # another problem in the same command: Hydra names it once this one is mended
+        node = None
+    keys = [str(k) for k in node if not str(k).startswith("_")] if isinstance(node, DictConfig) else []
+    close = difflib.get_close_matches(leaf, keys, n=1, cutoff=0.75)
+    where = f"{parent}'s" if parent else "the top-level"
+    return (
+        f"{key}: no such setting"
+        + (f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else "")
+        + (f" ({where} settings: {', '.join(keys)})" if keys else "")
+        + f"; +{key}=… would add it as a new setting (read only where the code or Lightning takes it)"
+    )
 
 
 def check_overrides(argv: list[str]) -> None:

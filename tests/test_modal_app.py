@@ -158,7 +158,7 @@ class FakeFunction:
         ("trainer.max_epochs=abc", "whole number"),
         ("model.distill.teacher=/nowhere.ckpt", "neither a model file nor a shipped model"),
         ("model.distill.teacher=[emotion_vgg,/nowhere.ckpt]", "'/nowhere.ckpt' is neither a model file"),
-        ("model.label_smoothing=0.1", "Key .label_smoothing. is not in struct"),
+        ("model.label_smoothing=0.1", r"model.label_smoothing: no such setting \(model's settings: .*loss"),
         ("data.root=/données", "characters Hydra reads only inside quotes"),
     ],
 )
