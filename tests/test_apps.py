@@ -713,6 +713,24 @@ def test_detect_emotions_takes_a_path_a_pil_image_or_an_array_in_either_colour_o
         emotion.detect_emotions(np.zeros((4, 4, 2), np.float32))
 
 
+def test_detect_emotions_takes_matplotlibs_float_images_and_names_what_it_cannot_take(astronaut, tmp_path):
+    """plt.imread of a PNG gives floats in 0..1 (as scikit-image does): refused before; cv2.imread's None and an empty
+    array were an unhelpful message and an OpenCV assertion."""
+    import emotion
+
+    rgb = cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB)
+    expected = [f.to_dict() for f in emotion.detect_emotions(rgb, colour="rgb")]
+    assert [f.to_dict() for f in emotion.detect_emotions(rgb.astype(np.float32) / 255, colour="rgb")] == expected
+    with pytest.raises(ValueError, match=r"values in 0\.\.1 .*got 0\.\.255: divide by its maximum"):
+        emotion.detect_emotions(rgb.astype(np.float64), colour="rgb")  # 0..255 floats: not guessed
+    with pytest.raises(ValueError, match=r"got 0\.\.0\.98\d* or NaN/inf: divide"):
+        emotion.detect_emotions(np.where(rgb > 250, np.nan, rgb / 255), colour="rgb")
+    with pytest.raises(ValueError, match="got None instead of an image .cv2.imread returns None"):
+        emotion.detect_emotions(cv2.imread(str(tmp_path / "missing.png")))
+    with pytest.raises(ValueError, match=r"an empty image array \(shape \(0, 0\)\)"):
+        emotion.detect_emotions(np.zeros((0, 0), np.uint8))
+
+
 def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_time(weights, face_video, tmp_path):
     import csv
     import json

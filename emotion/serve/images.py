@@ -64,10 +64,23 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
+def float_to_8bit(array: np.ndarray) -> np.ndarray:
+    """A float image in 0..1 (matplotlib's ``imread`` of a PNG, scikit-image) → uint8; other ranges are refused
+    rather than guessed (0..255 floats would otherwise come out white)."""
+    if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
+        low, high = np.nanmin(array), np.nanmax(array)
+        raise ValueError(
+            f"a float image array must hold values in 0..1 (matplotlib, scikit-image); got {low:g}..{high:g}"
+            + (" or NaN/inf" if not np.isfinite(array).all() else "")
+            + ": divide by its maximum (255 for 8-bit values), or give uint8"
+        )
+    return (array * 255 + 0.5).astype(np.uint8)
+
+
 def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
-    """A path, a PIL image or an array (``H×W`` gray, ``H×W×3`` in ``colour`` order, ``H×W×4`` with alpha; uint8 or
-    uint16) → a BGR or gray uint8 array. ``colour`` says how an array's channels are ordered: OpenCV gives BGR,
-    PIL/matplotlib/imageio give RGB."""
+    """A path, a PIL image or an array (``H×W`` gray, ``H×W×3`` in ``colour`` order, ``H×W×4`` with alpha; uint8,
+    uint16 or float in 0..1) → a BGR or gray uint8 array. ``colour`` says how an array's channels are ordered: OpenCV
+    gives BGR, PIL/matplotlib/imageio give RGB."""
     if colour not in COLOUR_ORDERS:
         raise ValueError(f"colour={colour!r}: give 'bgr' (OpenCV) or 'rgb' (PIL, matplotlib, imageio)")
     if isinstance(image, (str, Path)):
@@ -81,13 +94,20 @@ def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
         image = ImageOps.exif_transpose(image)  # upright, as a file path is read (no tag: unchanged)
         rgb = np.asarray(image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB"))
         return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if image is None:  # cv2.imread's answer for a file it could not read
+        raise ValueError("got None instead of an image (cv2.imread returns None for a file it cannot read)")
     array = np.asarray(image)
     if array.dtype == np.uint16:
         array = to_8bit(array)
+    elif array.dtype.kind == "f":
+        array = float_to_8bit(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(
-            f"an image array must be uint8 (or uint16) H×W, H×W×3 or H×W×4; got {array.dtype} {array.shape}"
+            "an image array must be uint8 (or uint16, or float in 0..1) H×W, H×W×3 or H×W×4; got "
+            f"{array.dtype} {array.shape}"
         )
+    if not array.size:
+        raise ValueError(f"an empty image array (shape {array.shape})")
     if array.ndim == 3 and array.shape[2] == 1:
         return array[:, :, 0]
     if array.ndim == 3 and array.shape[2] == 4:
