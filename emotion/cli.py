@@ -279,7 +279,8 @@ def first_job(argv: list[str]) -> list[str]:
 def compose_checked(overrides: list[str], config_name: str, hydra_node: bool = True) -> DictConfig:
     """The config Hydra will compose; a setting it does not have (``data.bach_size=8``) is a UserError in one line
     with the nearest name — Hydra would answer with six lines, exit status 1 and the advice to add the key with
-    ``+``, which a typo would then silently become."""
+    ``+``, which a typo would then silently become. Hydra's other composition errors (``+`` of a setting there is,
+    ``~`` of one there is not) become one line too."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
@@ -293,7 +294,7 @@ def compose_checked(overrides: list[str], config_name: str, hydra_node: bool = T
         cause = exc.__cause__
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
             raise UserError(unknown_setting(str(cause.full_key), overrides, config_name)) from None
-        raise
+        raise UserError(" ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None  # +/~
     finally:
         GlobalHydra.instance().clear()
 

@@ -280,6 +280,19 @@ def test_a_setting_the_config_lacks_is_one_line_with_the_nearest_name(tmp_path, 
     assert not (tmp_path / "logs").exists()  # refused before Hydra made a run or sweep folder
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+data.batch_size=8", "Could not append to config. An item is already at 'data.batch_size'. Either remove + "),
+        ("~data.nosuch", "Could not delete from config. 'data.nosuch' does not exist."),
+    ],
+)
+def test_hydras_other_composition_errors_are_one_line_and_exit_2(tmp_path, override, message):
+    res = run_cli("-m", "emotion.train", *TINY, f"paths.root_dir={tmp_path}", override, timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith(f"error: {message}"), res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "logs").exists()
+
+
 def test_missing_dataset_names_paths_kaggle_and_demo(tmp_path):
     res = run_cli("-m", "emotion.train", f"paths.root_dir={tmp_path}", f"data.root={tmp_path}/nowhere", timeout=120)
     assert res.returncode != 0
