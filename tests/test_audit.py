@@ -80,3 +80,22 @@ def test_an_audit_that_fails_leaves_no_output_folder_behind(tmp_path, capsys):
     assert audit_main([str(tmp_path / "no-such-data"), "--out", str(out)]) == 2
     assert "no-such-data" in capsys.readouterr().err
     assert not (tmp_path / "audits").exists()
+
+
+def test_an_exclusion_list_made_on_another_copy_is_refused_or_its_strays_counted(folder_data, tmp_path, caplog):
+    """A list whose paths name no image here (another copy's layout, e.g. the CSV's) excluded nothing, unsaid."""
+    import pytest
+
+    from emotion.errors import DatasetError
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"exclude": ["Training/00001.png", "Training/00002.png"]}))
+    with pytest.raises(DatasetError, match=r"none of its 2 paths \(e.g. Training/00001.png\) is an image under"):
+        FER2013DataModule(root=str(folder_data), cache_dir=None, exclude=str(other)).setup("fit")
+    real = sorted((folder_data / "train" / "happy").iterdir())[0].relative_to(folder_data).as_posix()
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps({"exclude": [real, "Training/00001.png", "Training/00002.png"]}))
+    dm = FER2013DataModule(root=str(folder_data), cache_dir=None, exclude=str(mixed))
+    dm.setup("fit")
+    assert len(dm.splits.train) == 8 * 7 - 1
+    assert "2 of its 3 paths are not images of this data set (e.g. Training/00001.png); the other 1 are" in caplog.text

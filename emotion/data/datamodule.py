@@ -289,7 +289,21 @@ class FER2013DataModule(L.LightningDataModule):
         """Indices of images listed (by relative source path) in an exclusion JSON: {"exclude": [paths…]}."""
         if not self.exclude:
             return np.zeros(0, np.int64)
-        return np.flatnonzero(np.isin(raw.sources, listed_sources(self.exclude, "data.exclude")))
+        listed = listed_sources(self.exclude, "data.exclude")
+        found = np.isin(listed, raw.sources)
+        if listed and not found.any():  # a list made on another copy or layout would exclude nothing, unsaid
+            raise DatasetError(
+                f"data.exclude={self.exclude}: none of its {len(listed)} paths (e.g. {listed[0]}) is an image under "
+                f"{self.root}; give a list made on this data set (python -m emotion.audit {self.root})"
+            )
+        if not found.all():
+            missing = [p for p, f in zip(listed, found, strict=True) if not f]
+            log.warning(
+                "data.exclude=%s: %d of its %d paths are not images of this data set (e.g. %s); the other %d are "
+                "excluded",
+                self.exclude, len(missing), len(listed), missing[0], int(found.sum()),
+            )  # fmt: skip
+        return np.flatnonzero(np.isin(raw.sources, listed))
 
     def _apply_drop_labels(self, raw: RawData) -> np.ndarray:
         """``data.drop_labels``: the training faces (indices into ``raw``) listed in a JSON {"exclude": [paths…]}
