@@ -59,7 +59,7 @@ def test_listed_training_faces_lose_their_label_in_training_batches_only(folder_
         (None, "no such file"),
         ("[1, 2]", "not a JSON object with an exclude list"),
         ('{"flagged": 3}', 'no "exclude" list'),
-        ('{"exclude": ["train/angry/nobody.png"]}', "none of its 1 faces is a training face"),
+        ('{"exclude": ["train/angry/nobody.png"]}', r"none of its 1 paths \(e.g. train/angry/nobody.png\) is a"),
     ],
 )
 def test_a_wrong_drop_labels_file_is_one_clear_error(folder_data, tmp_path, content, message):

@@ -114,6 +114,22 @@ def listed_sources(file: str, setting: str) -> list[str]:
     return [str(p) for p in listed]
 
 
+def check_listed(setting: str, file: str, listed: list[str], sources: np.ndarray, what: str, remedy: str) -> None:
+    """A list of faces (``data.exclude``, ``data.drop_labels``) none of whose paths is among ``sources`` would act on
+    nothing, unsaid: a DatasetError; the strays of a partly matching list are counted in a warning."""
+    found = np.isin(listed, sources)
+    if listed and not found.any():
+        raise DatasetError(
+            f"{setting}={file}: none of its {len(listed)} paths (e.g. {listed[0]}) is {what}; give {remedy}"
+        )
+    if not found.all():
+        missing = [p for p, f in zip(listed, found, strict=True) if not f]
+        log.warning(
+            "%s=%s: %d of its %d paths are not %s (e.g. %s); the other %d are used",
+            setting, file, len(missing), len(listed), what, missing[0], int(found.sum()),
+        )  # fmt: skip
+
+
 class InMemoryFaces(Dataset):
     """Faces held as one N×1×S×S uint8 tensor; indexed by a whole batch of indices at once."""
 
@@ -290,19 +306,10 @@ class FER2013DataModule(L.LightningDataModule):
         if not self.exclude:
             return np.zeros(0, np.int64)
         listed = listed_sources(self.exclude, "data.exclude")
-        found = np.isin(listed, raw.sources)
-        if listed and not found.any():  # a list made on another copy or layout would exclude nothing, unsaid
-            raise DatasetError(
-                f"data.exclude={self.exclude}: none of its {len(listed)} paths (e.g. {listed[0]}) is an image under "
-                f"{self.root}; give a list made on this data set (python -m emotion.audit {self.root})"
-            )
-        if not found.all():
-            missing = [p for p, f in zip(listed, found, strict=True) if not f]
-            log.warning(
-                "data.exclude=%s: %d of its %d paths are not images of this data set (e.g. %s); the other %d are "
-                "excluded",
-                self.exclude, len(missing), len(listed), missing[0], int(found.sum()),
-            )  # fmt: skip
+        check_listed(
+            "data.exclude", self.exclude, listed, raw.sources, f"an image under {self.root}",
+            f"a list made on this data set (python -m emotion.audit {self.root})",
+        )  # fmt: skip
         return np.flatnonzero(np.isin(raw.sources, listed))
 
     def _apply_drop_labels(self, raw: RawData) -> np.ndarray:
@@ -316,12 +323,11 @@ class FER2013DataModule(L.LightningDataModule):
             )
         listed = listed_sources(self.drop_labels, "data.drop_labels")
         train = self.splits.train
+        check_listed(
+            "data.drop_labels", self.drop_labels, listed, raw.sources[train], f"a training face under {self.root}",
+            "a verdict made on this data set (experiments/tools/label_issues.py find)",
+        )  # fmt: skip
         dropped = train[np.isin(raw.sources[train], listed)]
-        if len(dropped) == 0:
-            raise DatasetError(
-                f"data.drop_labels={self.drop_labels}: none of its {len(listed)} faces is a training face under "
-                f"{self.root}; give a verdict made on this data set (experiments/tools/label_issues.py find)"
-            )
         self.splits.protocol["labels_dropped"] = (
             f"{len(dropped)} training faces listed in {self.drop_labels} learn without their label (data.drop_labels)"
         )
