@@ -69,6 +69,12 @@ def test_catalog_without_needed_columns_is_a_clear_error(tmp_path):
         load_catalog(path)
 
 
+def test_cli_takes_the_emotion_in_any_case(capsys):
+    """A user who types --emotion Happy means happy (argparse's choices alone refused it)."""
+    assert songs_main(["--emotion", "Happy", "-n", "2"]) == 0
+    assert "Songs for happy" in capsys.readouterr().out
+
+
 def test_cli(capsys, tmp_path):
     assert songs_main(["--emotion", "fear", "-n", "3", "--strategy", "lift"]) == 0
     out = capsys.readouterr().out
