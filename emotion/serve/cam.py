@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -47,6 +48,17 @@ class SourceError(UserError, RuntimeError):
     """A camera or video that cannot be opened."""
 
 
+@contextmanager
+def opencv_silent() -> Iterator[None]:
+    """OpenCV's own log lines held back for the block (the caller reports what went wrong)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def open_source(source: str) -> Iterator[np.ndarray]:
     """Frames of a webcam index, a video file or a folder of images (sorted by name)."""
     path = Path(source)
@@ -59,7 +71,8 @@ def open_source(source: str) -> Iterator[np.ndarray]:
             print(f"warning: {not_read_note(others)}", file=sys.stderr, flush=True)
         return _images(files)
     if source.isdigit():
-        cap = cv2.VideoCapture(int(source))
+        with opencv_silent():  # OpenCV logs its own "Camera index out of range" line before the message below
+            cap = cv2.VideoCapture(int(source))
         if not cap.isOpened():
             raise SourceError(
                 f"no camera at index {source}: none is connected, it is in use, or access was denied. "
