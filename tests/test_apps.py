@@ -1,10 +1,14 @@
 """Export, Predictor, predict CLI, webcam demo (headless, on a generated video of a real face) and songs."""
 
 import csv
+import functools
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -223,6 +227,46 @@ def test_predict_cli_on_files_folders_and_bad_files(weights, tmp_path, astronaut
     assert by_file["zero.jpg"]["error"] == "empty file (0 bytes)"
     assert "no such file" in by_file["missing.png"]["error"]
     assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server over ``tmp_path/www`` (the network boundary, without the internet): its base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a download from it fails as one offline does (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_predict_reads_http_urls_and_says_why_a_download_failed(weights, astronaut, http_folder, tmp_path, capsys):
+    import emotion
+
+    www, base = http_folder
+    cv2.imwrite(str(www / "astronaut.jpg"), astronaut)
+    offline = f"http://127.0.0.1:{closed_port()}/face.jpg"
+    urls = [f"{base}/astronaut.jpg?size=large", f"{base}/missing.jpg", offline]
+    code = predict_main([*urls, "--model", str(weights), "--json", "--annotate", str(tmp_path / "ann")])
+    rows = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
+    assert code == 1
+    assert rows[urls[0]]["label"] in Predictor(str(weights)).class_names  # the URL as typed, its "//" kept
+    assert (tmp_path / "ann" / "astronaut_annotated.png").is_file()  # named after the URL's file
+    assert rows[urls[1]]["error"] == "download failed: HTTP 404 File not found"
+    assert rows[offline]["error"].startswith("could not download it (")
+    assert "check the address and the network, or download the image and give its file" in rows[offline]["error"]
+    faces = emotion.detect_emotions(f"{base}/astronaut.jpg", model=str(weights))  # the Python API reads URLs too
+    assert [f.label for f in faces] == [rows[urls[0]]["label"]]
 
 
 def test_predict_reads_gifs_names_what_it_did_not_read_and_points_videos_to_the_cam(
@@ -488,6 +532,20 @@ def test_the_cam_says_which_faces_its_scans_miss_in_a_4k_source_and_the_flag_tha
     finer = VideoFaceDetector(scanner=video_scanner("yunet", None, 48, None))
     assert small_faces_note(finer, 3840) is None  # --min-face given: the finer search runs
     assert small_faces_note(VideoFaceDetector(scanner=video_scanner("haar", None, None, None)), 3840) is None
+
+
+def test_cam_reads_a_stream_url_and_says_when_it_cannot(weights, face_video, http_folder):
+    """An IP camera's URL (here a local HTTP server's video, as such a camera serves one) is read frame by frame;
+    an unreachable one is a one-line SourceError (the whole command: exit 2), not "video … does not exist"."""
+    www, base = http_folder
+    (www / face_video.name).write_bytes(face_video.read_bytes())
+    stats, _ = run(Predictor(str(weights)), f"{base}/{face_video.name}", headless=True)
+    assert stats.frames == 25 and stats.frames_with_faces >= 15
+    with pytest.raises(SourceError, match=r"^cannot open stream rtsp://127\.0\.0\.1:\d+/cam: the camera or server is"):
+        open_source(f"rtsp://127.0.0.1:{closed_port()}/cam")
+    from emotion.serve.cam import main as cam_main
+
+    assert cam_main(["--model", str(weights), "--source", f"http://127.0.0.1:{closed_port()}/live", "--headless"]) == 2
 
 
 def test_cam_errors_for_missing_camera_and_video(tmp_path, capfd):

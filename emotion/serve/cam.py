@@ -1,4 +1,4 @@
-"""Live emotion demo: ``python -m emotion.cam [--source 0|VIDEO|FOLDER] [--headless --output OUT]``.
+"""Live emotion demo: ``python -m emotion.cam [--source 0|VIDEO|FOLDER|URL] [--headless --output OUT]``.
 
 Faces are found by :class:`emotion.serve.faces.VideoFaceDetector`: a search of the whole frame every ``--scan-every``
 frames (YuNet by default, its turned searches for tilted faces taking turns; or ``--detector haar``), and between
@@ -59,8 +59,12 @@ def opencv_silent() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(level)
 
 
+#: network cameras and streams (an IP camera's ``rtsp://user:pass@host/…``), read by OpenCV's FFmpeg
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
 def open_source(source: str) -> Iterator[np.ndarray]:
-    """Frames of a webcam index, a video file or a folder of images (sorted by name)."""
+    """Frames of a webcam index, a stream URL, a video file or a folder of images (sorted by name)."""
     path = Path(source)
     if path.is_dir():
         files, others = images_in(path, recursive=False)
@@ -77,6 +81,14 @@ def open_source(source: str) -> Iterator[np.ndarray]:
             raise SourceError(
                 f"no camera at index {source}: none is connected, it is in use, or access was denied. "
                 "Try another --source index, a video file, or a folder of images."
+            )
+    elif source.lower().startswith(STREAM_SCHEMES):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own "connection refused" lines: ours says it
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise SourceError(
+                f"cannot open stream {source}: the camera or server is offline or unreachable, the address or its "
+                "credentials are wrong, or OpenCV's FFmpeg does not read its format"
             )
     else:
         if not path.is_file():
@@ -397,7 +409,9 @@ def video_scanner(
 @quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.cam", description=__doc__.splitlines()[0])
-    p.add_argument("--source", default="0", help="webcam index, video file or image folder (default 0)")
+    p.add_argument(
+        "--source", default="0", help="webcam index, video file, image folder or stream URL (rtsp://…; default 0)"
+    )
     p.add_argument(
         "--model", help=".ckpt, .safetensors, .onnx or a shipped model's name (default: the shipped default)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -14,6 +15,9 @@ from emotion.data.decode import IMAGE_EXTENSIONS, decode, to_8bit
 COLOUR_ORDERS = ("bgr", "rgb")
 #: videos' extensions: not read as images, but pointed to the cam, which reads them frame by frame
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg", ".3gp"}
+URL_SCHEMES = ("http://", "https://")
+MAX_DOWNLOAD_MB = 50  # a photo, not a data set
+DOWNLOAD_TIMEOUT_S = 30.0
 
 
 def video_hint(path: Path) -> str:
@@ -40,16 +44,58 @@ def not_read_note(others: list[Path], shown: int = 5) -> str:
     return f"not read: {count} without an image's extension: {', '.join(names)}{more}"
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A colour or grayscale image as uint8, turned upright as its EXIF orientation says (a phone's portrait photo is
-    stored sideways with a tag); ValueError with the reason for a missing, empty or undecodable file."""
+def is_url(source: object) -> bool:
+    return isinstance(source, str) and source.lower().startswith(URL_SCHEMES)
+
+
+def source_stem(source: Path | str) -> str:
+    """A file's stem, or the last part of a URL's path (``…/photos/me.jpg?s=1`` → ``me``)."""
+    return Path(urlsplit(source).path if is_url(source) else source).stem or "image"
+
+
+def download(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+    """An http(s) URL's bytes (at most :data:`MAX_DOWNLOAD_MB`); ValueError saying why not: offline, no such host,
+    an HTTP error, too large."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "emotion-predict (urllib)"})
+    limit = MAX_DOWNLOAD_MB * 2**20
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = response.read(limit + 1)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"download failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # offline, no such host, timed out
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise ValueError(
+            f"could not download it ({reason}): check the address and the network, or download the image and give "
+            "its file"
+        ) from None
+    if len(data) > limit:
+        raise ValueError(f"larger than {MAX_DOWNLOAD_MB} MB: download it and give its file")
+    return data
+
+
+def read_image(source: Path | str) -> np.ndarray:
+    """A colour or grayscale image file, or an http(s) URL's image, as uint8, turned upright as its EXIF orientation
+    says (a phone's portrait photo is stored sideways with a tag); ValueError with the reason for a missing, empty
+    or undecodable file or a failed download."""
+    if is_url(source):
+        return decode_image(download(str(source)))
+    path = Path(source)
     if not path.exists():
         raise ValueError("no such file")
     if not path.is_file():
         raise ValueError("not a file")
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         raise ValueError(video_hint(path))
-    data = path.read_bytes()
+    return decode_image(path.read_bytes())
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """An image file's bytes → uint8 gray or BGR (alpha dropped), upright; ValueError if empty or undecodable."""
     if not data:
         raise ValueError("empty file (0 bytes)")
     try:
@@ -78,14 +124,14 @@ def float_to_8bit(array: np.ndarray) -> np.ndarray:
 
 
 def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
-    """A path, a PIL image or an array (``H×W`` gray, ``H×W×3`` in ``colour`` order, ``H×W×4`` with alpha; uint8,
-    uint16 or float in 0..1) → a BGR or gray uint8 array. ``colour`` says how an array's channels are ordered: OpenCV
-    gives BGR, PIL/matplotlib/imageio give RGB."""
+    """A path or http(s) URL, a PIL image or an array (``H×W`` gray, ``H×W×3`` in ``colour`` order, ``H×W×4`` with
+    alpha; uint8, uint16 or float in 0..1) → a BGR or gray uint8 array. ``colour`` says how an array's channels are
+    ordered: OpenCV gives BGR, PIL/matplotlib/imageio give RGB."""
     if colour not in COLOUR_ORDERS:
         raise ValueError(f"colour={colour!r}: give 'bgr' (OpenCV) or 'rgb' (PIL, matplotlib, imageio)")
     if isinstance(image, (str, Path)):
         try:
-            return read_image(Path(image))
+            return read_image(image)
         except ValueError as exc:  # the caller's file, named: it may be one of many
             raise ValueError(f"{image}: {exc}") from None
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image: its own mode says what it holds

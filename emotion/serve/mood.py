@@ -30,7 +30,7 @@ def mood_of_image(path: str | Path, model: str | None = None, all_faces: bool = 
     from emotion.serve.predictor import Predictor
 
     try:
-        image = read_image(Path(path))
+        image = read_image(path)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     predictor = Predictor.from_pretrained(model or "default")

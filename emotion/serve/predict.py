@@ -32,17 +32,20 @@ from emotion.serve.faces import (
     face_check_flag_error,
     photo_detector,
 )
-from emotion.serve.images import images_in, not_read_note, read_image
+from emotion.serve.images import images_in, is_url, not_read_note, read_image, source_stem
 from emotion.serve.predictor import Predictor
 
 
-def iter_images(paths: list[str]) -> tuple[list[Path], list[Path]]:
-    """The files to read — those named, and the images of the folders named (recursively) — and the folders' other
-    files, which are not read (:func:`~emotion.serve.images.images_in`)."""
-    files: list[Path] = []
+def iter_images(paths: list[str]) -> tuple[list[Path | str], list[Path]]:
+    """The files to read — those named, http(s) URLs, and the images of the folders named (recursively) — and the
+    folders' other files, which are not read (:func:`~emotion.serve.images.images_in`)."""
+    files: list[Path | str] = []
     others: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
+    for name in paths:
+        p = Path(name)
+        if is_url(name):
+            files.append(name)  # as typed: Path() would fold its "//"
+        elif p.is_dir():
             images, rest = images_in(p)
             files += images
             others += rest
@@ -91,7 +94,7 @@ class Progress:
         print(f"{start}{done}/{self.total} files", end=end, file=sys.stderr, flush=True)
 
 
-def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotate: Path | None) -> list[dict]:
+def predict_files(predictor: Predictor, files: list[Path | str], detect: bool, annotate: Path | None) -> list[dict]:
     from emotion.serve.draw import draw_faces
 
     rows: list[dict] = []
@@ -109,7 +112,7 @@ def predict_files(predictor: Predictor, files: list[Path], detect: bool, annotat
             rows.append({"file": str(path), "error": "no face detected (try --no-detect for pre-cropped faces)"})
         copy = {}
         if annotate is not None and faces:
-            out = annotate / unique_name(f"{path.stem}_annotated", ".png", taken)
+            out = annotate / unique_name(f"{source_stem(path)}_annotated", ".png", taken)
             with contextlib.suppress(OSError):  # made with the first copy (checked, not made, before the work)
                 annotate.mkdir(parents=True, exist_ok=True)  # a failure: imwrite's, reported below
             if cv2.imwrite(str(out), draw_faces(img.copy(), faces)):
