@@ -256,7 +256,7 @@ def test_predict_reads_http_urls_and_says_why_a_download_failed(weights, astrona
     www, base = http_folder
     cv2.imwrite(str(www / "astronaut.jpg"), astronaut)
     offline = f"http://127.0.0.1:{closed_port()}/face.jpg"
-    urls = [f"{base}/astronaut.jpg?size=large", f"{base}/missing.jpg", offline]
+    urls = [f"{base}/astronaut.jpg?size=large", f"{base}/missing.jpg", offline, f"{base}/clip.mp4"]
     code = predict_main([*urls, "--model", str(weights), "--json", "--annotate", str(tmp_path / "ann")])
     rows = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
     assert code == 1
@@ -265,6 +265,7 @@ def test_predict_reads_http_urls_and_says_why_a_download_failed(weights, astrona
     assert rows[urls[1]]["error"] == "download failed: HTTP 404 File not found"
     assert rows[offline]["error"].startswith("could not download it (")
     assert "check the address and the network, or download the image and give its file" in rows[offline]["error"]
+    assert rows[urls[3]]["error"].startswith(f"a video: python -m emotion.cam --source {urls[3]} ")  # not downloaded
     faces = emotion.detect_emotions(f"{base}/astronaut.jpg", model=str(weights))  # the Python API reads URLs too
     assert [f.label for f in faces] == [rows[urls[0]]["label"]]
 

@@ -20,7 +20,7 @@ MAX_DOWNLOAD_MB = 50  # a photo, not a data set
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
-def video_hint(path: Path) -> str:
+def video_hint(path: Path | str) -> str:
     return f"a video: python -m emotion.cam --source {path} --headless --table faces.csv reads it frame by frame"
 
 
@@ -83,7 +83,9 @@ def read_image(source: Path | str) -> np.ndarray:
     says (a phone's portrait photo is stored sideways with a tag); ValueError with the reason for a missing, empty
     or undecodable file or a failed download."""
     if is_url(source):
-        return decode_image(download(str(source)))
+        if Path(urlsplit(source).path).suffix.lower() in VIDEO_EXTENSIONS:
+            raise ValueError(video_hint(source))
+        return decode_image(download(source))
     path = Path(source)
     if not path.exists():
         raise ValueError("no such file")
