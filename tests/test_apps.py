@@ -256,7 +256,7 @@ def test_predict_reads_http_urls_and_says_why_a_download_failed(weights, astrona
     www, base = http_folder
     cv2.imwrite(str(www / "astronaut.jpg"), astronaut)
     offline = f"http://127.0.0.1:{closed_port()}/face.jpg"
-    urls = [f"{base}/astronaut.jpg?size=large", f"{base}/missing.jpg", offline, f"{base}/clip.mp4"]
+    urls = [f"{base}/astronaut.jpg?size=large", f"{base}/missing.jpg", offline, f"{base}/clip.mp4", "http://[::1/x.jpg"]
     code = predict_main([*urls, "--model", str(weights), "--json", "--annotate", str(tmp_path / "ann")])
     rows = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
     assert code == 1
@@ -266,6 +266,7 @@ def test_predict_reads_http_urls_and_says_why_a_download_failed(weights, astrona
     assert rows[offline]["error"].startswith("could not download it (")
     assert "check the address and the network, or download the image and give its file" in rows[offline]["error"]
     assert rows[urls[3]]["error"].startswith(f"a video: python -m emotion.cam --source {urls[3]} ")  # not downloaded
+    assert rows[urls[4]]["error"] == "not a valid URL (Invalid IPv6 URL)"
     faces = emotion.detect_emotions(f"{base}/astronaut.jpg", model=str(weights))  # the Python API reads URLs too
     assert [f.label for f in faces] == [rows[urls[0]]["label"]]
 

@@ -83,7 +83,11 @@ def read_image(source: Path | str) -> np.ndarray:
     says (a phone's portrait photo is stored sideways with a tag); ValueError with the reason for a missing, empty
     or undecodable file or a failed download."""
     if is_url(source):
-        if Path(urlsplit(source).path).suffix.lower() in VIDEO_EXTENSIONS:
+        try:
+            url_path = urlsplit(source).path
+        except ValueError as exc:  # "Invalid IPv6 URL"
+            raise ValueError(f"not a valid URL ({exc})") from None
+        if Path(url_path).suffix.lower() in VIDEO_EXTENSIONS:
             raise ValueError(video_hint(source))
         return decode_image(download(source))
     path = Path(source)
