@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.songs", description="Songs for an emotion or a face.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--emotion", type=str.lower, choices=FER2013_CLASSES, help="e.g. happy (any case)")
-    src.add_argument("--from-image", metavar="PATH", help="detect the emotion of the largest face in a photo")
-    src.add_argument("--from-cam", metavar="SOURCE", nargs="?", const="0", help="webcam index or video (default 0)")
+    src.add_argument("--from-image", metavar="PATH", help="the emotion of the largest face in a photo (file or URL)")
+    src.add_argument(
+        "--from-cam", metavar="SOURCE", nargs="?", const="0", help="webcam index, video or stream URL (default 0)"
+    )
     p.add_argument("-n", type=int, default=5, help="number of songs (default 5)")
     p.add_argument("--strategy", choices=STRATEGIES, default="match", help="match the mood, or lift it (iso principle)")
     p.add_argument("--catalog", help="your own CSV (title/track_name, artist/artists, valence, energy[, tempo])")
