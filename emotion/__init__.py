@@ -16,11 +16,11 @@ def load_pretrained(name: str = "default"):
 
 
 def detect_emotions(image: Any, model: str = "default", colour: str = "bgr", min_face: int | None = None) -> list:
-    """Every face of ``image`` (a path or http(s) URL, a PIL image or an array; ``colour`` gives an array's channel
-    order, ``bgr`` or ``rgb``) with its box, label, confidence and probabilities, largest face first — the shipped
-    default model unless ``model`` names another shipped model or a model file. ``min_face``: the smallest face to
-    find, in pixels (default 24, ``predict --min-face``'s; larger is faster on large photos). The predictor is loaded
-    once per model and ``min_face``."""
+    """Every face of ``image`` (a path or http(s) URL, an image file's bytes or a binary file, a PIL image or an
+    array; ``colour`` gives an array's channel order, ``bgr`` or ``rgb``) with its box, label, confidence and
+    probabilities, largest face first — the shipped default model unless ``model`` names another shipped model or a
+    model file. ``min_face``: the smallest face to find, in pixels (default 24, ``predict --min-face``'s; larger is
+    faster on large photos). The predictor is loaded once per model and ``min_face``."""
     return _predictor(model, min_face).predict(image, colour=colour)
 
 

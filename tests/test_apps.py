@@ -792,6 +792,27 @@ def test_detect_emotions_takes_matplotlibs_float_images_and_names_what_it_cannot
         emotion.detect_emotions(np.zeros((0, 0), np.uint8))
 
 
+def test_detect_emotions_takes_an_image_files_bytes_or_a_binary_file(astronaut, tmp_path):
+    """What a web server receives (an upload's bytes, a file object) is decoded as the file would be."""
+    import io
+
+    import emotion
+
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), astronaut)
+    expected = [f.to_dict() for f in emotion.detect_emotions(path)]
+    data = path.read_bytes()
+    with path.open("rb") as opened:
+        for image in (data, bytearray(data), memoryview(data), io.BytesIO(data), opened):
+            assert [f.to_dict() for f in emotion.detect_emotions(image)] == expected, type(image)
+    with pytest.raises(ValueError, match=r"^image bytes: empty file \(0 bytes\)$"):
+        emotion.detect_emotions(b"")
+    with pytest.raises(ValueError, match="^image bytes: not a readable image"):
+        emotion.detect_emotions(io.BytesIO(b"<html>not an image</html>"))
+    with path.open() as text, pytest.raises(ValueError, match="a file opened in text mode: open it with 'rb'"):
+        emotion.detect_emotions(text)
+
+
 def test_cam_writes_every_face_of_every_frame_with_its_track_and_a_picture_over_time(weights, face_video, tmp_path):
     import csv
     import json

@@ -3,6 +3,7 @@ uint8 arrays the detectors and crops take, upright as their EXIF orientation say
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,9 +131,9 @@ def float_to_8bit(array: np.ndarray) -> np.ndarray:
 
 
 def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
-    """A path or http(s) URL, a PIL image or an array (``H×W`` gray, ``H×W×3`` in ``colour`` order, ``H×W×4`` with
-    alpha; uint8, uint16 or float in 0..1) → a BGR or gray uint8 array. ``colour`` says how an array's channels are
-    ordered: OpenCV gives BGR, PIL/matplotlib/imageio give RGB."""
+    """A path or http(s) URL, an image file's bytes or a binary file object, a PIL image or an array (``H×W`` gray,
+    ``H×W×3`` in ``colour`` order, ``H×W×4`` with alpha; uint8, uint16 or float in 0..1) → a BGR or gray uint8 array.
+    ``colour`` says how an array's channels are ordered: OpenCV gives BGR, PIL/matplotlib/imageio give RGB."""
     if colour not in COLOUR_ORDERS:
         raise ValueError(f"colour={colour!r}: give 'bgr' (OpenCV) or 'rgb' (PIL, matplotlib, imageio)")
     if isinstance(image, (str, Path)):
@@ -140,6 +141,15 @@ def as_frame(image: Any, colour: str = "bgr") -> np.ndarray:
             return read_image(image)
         except ValueError as exc:  # the caller's file, named: it may be one of many
             raise ValueError(f"{image}: {exc}") from None
+    if isinstance(image, io.TextIOBase):
+        raise ValueError("a file opened in text mode: open it with 'rb'")
+    if hasattr(image, "read"):  # a binary file: open(…, "rb"), BytesIO, a web upload
+        image = image.read()
+    if isinstance(image, (bytes, bytearray, memoryview)):  # an encoded image file's bytes (JPEG, PNG, HEIC, …)
+        try:
+            return decode_image(bytes(image))
+        except ValueError as exc:
+            raise ValueError(f"image bytes: {exc}") from None
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image: its own mode says what it holds
         from PIL import ImageOps
 
