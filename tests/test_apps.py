@@ -536,6 +536,33 @@ def test_the_cam_says_which_faces_its_scans_miss_in_a_4k_source_and_the_flag_tha
     assert small_faces_note(VideoFaceDetector(scanner=video_scanner("haar", None, None, None)), 3840) is None
 
 
+def test_predict_reads_an_image_piped_into_standard_input(weights, astronaut, tmp_path, monkeypatch, capsys):
+    """cat photo.jpg | python -m emotion.predict - : the same faces as the file; - twice or with nothing piped is a
+    usage error, not a second, empty read or a wait for the keyboard."""
+    import io
+    import types
+
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), astronaut)
+    assert predict_main([str(path), "--model", str(weights), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    piped = types.SimpleNamespace(buffer=io.BytesIO(path.read_bytes()), isatty=lambda: False)
+    monkeypatch.setattr(sys, "stdin", piped)
+    assert predict_main(["-", "--model", str(weights), "--json", "--annotate", str(tmp_path / "ann")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r.pop("annotated") for r in rows] == [str(tmp_path / "ann" / "stdin_annotated.png")]
+    assert (tmp_path / "ann" / "stdin_annotated.png").is_file()
+    assert [r.pop("file") for r in rows] == ["-"]
+    assert rows == [{k: v for k, v in r.items() if k != "file"} for r in expected]  # the file's faces, box and probs
+    with pytest.raises(SystemExit):
+        predict_main(["-", "-", "--model", str(weights)])
+    assert "- (standard input) can be read once" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b""), isatty=lambda: True))
+    with pytest.raises(SystemExit):
+        predict_main(["-", "--model", str(weights)])
+    assert "nothing is piped" in capsys.readouterr().err
+
+
 def test_cam_reads_a_stream_url_and_says_when_it_cannot(weights, face_video, http_folder):
     """An IP camera's URL (here a local HTTP server's video, as such a camera serves one) is read frame by frame;
     an unreachable one is a one-line SourceError (the whole command: exit 2), not "video … does not exist"."""

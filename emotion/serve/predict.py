@@ -32,19 +32,21 @@ from emotion.serve.faces import (
     face_check_flag_error,
     photo_detector,
 )
-from emotion.serve.images import images_in, is_url, not_read_note, read_image, source_stem
+from emotion.serve.images import decode_image, images_in, is_url, not_read_note, read_image, source_stem
 from emotion.serve.predictor import Predictor
+
+STDIN = "-"  # an image piped in: cat photo.jpg | python -m emotion.predict -
 
 
 def iter_images(paths: list[str]) -> tuple[list[Path | str], list[Path]]:
-    """The files to read — those named, http(s) URLs, and the images of the folders named (recursively) — and the
-    folders' other files, which are not read (:func:`~emotion.serve.images.images_in`)."""
+    """The files to read — those named, http(s) URLs, ``-`` (standard input), and the images of the folders named
+    (recursively) — and the folders' other files, which are not read (:func:`~emotion.serve.images.images_in`)."""
     files: list[Path | str] = []
     others: list[Path] = []
     for name in paths:
         p = Path(name)
-        if is_url(name):
-            files.append(name)  # as typed: Path() would fold its "//"
+        if is_url(name) or name == STDIN:
+            files.append(name)  # as typed: Path() would fold a URL's "//"
         elif p.is_dir():
             images, rest = images_in(p)
             files += images
@@ -103,7 +105,7 @@ def predict_files(predictor: Predictor, files: list[Path | str], detect: bool, a
     for done, path in enumerate(files, 1):
         progress(done)
         try:
-            img = read_image(path)
+            img = decode_image(sys.stdin.buffer.read()) if path == STDIN else read_image(path)
         except ValueError as exc:
             rows.append({"file": str(path), "error": str(exc)})
             continue
@@ -112,7 +114,8 @@ def predict_files(predictor: Predictor, files: list[Path | str], detect: bool, a
             rows.append({"file": str(path), "error": "no face detected (try --no-detect for pre-cropped faces)"})
         copy = {}
         if annotate is not None and faces:
-            out = annotate / unique_name(f"{source_stem(path)}_annotated", ".png", taken)
+            stem = "stdin" if path == STDIN else source_stem(path)
+            out = annotate / unique_name(f"{stem}_annotated", ".png", taken)
             with contextlib.suppress(OSError):  # made with the first copy (checked, not made, before the work)
                 annotate.mkdir(parents=True, exist_ok=True)  # a failure: imwrite's, reported below
             if cv2.imwrite(str(out), draw_faces(img.copy(), faces)):
@@ -179,7 +182,7 @@ def write_csv(rows: list[dict], class_names: tuple[str, ...], annotated: bool = 
 @quiet_if_reader_gone
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m emotion.predict", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively), URLs; - reads stdin")
     p.add_argument(
         "--model", help=".ckpt, .safetensors, .onnx or a shipped model's name (default: the shipped default)"
     )
@@ -218,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if wrong := face_check_flag_error(args.face_check, args.detector):
         p.error(wrong)
+    if args.paths.count(STDIN) > 1:
+        p.error("- (standard input) can be read once")
+    if STDIN in args.paths and sys.stdin.isatty():
+        p.error("- reads an image piped in (cat photo.jpg | python -m emotion.predict -); nothing is piped")
 
     from emotion.errors import ModelFileError, report
 
